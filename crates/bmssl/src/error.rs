@@ -1,0 +1,57 @@
+//! One error type for the whole library. Every variant names the file, field or value at fault,
+//! so the CLI can print a single clear line and exit non-zero.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file exists but its contents are not what we expect (corrupt image, bad zip, bad npz...).
+    #[error("{path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    /// A configuration value is impossible (names the field).
+    #[error("invalid value for `{field}`: {reason}")]
+    Config { field: String, reason: String },
+    /// A dataset cannot serve the request (too few classes, empty folder...).
+    #[error("dataset {dataset}: {reason}")]
+    Dataset { dataset: String, reason: String },
+    /// Tensor shapes do not line up: a programming or file-format error, reported, never a panic.
+    #[error("shape mismatch in {context}: {reason}")]
+    Shape { context: String, reason: String },
+    /// A loss or gradient became NaN or infinite.
+    #[error("non-finite value in {what}")]
+    NonFinite { what: String },
+}
+
+/// Library result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An I/O error that names its path.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+    /// A corrupt-file error that names its path.
+    pub fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Corrupt { path: path.into(), reason: reason.into() }
+    }
+    /// A configuration error that names its field.
+    pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Config { field: field.into(), reason: reason.into() }
+    }
+    /// A dataset error that names its dataset.
+    pub fn dataset(dataset: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Dataset { dataset: dataset.into(), reason: reason.into() }
+    }
+    /// A shape error that names where it happened.
+    pub fn shape(context: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Shape { context: context.into(), reason: reason.into() }
+    }
+}
