@@ -28,5 +28,6 @@
 //! | lambda / tau | `contrastive_weight` / `temperature` | |
 
 pub mod error;
+pub mod rng;
 
 pub use error::{Error, Result};
