@@ -27,6 +27,7 @@
 //! | alpha / beta | `inner_lr` / `outer_lr` | |
 //! | lambda / tau | `contrastive_weight` / `temperature` | |
 
+pub mod engine;
 pub mod error;
 pub mod rng;
 

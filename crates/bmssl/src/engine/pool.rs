@@ -1,0 +1,80 @@
+//! 2x2 max-pooling with stride 2, flooring odd sizes (7x7 -> 3x3) like `F.max_pool2d(x, 2)`.
+//!
+//! The winner of each window is chosen by value and remembered, so the backward pass routes the
+//! gradient to exactly that input (first maximum on ties, as PyTorch).
+
+use super::scalar::Scalar;
+
+/// Spatial geometry of a pooling layer over `[planes, H, W]` (planes = C*N in CNHW).
+#[derive(Clone, Copy, Debug)]
+pub struct PoolShape {
+    pub planes: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl PoolShape {
+    /// Output height / width.
+    pub fn out_hw(&self) -> (usize, usize) {
+        (self.h / 2, self.w / 2)
+    }
+}
+
+/// Forward: returns `y [planes, H/2, W/2]` and, per output, the flat index of its winning input.
+pub fn forward<S: Scalar>(x: &[S], s: &PoolShape) -> (Vec<S>, Vec<u32>) {
+    let (oh, ow) = s.out_hw();
+    let mut y = Vec::with_capacity(s.planes * oh * ow);
+    let mut arg = Vec::with_capacity(s.planes * oh * ow);
+    for p in 0..s.planes {
+        let base = p * s.h * s.w;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let i0 = base + 2 * oy * s.w + 2 * ox;
+                let mut best = i0;
+                for i in [i0 + 1, i0 + s.w, i0 + s.w + 1] {
+                    if x[i].re() > x[best].re() {
+                        best = i;
+                    }
+                }
+                y.push(x[best]);
+                arg.push(best as u32);
+            }
+        }
+    }
+    (y, arg)
+}
+
+/// Backward: scatters `dy` to the winners; everything else gets zero.
+pub fn backward<S: Scalar>(dy: &[S], arg: &[u32], input_len: usize) -> Vec<S> {
+    let mut dx = vec![S::default(); input_len];
+    for (&d, &i) in dy.iter().zip(arg) {
+        dx[i as usize] += d;
+    }
+    dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::gradcheck::{assert_gradient, test_values};
+
+    #[test]
+    fn odd_sizes_are_floored_and_the_maximum_is_kept() {
+        let s = PoolShape { planes: 1, h: 3, w: 3 };
+        let x = [1.0, 5.0, 9.0, 2.0, 3.0, 9.0, 9.0, 9.0, 9.0];
+        let (y, arg) = forward(&x, &s);
+        assert_eq!(y, vec![5.0]);
+        assert_eq!(arg, vec![1]);
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let s = PoolShape { planes: 3, h: 5, w: 4 };
+        let x = test_values(3 * 5 * 4, 13);
+        let r = test_values(3 * 2 * 2, 14);
+        let (_, arg) = forward(&x, &s);
+        let dx = backward(&r, &arg, x.len());
+        let loss = |y: Vec<f64>| y.iter().zip(&r).map(|(a, b)| a * b).sum::<f64>();
+        assert_gradient("maxpool", &mut |v| loss(forward(v, &s).0), &x, &dx, 1e-8);
+    }
+}
