@@ -27,8 +27,12 @@
 //! | alpha / beta | `inner_lr` / `outer_lr` | |
 //! | lambda / tau | `contrastive_weight` / `temperature` | |
 
+pub mod augment;
+pub mod data;
 pub mod engine;
+pub mod episodes;
 pub mod error;
 pub mod rng;
+pub mod tasks;
 
 pub use error::{Error, Result};

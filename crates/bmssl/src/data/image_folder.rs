@@ -1,0 +1,202 @@
+//! A user's own images: `root/<class>/<image>.png|jpg|jpeg`, any size, grey or colour.
+//!
+//! Every image is converted to the requested channels (1 = luma, 3 = RGB) and resized to exactly
+//! the requested height x width (aspect ratio not kept) with the antialiased
+//! [`FilterType::Triangle`](image::imageops::FilterType::Triangle) filter, then held in memory.
+//! Pixels are stored as they are (no inversion, unlike Omniglot).
+//!
+//! Strictness, so that a typo never silently shrinks a dataset: an empty class folder, a file with
+//! another extension, or a file that does not decode is an error naming the path. Hidden files
+//! (`.DS_Store`...) and plain files directly under `root` are ignored.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+use rayon::prelude::*;
+
+use super::{Dataset, ImageShape, InMemoryDataset};
+use crate::{Error, Result};
+
+/// Extensions accepted as images (case-insensitive).
+pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// A folder of class folders of images, loaded into memory.
+#[derive(Clone, Debug)]
+pub struct ImageFolder {
+    data: InMemoryDataset,
+    class_names: Vec<String>,
+}
+
+impl ImageFolder {
+    /// Load every image under `root` as `shape` (channels 1 or 3). Classes are the sub-folders in
+    /// name order; images within a class are in file-name order.
+    pub fn load(root: &Path, shape: ImageShape) -> Result<Self> {
+        if shape.channels != 1 && shape.channels != 3 {
+            return Err(Error::config("channels", format!("{} is not 1 or 3", shape.channels)));
+        }
+        if shape.height == 0 || shape.width == 0 {
+            return Err(Error::config("image size", format!("{}x{} has no pixels", shape.height, shape.width)));
+        }
+        let mut classes: Vec<(String, PathBuf)> = Vec::new();
+        for entry in read_dir_sorted(root)? {
+            if entry.is_dir() && !is_hidden(&entry) {
+                let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                classes.push((name, entry));
+            }
+        }
+        if classes.is_empty() {
+            return Err(Error::dataset(root.display().to_string(), "no class folders (expected root/<class>/<image>)"));
+        }
+        let mut files: Vec<(usize, PathBuf)> = Vec::new();
+        for (c, (_, dir)) in classes.iter().enumerate() {
+            let before = files.len();
+            for path in read_dir_sorted(dir)? {
+                if is_hidden(&path) {
+                    continue;
+                }
+                let ok = path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)));
+                if path.is_dir() || !ok {
+                    return Err(Error::corrupt(&path, "not an image file (expected .png, .jpg or .jpeg)"));
+                }
+                files.push((c, path));
+            }
+            if files.len() == before {
+                return Err(Error::dataset(dir.display().to_string(), "empty class folder: it holds no images"));
+            }
+        }
+        // Read + decode + resize in parallel; order is kept by collect.
+        let decoded: Vec<Vec<u8>> =
+            files.par_iter().map(|(_, path)| load_image(path, shape)).collect::<Result<_>>()?;
+        let mut per_class: Vec<Vec<u8>> = vec![Vec::new(); classes.len()];
+        for ((c, _), pixels) in files.iter().zip(decoded) {
+            per_class[*c].extend_from_slice(&pixels);
+        }
+        let data = InMemoryDataset::from_classes(root.display().to_string(), shape, per_class)?;
+        Ok(ImageFolder { data, class_names: classes.into_iter().map(|(n, _)| n).collect() })
+    }
+
+    /// Class folder names, in class-index order.
+    pub fn class_names(&self) -> &[String] {
+        &self.class_names
+    }
+}
+
+impl Dataset for ImageFolder {
+    fn name(&self) -> &str {
+        self.data.name()
+    }
+    fn num_classes(&self) -> usize {
+        self.data.num_classes()
+    }
+    fn images_in_class(&self, class: usize) -> usize {
+        self.data.images_in_class(class)
+    }
+    fn shape(&self) -> ImageShape {
+        self.data.shape()
+    }
+    fn image(&self, class: usize, index: usize) -> Cow<'_, [u8]> {
+        self.data.image(class, index)
+    }
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        out.push(entry.map_err(|e| Error::io(dir, e))?.path());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One file -> CHW `u8` of `shape`.
+fn load_image(path: &Path, shape: ImageShape) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let img = image::load_from_memory(&bytes).map_err(|e| Error::corrupt(path, format!("not a readable image: {e}")))?;
+    let (w, h) = (shape.width as u32, shape.height as u32);
+    let resize = |dims: (u32, u32)| dims != (w, h);
+    Ok(if shape.channels == 1 {
+        let g = img.to_luma8();
+        let g = if resize(g.dimensions()) { image::imageops::resize(&g, w, h, FilterType::Triangle) } else { g };
+        g.into_raw()
+    } else {
+        let rgb = img.to_rgb8();
+        let rgb = if resize(rgb.dimensions()) { image::imageops::resize(&rgb, w, h, FilterType::Triangle) } else { rgb };
+        // HWC -> CHW.
+        let (hh, ww) = (shape.height, shape.width);
+        let raw = rgb.into_raw();
+        let mut chw = vec![0u8; 3 * hh * ww];
+        for (p, px) in raw.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                chw[c * hh * ww + p] = px[c];
+            }
+        }
+        chw
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_png(path: &Path, w: u32, h: u32, v: u8) {
+        image::RgbImage::from_pixel(w, h, image::Rgb([v, v / 2, 255 - v])).save(path).unwrap();
+    }
+
+    #[test]
+    fn images_of_any_size_are_resized_to_the_requested_shape() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (class, n) in [("a", 2), ("b", 3)] {
+            std::fs::create_dir(tmp.path().join(class)).unwrap();
+            for i in 0..n {
+                write_png(&tmp.path().join(class).join(format!("{i}.png")), 10 + i, 7, 40 * i as u8);
+            }
+        }
+        std::fs::write(tmp.path().join("a/.DS_Store"), b"x").unwrap();
+        let ds = ImageFolder::load(tmp.path(), ImageShape::new(3, 4, 5)).unwrap();
+        assert_eq!(ds.class_names(), ["a", "b"]);
+        assert_eq!((ds.num_classes(), ds.num_images()), (2, 5));
+        let img = ds.image(1, 2);
+        assert_eq!(img.len(), 60);
+        // CHW: the blue plane of a uniform (80, 40, 175) image.
+        assert_eq!(img[40], 175);
+        let grey = ImageFolder::load(tmp.path(), ImageShape::new(1, 6, 6)).unwrap();
+        assert_eq!(grey.image(0, 0).len(), 36);
+    }
+
+    #[test]
+    fn an_empty_class_folder_is_an_error_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("full")).unwrap();
+        write_png(&tmp.path().join("full/x.png"), 4, 4, 1);
+        std::fs::create_dir(tmp.path().join("hollow")).unwrap();
+        let err = ImageFolder::load(tmp.path(), ImageShape::new(1, 4, 4)).unwrap_err().to_string();
+        assert!(err.contains("hollow") && err.contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_image_is_an_error_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("c")).unwrap();
+        std::fs::write(tmp.path().join("c/broken.png"), b"\x89PNG definitely not").unwrap();
+        let err = ImageFolder::load(tmp.path(), ImageShape::new(1, 4, 4)).unwrap_err().to_string();
+        assert!(err.contains("broken.png"), "{err}");
+    }
+
+    #[test]
+    fn a_non_image_file_is_an_error_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("c")).unwrap();
+        write_png(&tmp.path().join("c/x.png"), 4, 4, 1);
+        std::fs::write(tmp.path().join("c/notes.txt"), b"hello").unwrap();
+        let err = ImageFolder::load(tmp.path(), ImageShape::new(1, 4, 4)).unwrap_err().to_string();
+        assert!(err.contains("notes.txt"), "{err}");
+    }
+}

@@ -1,0 +1,242 @@
+//! Datasets: where images come from, held in memory as `u8` pixels.
+//!
+//! A [`Dataset`] is a list of classes, each a list of same-shaped images. Two kinds exist:
+//! [`omniglot::Omniglot`] (read straight from the original zips, with the Vinyals split and
+//! optional rotation classes) and [`image_folder::ImageFolder`] (`root/<class>/<image>`, for a
+//! user's own data). [`InMemoryDataset`] holds small synthetic sets for tests.
+//!
+//! Self-supervised meta-training must never read labels. It therefore takes an
+//! [`UnlabelledPool`], which flattens a dataset split into a list of images and exposes only
+//! `len()`, the image shape and image access by index: there is no way to ask it for a class id.
+//! Supervised evaluation ([`crate::episodes`]) takes a `&dyn Dataset` instead.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::{Error, Result};
+
+pub mod image_folder;
+pub mod omniglot;
+
+/// Environment variable naming the data directory when `--data-dir` is not given.
+pub const DATA_ENV: &str = "BMSSL_DATA";
+
+/// Where the data lives: `flag` (the CLI's `--data-dir`), else `$BMSSL_DATA`, else
+/// `<directory of the executable>/../../data` if that exists, else `./data`.
+///
+/// Why this order: an explicit flag wins, an environment variable serves scripts and CI, and the
+/// executable-relative guess makes `target/release/bmssl` (or the test binary in
+/// `target/<profile>/deps/`, see [`repo_data_dir`]) find the repository's `data/` from any
+/// working directory.
+pub fn resolve_data_dir(flag: Option<&Path>) -> PathBuf {
+    if let Some(dir) = flag {
+        return dir.to_path_buf();
+    }
+    if let Some(dir) = std::env::var_os(DATA_ENV).filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|p| p.join("../../data")))
+        .filter(|d| d.is_dir())
+    {
+        return dir;
+    }
+    PathBuf::from("data")
+}
+
+/// The repository's `data/` directory, found from this crate's source location at compile time.
+///
+/// Why: tests run from the crate directory and from `target/<profile>/deps/`, neither of which
+/// is where [`resolve_data_dir`]'s executable rule looks; tests use this instead.
+pub fn repo_data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data")
+}
+
+/// Shape of one image, channels first. Pixels are stored `[channels][height][width]` (CHW).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ImageShape {
+    /// 1 (grey) or 3 (RGB).
+    pub channels: usize,
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+}
+
+impl ImageShape {
+    /// A new shape.
+    pub fn new(channels: usize, height: usize, width: usize) -> Self {
+        ImageShape { channels, height, width }
+    }
+    /// Values per image: `channels * height * width`.
+    pub fn numel(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+}
+
+impl std::fmt::Display for ImageShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}x{}", self.channels, self.height, self.width)
+    }
+}
+
+/// A labelled set of images: classes, images per class, one shared image shape, `u8` pixels.
+///
+/// Why a trait: evaluation episodes and the unlabelled pool work the same way on Omniglot splits,
+/// image folders and synthetic test sets. `Send + Sync` so views can be built in parallel.
+pub trait Dataset: Send + Sync {
+    /// A short name for messages ("omniglot/train", a folder path...).
+    fn name(&self) -> &str;
+    /// Number of classes.
+    fn num_classes(&self) -> usize;
+    /// Number of images in `class` (`class < num_classes()`).
+    fn images_in_class(&self, class: usize) -> usize;
+    /// Shape of every image.
+    fn shape(&self) -> ImageShape;
+    /// Pixels of image `index` of `class`, CHW, `shape().numel()` bytes. Borrowed when stored,
+    /// owned when computed on access (Omniglot rotations).
+    ///
+    /// Panics if `class` or `index` is out of range: callers index from the counts above.
+    fn image(&self, class: usize, index: usize) -> Cow<'_, [u8]>;
+    /// Total images over all classes.
+    fn num_images(&self) -> usize {
+        (0..self.num_classes()).map(|c| self.images_in_class(c)).sum()
+    }
+}
+
+/// Images held in one buffer, grouped by class. Used for synthetic sets in tests and as the
+/// storage of [`image_folder::ImageFolder`].
+#[derive(Clone, Debug)]
+pub struct InMemoryDataset {
+    name: String,
+    shape: ImageShape,
+    /// All images, class by class; CHW each.
+    pixels: Vec<u8>,
+    /// Index of the first image of each class, plus the total at the end.
+    class_start: Vec<usize>,
+}
+
+impl InMemoryDataset {
+    /// Build from one buffer per class, each the concatenation of that class's CHW images.
+    ///
+    /// Errors if a class is empty or its buffer is not a whole number of images.
+    pub fn from_classes(name: impl Into<String>, shape: ImageShape, classes: Vec<Vec<u8>>) -> Result<Self> {
+        let name = name.into();
+        let per = shape.numel();
+        if per == 0 {
+            return Err(Error::dataset(name, format!("image shape {shape} has no pixels")));
+        }
+        let mut class_start = vec![0];
+        let mut pixels = Vec::with_capacity(classes.iter().map(Vec::len).sum());
+        for (c, buf) in classes.into_iter().enumerate() {
+            if buf.is_empty() || buf.len() % per != 0 {
+                return Err(Error::dataset(
+                    name,
+                    format!("class {c} has {} bytes, not a positive multiple of {per} ({shape})", buf.len()),
+                ));
+            }
+            let last = *class_start.last().unwrap_or(&0);
+            class_start.push(last + buf.len() / per);
+            pixels.extend_from_slice(&buf);
+        }
+        Ok(InMemoryDataset { name, shape, pixels, class_start })
+    }
+}
+
+impl Dataset for InMemoryDataset {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn num_classes(&self) -> usize {
+        self.class_start.len() - 1
+    }
+    fn images_in_class(&self, class: usize) -> usize {
+        self.class_start[class + 1] - self.class_start[class]
+    }
+    fn shape(&self) -> ImageShape {
+        self.shape
+    }
+    fn image(&self, class: usize, index: usize) -> Cow<'_, [u8]> {
+        assert!(index < self.images_in_class(class), "image {index} out of range in class {class}");
+        let per = self.shape.numel();
+        let i = self.class_start[class] + index;
+        Cow::Borrowed(&self.pixels[i * per..(i + 1) * per])
+    }
+}
+
+/// Images without labels: what self-supervised meta-training sees.
+///
+/// Built from a dataset split; exposes only [`len`](Self::len), [`shape`](Self::shape) and
+/// [`image`](Self::image). Why: the paper's claim is that no label is used during meta-training;
+/// with this type, code that could read one does not compile.
+#[derive(Clone)]
+pub struct UnlabelledPool {
+    source: Arc<dyn Dataset>,
+    /// `(class, index)` in the source, per pool image. Private: never leaves this type.
+    items: Vec<(u32, u32)>,
+}
+
+impl UnlabelledPool {
+    /// Every image of `split`, labels dropped.
+    pub fn new(split: Arc<dyn Dataset>) -> Self {
+        let items = (0..split.num_classes())
+            .flat_map(|c| (0..split.images_in_class(c)).map(move |i| (c as u32, i as u32)))
+            .collect();
+        UnlabelledPool { source: split, items }
+    }
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+    /// True when there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+    /// Shape of every image.
+    pub fn shape(&self) -> ImageShape {
+        self.source.shape()
+    }
+    /// Pixels of image `index` (CHW `u8`). Panics if `index >= len()`.
+    pub fn image(&self, index: usize) -> Cow<'_, [u8]> {
+        let (c, i) = self.items[index];
+        self.source.image(c as usize, i as usize)
+    }
+}
+
+impl std::fmt::Debug for UnlabelledPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnlabelledPool")
+            .field("source", &self.source.name())
+            .field("len", &self.items.len())
+            .field("shape", &self.shape())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_data_dir_wins() {
+        assert_eq!(resolve_data_dir(Some(Path::new("/x/y"))), PathBuf::from("/x/y"));
+    }
+
+    #[test]
+    fn the_pool_lists_every_image_of_the_split_once() {
+        let shape = ImageShape::new(1, 2, 2);
+        let ds = InMemoryDataset::from_classes("t", shape, vec![vec![1; 8], vec![2; 4], vec![3; 12]]).unwrap();
+        let pool = UnlabelledPool::new(Arc::new(ds));
+        assert_eq!(pool.len(), 6);
+        let firsts: Vec<u8> = (0..6).map(|i| pool.image(i)[0]).collect();
+        assert_eq!(firsts, vec![1, 1, 2, 3, 3, 3]);
+    }
+
+    #[test]
+    fn a_ragged_class_buffer_is_an_error() {
+        let err = InMemoryDataset::from_classes("t", ImageShape::new(1, 2, 2), vec![vec![0; 5]]).unwrap_err();
+        assert!(err.to_string().contains("class 0"), "{err}");
+    }
+}

@@ -1,0 +1,414 @@
+//! The learner: a Conv4 (or Conv5) backbone, a projection head for the contrastive loss and a
+//! linear classifier over the task's ways, run *functionally* on a flat parameter vector.
+//!
+//! ```text
+//! x [N, C, H, W] -> blocks x [conv3x3(64, pad 1) -> batch-norm -> ReLU -> max-pool 2x2] -> flatten f [N, F]
+//! f -> classifier: Linear(F, ways)                       -> logits [N, ways]
+//! f -> projection: Linear(F, 64) -> ReLU -> Linear(64, 64) -> z [N, 64]
+//! ```
+//!
+//! Parameters live in one flat vector whose layout ([`Layout`]) names every tensor exactly as the
+//! PyTorch reference does (`conv0.weight`, `bn0.bias`, `proj.2.weight`, `classifier.bias`...), so
+//! checkpoints line up with PyTorch. The same [`Learner`] runs with the meta-parameters theta or
+//! with any fast weights w (learn2learn's `clone`/`adapt` idea without the module copies): the
+//! weights are an argument, never state.
+
+use crate::engine::{activation, batchnorm, conv, linear, pool, Scalar};
+use crate::{Error, Result};
+use rand::Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+/// Which convolutional backbone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backbone {
+    /// Four blocks: the standard few-shot backbone (Vinyals et al. 2016, MAML, PsCo on Omniglot).
+    Conv4,
+    /// Five blocks: PsCo's choice for 84x84 miniImageNet (a 2x2 final map instead of 5x5).
+    Conv5,
+}
+
+impl Backbone {
+    /// Number of conv blocks.
+    pub fn blocks(self) -> usize {
+        match self {
+            Backbone::Conv4 => 4,
+            Backbone::Conv5 => 5,
+        }
+    }
+}
+
+/// Architecture of a learner: everything that fixes the parameter layout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ArchSpec {
+    pub backbone: Backbone,
+    /// 1 (Omniglot) or 3 (RGB sets).
+    pub in_channels: usize,
+    /// Square input side: 28 (Omniglot), 32 (CIFAR-FS), 84 (miniImageNet).
+    pub image_size: usize,
+    /// Channels of every conv block (64 in the paper's Conv4).
+    pub hidden: usize,
+    /// Width of both projection-head layers.
+    pub proj_dim: usize,
+    /// Classifier outputs: the ways of a task (N/K).
+    pub ways: usize,
+}
+
+impl ArchSpec {
+    /// Conv4 with 64 channels and a 64-d projection, as in the reference.
+    pub fn conv4(in_channels: usize, image_size: usize, ways: usize) -> Self {
+        ArchSpec { backbone: Backbone::Conv4, in_channels, image_size, hidden: 64, proj_dim: 64, ways }
+    }
+
+    /// Side of the last feature map (each pool floors: 28 -> 14 -> 7 -> 3 -> 1).
+    pub fn feature_side(&self) -> usize {
+        (0..self.backbone.blocks()).fold(self.image_size, |s, _| s / 2)
+    }
+
+    /// Length of the flattened feature vector.
+    pub fn feature_dim(&self) -> usize {
+        self.hidden * self.feature_side() * self.feature_side()
+    }
+
+    /// Rejects architectures that cannot run.
+    pub fn validate(&self) -> Result<()> {
+        let blocks = self.backbone.blocks();
+        if self.in_channels == 0 {
+            return Err(Error::config("in_channels", "must be at least 1"));
+        }
+        if self.image_size >> blocks == 0 {
+            return Err(Error::config(
+                "image_size",
+                format!("{} is too small for {blocks} pooling blocks (needs at least {})", self.image_size, 1 << blocks),
+            ));
+        }
+        for (field, v) in [("hidden", self.hidden), ("proj_dim", self.proj_dim), ("ways", self.ways)] {
+            if v == 0 {
+                return Err(Error::config(field, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One named tensor inside the flat parameter vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamEntry {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub offset: usize,
+}
+
+impl ParamEntry {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    /// Whether the tensor is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Its range in the flat vector.
+    pub fn range(&self) -> Range<usize> {
+        self.offset..self.offset + self.len()
+    }
+}
+
+/// Names, shapes and offsets of all parameters, in the reference's order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    pub entries: Vec<ParamEntry>,
+    pub len: usize,
+}
+
+impl Layout {
+    fn new(spec: &ArchSpec) -> Self {
+        let mut entries = Vec::new();
+        let mut offset = 0;
+        let mut push = |name: String, shape: Vec<usize>| {
+            let e = ParamEntry { name, shape, offset };
+            offset += e.len();
+            entries.push(e);
+        };
+        let mut c_in = spec.in_channels;
+        for i in 0..spec.backbone.blocks() {
+            push(format!("conv{i}.weight"), vec![spec.hidden, c_in, 3, 3]);
+            push(format!("conv{i}.bias"), vec![spec.hidden]);
+            push(format!("bn{i}.weight"), vec![spec.hidden]);
+            push(format!("bn{i}.bias"), vec![spec.hidden]);
+            c_in = spec.hidden;
+        }
+        let f = spec.feature_dim();
+        push("proj.0.weight".into(), vec![spec.proj_dim, f]);
+        push("proj.0.bias".into(), vec![spec.proj_dim]);
+        push("proj.2.weight".into(), vec![spec.proj_dim, spec.proj_dim]);
+        push("proj.2.bias".into(), vec![spec.proj_dim]);
+        push("classifier.weight".into(), vec![spec.ways, f]);
+        push("classifier.bias".into(), vec![spec.ways]);
+        Layout { entries, len: offset }
+    }
+
+    /// The entry called `name`.
+    pub fn get(&self, name: &str) -> Option<&ParamEntry> {
+        self.entries.iter().find(|e| e.name == name)
+    }
+
+    fn range(&self, name: &str) -> Range<usize> {
+        self.get(name).map(|e| e.range()).unwrap_or_else(|| panic!("layout has no parameter {name}"))
+    }
+}
+
+/// The forward activations the backward pass needs, for one conv block.
+struct BlockTape<S> {
+    conv: conv::ConvShape,
+    cols: Vec<S>,
+    bn: batchnorm::BnCache<S>,
+    relu_out: Vec<S>,
+    pool_arg: Vec<u32>,
+}
+
+/// Everything the backward pass needs from one forward pass.
+pub struct Tape<S> {
+    n: usize,
+    blocks: Vec<BlockTape<S>>,
+    /// `[N, F]`
+    features: Vec<S>,
+    /// Projection hidden layer after ReLU `[N, P]`, when the projection was computed.
+    proj_hidden: Option<Vec<S>>,
+}
+
+/// What the learner predicts.
+pub struct Output<S> {
+    /// `[N, ways]`
+    pub logits: Vec<S>,
+    /// `[N, proj_dim]`, when asked for.
+    pub projection: Option<Vec<S>>,
+}
+
+/// Named parameter ranges of one block, looked up once.
+#[derive(Clone)]
+struct BlockParams {
+    conv_w: Range<usize>,
+    conv_b: Range<usize>,
+    bn_w: Range<usize>,
+    bn_b: Range<usize>,
+}
+
+/// A learner architecture with its parameter layout; the weights are always passed in.
+#[derive(Clone)]
+pub struct Learner {
+    pub spec: ArchSpec,
+    pub layout: Layout,
+    blocks: Vec<BlockParams>,
+    proj0_w: Range<usize>,
+    proj0_b: Range<usize>,
+    proj2_w: Range<usize>,
+    proj2_b: Range<usize>,
+    cls_w: Range<usize>,
+    cls_b: Range<usize>,
+}
+
+impl Learner {
+    /// Builds the learner for an architecture (validated).
+    pub fn new(spec: ArchSpec) -> Result<Self> {
+        spec.validate()?;
+        let layout = Layout::new(&spec);
+        let blocks = (0..spec.backbone.blocks())
+            .map(|i| BlockParams {
+                conv_w: layout.range(&format!("conv{i}.weight")),
+                conv_b: layout.range(&format!("conv{i}.bias")),
+                bn_w: layout.range(&format!("bn{i}.weight")),
+                bn_b: layout.range(&format!("bn{i}.bias")),
+            })
+            .collect();
+        Ok(Learner {
+            proj0_w: layout.range("proj.0.weight"),
+            proj0_b: layout.range("proj.0.bias"),
+            proj2_w: layout.range("proj.2.weight"),
+            proj2_b: layout.range("proj.2.bias"),
+            cls_w: layout.range("classifier.weight"),
+            cls_b: layout.range("classifier.bias"),
+            spec,
+            layout,
+            blocks,
+        })
+    }
+
+    /// Number of scalar parameters.
+    pub fn num_params(&self) -> usize {
+        self.layout.len
+    }
+
+    /// Elements of one input image (`C*H*W`).
+    pub fn image_len(&self) -> usize {
+        self.spec.in_channels * self.spec.image_size * self.spec.image_size
+    }
+
+    /// Initial parameters, as the reference initialises them: He-normal conv weights
+    /// (`N(0, 2/fan_in)`), `N(0, 1/fan_in)` linear weights, zero biases, unit batch-norm scales.
+    pub fn init(&self, rng: &mut impl Rng) -> Vec<f32> {
+        let mut p = vec![0.0f32; self.layout.len];
+        for e in &self.layout.entries {
+            let r = e.range();
+            if e.name.ends_with(".bias") {
+                continue;
+            }
+            if e.name.starts_with("bn") {
+                p[r].fill(1.0);
+                continue;
+            }
+            let fan_in: usize = e.shape[1..].iter().product();
+            let std = if e.name.starts_with("conv") { (2.0 / fan_in as f64).sqrt() } else { (1.0 / fan_in as f64).sqrt() };
+            for v in &mut p[r] {
+                *v = (rng.sample::<f64, _>(StandardNormal) * std) as f32;
+            }
+        }
+        p
+    }
+
+    fn check_input<S>(&self, params: &[S], x: &[S]) -> usize {
+        assert_eq!(params.len(), self.layout.len, "parameter vector has the wrong length");
+        assert!(x.len() % self.image_len() == 0, "input length is not a multiple of one image");
+        x.len() / self.image_len()
+    }
+
+    /// Forward pass over `x [N, C, H, W]`. The projection head runs only when asked (the BMSSL
+    /// outer loss and evaluation need logits or features only).
+    pub fn forward<S: Scalar>(&self, params: &[S], x: &[S], want_projection: bool) -> (Output<S>, Tape<S>) {
+        let n = self.check_input(params, x);
+        let (c, side) = (self.spec.in_channels, self.spec.image_size);
+        // NCHW -> CNHW (a no-op for one channel).
+        let plane = side * side;
+        let mut act = vec![S::default(); x.len()];
+        for b in 0..n {
+            for ch in 0..c {
+                act[(ch * n + b) * plane..(ch * n + b + 1) * plane]
+                    .copy_from_slice(&x[(b * c + ch) * plane..(b * c + ch + 1) * plane]);
+            }
+        }
+        let (mut c_in, mut h) = (c, side);
+        let mut tapes = Vec::with_capacity(self.blocks.len());
+        for bp in &self.blocks {
+            let shape = conv::ConvShape { c_in, c_out: self.spec.hidden, n, h, w: h, k: 3 };
+            let (y, cols) = conv::forward(&act, &params[bp.conv_w.clone()], &params[bp.conv_b.clone()], &shape);
+            let (y, bn) = batchnorm::forward(&y, &params[bp.bn_w.clone()], &params[bp.bn_b.clone()], shape.c_out);
+            let relu_out = activation::relu(&y);
+            let (pooled, pool_arg) = pool::forward(&relu_out, &pool::PoolShape { planes: shape.c_out * n, h, w: h });
+            tapes.push(BlockTape { conv: shape, cols, bn, relu_out, pool_arg });
+            act = pooled;
+            c_in = self.spec.hidden;
+            h /= 2;
+        }
+        // Flatten CNHW -> [N, C*h*w] in PyTorch's (c, y, x) order.
+        let fhw = h * h;
+        let f = self.spec.feature_dim();
+        let mut features = vec![S::default(); n * f];
+        for ch in 0..c_in {
+            for b in 0..n {
+                features[b * f + ch * fhw..b * f + (ch + 1) * fhw]
+                    .copy_from_slice(&act[(ch * n + b) * fhw..(ch * n + b + 1) * fhw]);
+            }
+        }
+        let ways = self.spec.ways;
+        let logits = linear::forward(&features, &params[self.cls_w.clone()], &params[self.cls_b.clone()], n, f, ways);
+        let (projection, proj_hidden) = if want_projection {
+            let p = self.spec.proj_dim;
+            let hdn = linear::forward(&features, &params[self.proj0_w.clone()], &params[self.proj0_b.clone()], n, f, p);
+            let hdn = activation::relu(&hdn);
+            let z = linear::forward(&hdn, &params[self.proj2_w.clone()], &params[self.proj2_b.clone()], n, p, p);
+            (Some(z), Some(hdn))
+        } else {
+            (None, None)
+        };
+        (Output { logits, projection }, Tape { n, blocks: tapes, features, proj_hidden })
+    }
+
+    /// Flattened backbone features `[N, F]` of a forward pass (for prototype evaluation).
+    pub fn features<'a, S>(&self, tape: &'a Tape<S>) -> &'a [S] {
+        &tape.features
+    }
+
+    /// Backward pass: the gradient of a loss with respect to every parameter, given the loss's
+    /// gradient with respect to the logits and (if the projection was used) the projection.
+    pub fn backward<S: Scalar>(&self, params: &[S], tape: &Tape<S>, dlogits: &[S], dproj: Option<&[S]>) -> Vec<S> {
+        let n = tape.n;
+        let f = self.spec.feature_dim();
+        let ways = self.spec.ways;
+        let mut grad = vec![S::default(); self.layout.len];
+        let cls = linear::backward(dlogits, &tape.features, &params[self.cls_w.clone()], n, f, ways);
+        grad[self.cls_w.clone()].copy_from_slice(&cls.weight);
+        grad[self.cls_b.clone()].copy_from_slice(&cls.bias);
+        let mut dfeat = cls.input;
+        if let Some(dz) = dproj {
+            let hdn = tape.proj_hidden.as_ref().expect("backward through a projection the forward pass did not compute");
+            let p = self.spec.proj_dim;
+            let l2 = linear::backward(dz, hdn, &params[self.proj2_w.clone()], n, p, p);
+            grad[self.proj2_w.clone()].copy_from_slice(&l2.weight);
+            grad[self.proj2_b.clone()].copy_from_slice(&l2.bias);
+            let dh = activation::relu_backward(&l2.input, hdn);
+            let l0 = linear::backward(&dh, &tape.features, &params[self.proj0_w.clone()], n, f, p);
+            grad[self.proj0_w.clone()].copy_from_slice(&l0.weight);
+            grad[self.proj0_b.clone()].copy_from_slice(&l0.bias);
+            for (a, b) in dfeat.iter_mut().zip(l0.input) {
+                *a += b;
+            }
+        }
+        // Unflatten [N, C*h*w] -> CNHW.
+        let side = self.spec.feature_side();
+        let fhw = side * side;
+        let hidden = self.spec.hidden;
+        let mut dact = vec![S::default(); n * f];
+        for ch in 0..hidden {
+            for b in 0..n {
+                dact[(ch * n + b) * fhw..(ch * n + b + 1) * fhw]
+                    .copy_from_slice(&dfeat[b * f + ch * fhw..b * f + (ch + 1) * fhw]);
+            }
+        }
+        for (i, (bp, t)) in self.blocks.iter().zip(&tape.blocks).enumerate().rev() {
+            let d = pool::backward(&dact, &t.pool_arg, t.relu_out.len());
+            let d = activation::relu_backward(&d, &t.relu_out);
+            let (d, dg, db) = batchnorm::backward(&d, &t.bn, &params[bp.bn_w.clone()]);
+            grad[bp.bn_w.clone()].copy_from_slice(&dg);
+            grad[bp.bn_b.clone()].copy_from_slice(&db);
+            let g = conv::backward(&d, &t.cols, &params[bp.conv_w.clone()], &t.conv, i > 0);
+            grad[bp.conv_w.clone()].copy_from_slice(&g.weight);
+            grad[bp.conv_b.clone()].copy_from_slice(&g.bias);
+            if let Some(dx) = g.input {
+                dact = dx;
+            }
+        }
+        grad
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_names_follow_the_pytorch_reference() {
+        let l = Learner::new(ArchSpec::conv4(1, 28, 5)).unwrap();
+        let names: Vec<&str> = l.layout.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(&names[..4], ["conv0.weight", "conv0.bias", "bn0.weight", "bn0.bias"]);
+        assert_eq!(&names[16..], ["proj.0.weight", "proj.0.bias", "proj.2.weight", "proj.2.bias", "classifier.weight", "classifier.bias"]);
+        assert_eq!(l.layout.get("classifier.weight").unwrap().shape, vec![5, 64]);
+        assert_eq!(l.layout.get("conv1.weight").unwrap().shape, vec![64, 64, 3, 3]);
+    }
+
+    #[test]
+    fn feature_sizes_floor_at_every_pool() {
+        assert_eq!(ArchSpec::conv4(1, 28, 5).feature_dim(), 64);
+        assert_eq!(ArchSpec::conv4(3, 32, 5).feature_dim(), 256);
+        assert_eq!(ArchSpec::conv4(3, 84, 5).feature_dim(), 64 * 25);
+        let c5 = ArchSpec { backbone: Backbone::Conv5, ..ArchSpec::conv4(3, 84, 5) };
+        assert_eq!(c5.feature_dim(), 256);
+    }
+
+    #[test]
+    fn an_image_too_small_for_the_backbone_is_a_config_error() {
+        let err = Learner::new(ArchSpec::conv4(1, 8, 5)).err().unwrap();
+        assert!(err.to_string().contains("image_size"), "{err}");
+    }
+}
