@@ -44,7 +44,12 @@ impl Image {
     /// `u8` CHW pixels -> `[0, 1]` floats (divide by 255).
     pub fn from_u8(channels: usize, height: usize, width: usize, pixels: &[u8]) -> Self {
         debug_assert_eq!(pixels.len(), channels * height * width);
-        Image { channels, height, width, data: pixels.iter().map(|&v| f32::from(v) / 255.0).collect() }
+        Image {
+            channels,
+            height,
+            width,
+            data: pixels.iter().map(|&v| f32::from(v) / 255.0).collect(),
+        }
     }
     fn plane(&self) -> usize {
         self.height * self.width
@@ -52,7 +57,9 @@ impl Image {
 }
 
 /// Which augmentation recipe; serde names `"default"`, `"a1"` ... `"a4"`. See the module table.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum AugmentLevel {
     /// PsCo's Omniglot recipe: RandomResizedCrop (0.2-1.0) + horizontal flip.
@@ -70,8 +77,13 @@ pub enum AugmentLevel {
 
 impl AugmentLevel {
     /// Every level, for help texts and tests.
-    pub const ALL: [AugmentLevel; 5] =
-        [AugmentLevel::Default, AugmentLevel::A1, AugmentLevel::A2, AugmentLevel::A3, AugmentLevel::A4];
+    pub const ALL: [AugmentLevel; 5] = [
+        AugmentLevel::Default,
+        AugmentLevel::A1,
+        AugmentLevel::A2,
+        AugmentLevel::A3,
+        AugmentLevel::A4,
+    ];
 
     /// The serde name.
     pub fn as_str(self) -> &'static str {
@@ -86,25 +98,64 @@ impl AugmentLevel {
 
     /// The settings of this level (module table).
     pub fn config(self) -> AugmentConfig {
-        let crop = |lo: f32| Some(RandomResizedCrop { scale: (lo, 1.0), ratio: (3.0 / 4.0, 4.0 / 3.0) });
-        let none = AugmentConfig { crop: None, hflip: 0.0, jitter: None, grayscale: 0.0, blur: None };
+        let crop = |lo: f32| {
+            Some(RandomResizedCrop {
+                scale: (lo, 1.0),
+                ratio: (3.0 / 4.0, 4.0 / 3.0),
+            })
+        };
+        let none = AugmentConfig {
+            crop: None,
+            hflip: 0.0,
+            jitter: None,
+            grayscale: 0.0,
+            blur: None,
+        };
         match self {
-            AugmentLevel::Default => AugmentConfig { crop: crop(0.2), hflip: 0.5, ..none },
-            AugmentLevel::A1 => AugmentConfig { crop: crop(0.5), ..none },
-            AugmentLevel::A2 => AugmentConfig { crop: crop(0.08), ..none },
+            AugmentLevel::Default => AugmentConfig {
+                crop: crop(0.2),
+                hflip: 0.5,
+                ..none
+            },
+            AugmentLevel::A1 => AugmentConfig {
+                crop: crop(0.5),
+                ..none
+            },
+            AugmentLevel::A2 => AugmentConfig {
+                crop: crop(0.08),
+                ..none
+            },
             AugmentLevel::A3 => AugmentConfig {
                 crop: crop(0.5),
                 hflip: 0.5,
-                jitter: Some(ColorJitter { brightness: 0.2, contrast: 0.2, saturation: 0.2, hue: 0.05, p: 0.8 }),
+                jitter: Some(ColorJitter {
+                    brightness: 0.2,
+                    contrast: 0.2,
+                    saturation: 0.2,
+                    hue: 0.05,
+                    p: 0.8,
+                }),
                 grayscale: 0.1,
-                blur: Some(GaussianBlur { sigma: (0.1, 1.0), p: 0.2 }),
+                blur: Some(GaussianBlur {
+                    sigma: (0.1, 1.0),
+                    p: 0.2,
+                }),
             },
             AugmentLevel::A4 => AugmentConfig {
                 crop: crop(0.08),
                 hflip: 0.5,
-                jitter: Some(ColorJitter { brightness: 0.4, contrast: 0.4, saturation: 0.4, hue: 0.1, p: 0.8 }),
+                jitter: Some(ColorJitter {
+                    brightness: 0.4,
+                    contrast: 0.4,
+                    saturation: 0.4,
+                    hue: 0.1,
+                    p: 0.8,
+                }),
                 grayscale: 0.2,
-                blur: Some(GaussianBlur { sigma: (0.1, 2.0), p: 0.5 }),
+                blur: Some(GaussianBlur {
+                    sigma: (0.1, 2.0),
+                    p: 0.5,
+                }),
             },
         }
     }
@@ -119,9 +170,15 @@ impl std::fmt::Display for AugmentLevel {
 impl std::str::FromStr for AugmentLevel {
     type Err = crate::Error;
     fn from_str(s: &str) -> crate::Result<Self> {
-        AugmentLevel::ALL.into_iter().find(|l| l.as_str() == s).ok_or_else(|| {
-            crate::Error::config("augment", format!("`{s}` is not one of default, a1, a2, a3, a4"))
-        })
+        AugmentLevel::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| {
+                crate::Error::config(
+                    "augment",
+                    format!("`{s}` is not one of default, a1, a2, a3, a4"),
+                )
+            })
     }
 }
 
@@ -188,7 +245,11 @@ pub struct Augmenter {
 impl Augmenter {
     /// An augmenter with explicit settings.
     pub fn new(config: AugmentConfig, out_height: usize, out_width: usize) -> Self {
-        Augmenter { config, out_height, out_width }
+        Augmenter {
+            config,
+            out_height,
+            out_width,
+        }
     }
 
     /// An augmenter for `level` producing `out_height x out_width` views.
@@ -231,7 +292,12 @@ fn uniform<R: Rng + ?Sized>(rng: &mut R, lo: f32, hi: f32) -> f32 {
 }
 
 /// torchvision `RandomResizedCrop.get_params`: `(top, left, height, width)` in source pixels.
-fn crop_params<R: Rng + ?Sized>(height: usize, width: usize, crop: RandomResizedCrop, rng: &mut R) -> (f32, f32, f32, f32) {
+fn crop_params<R: Rng + ?Sized>(
+    height: usize,
+    width: usize,
+    crop: RandomResizedCrop,
+    rng: &mut R,
+) -> (f32, f32, f32, f32) {
     let (hf, wf) = (height as f32, width as f32);
     let area = hf * wf;
     let (log_lo, log_hi) = (crop.ratio.0.ln(), crop.ratio.1.ln());
@@ -249,18 +315,37 @@ fn crop_params<R: Rng + ?Sized>(height: usize, width: usize, crop: RandomResized
     // Fallback: central crop, clamped to the ratio range.
     let in_ratio = wf / hf;
     let (w, h) = if in_ratio < crop.ratio.0 {
-        (width, ((wf / crop.ratio.0).round() as usize).clamp(1, height))
+        (
+            width,
+            ((wf / crop.ratio.0).round() as usize).clamp(1, height),
+        )
     } else if in_ratio > crop.ratio.1 {
-        (((hf * crop.ratio.1).round() as usize).clamp(1, width), height)
+        (
+            ((hf * crop.ratio.1).round() as usize).clamp(1, width),
+            height,
+        )
     } else {
         (width, height)
     };
-    (((height - h) / 2) as f32, ((width - w) / 2) as f32, h as f32, w as f32)
+    (
+        ((height - h) / 2) as f32,
+        ((width - w) / 2) as f32,
+        h as f32,
+        w as f32,
+    )
 }
 
 /// Bilinear resampling of the window `(top, left, h, w)` to `out_h x out_w` (half-pixel centres,
 /// `align_corners = False`), edge-clamped.
-fn resample_bilinear(src: &Image, top: f32, left: f32, h: f32, w: f32, out_h: usize, out_w: usize) -> Image {
+fn resample_bilinear(
+    src: &Image,
+    top: f32,
+    left: f32,
+    h: f32,
+    w: f32,
+    out_h: usize,
+    out_w: usize,
+) -> Image {
     let (sh, sw) = (src.height, src.width);
     let sy = h / out_h as f32;
     let sx = w / out_w as f32;
@@ -281,7 +366,10 @@ fn resample_bilinear(src: &Image, top: f32, left: f32, h: f32, w: f32, out_h: us
             let y0 = fy.floor() as usize;
             let y1 = (y0 + 1).min(sh - 1);
             let ty = fy - y0 as f32;
-            let (r0, r1) = (&plane[y0 * sw..(y0 + 1) * sw], &plane[y1 * sw..(y1 + 1) * sw]);
+            let (r0, r1) = (
+                &plane[y0 * sw..(y0 + 1) * sw],
+                &plane[y1 * sw..(y1 + 1) * sw],
+            );
             for (x, &(x0, x1, tx)) in cols.iter().enumerate() {
                 let a = r0[x0] + (r0[x1] - r0[x0]) * tx;
                 let b = r1[x0] + (r1[x1] - r1[x0]) * tx;
@@ -289,7 +377,12 @@ fn resample_bilinear(src: &Image, top: f32, left: f32, h: f32, w: f32, out_h: us
             }
         }
     }
-    Image { channels: src.channels, height: out_h, width: out_w, data }
+    Image {
+        channels: src.channels,
+        height: out_h,
+        width: out_w,
+        data,
+    }
 }
 
 fn hflip(img: &mut Image) {
@@ -331,13 +424,17 @@ fn color_jitter<R: Rng + ?Sized>(img: &mut Image, j: ColorJitter, rng: &mut R) {
         match op {
             0 if j.brightness > 0.0 => {
                 let b = factor(rng, j.brightness);
-                img.data.iter_mut().for_each(|v| *v = (*v * b).clamp(0.0, 1.0));
+                img.data
+                    .iter_mut()
+                    .for_each(|v| *v = (*v * b).clamp(0.0, 1.0));
             }
             1 if j.contrast > 0.0 => {
                 let k = factor(rng, j.contrast);
                 let n = img.plane();
                 let mean = (0..n).map(|p| luma(img, p)).sum::<f32>() / n as f32;
-                img.data.iter_mut().for_each(|v| *v = (k * *v + (1.0 - k) * mean).clamp(0.0, 1.0));
+                img.data
+                    .iter_mut()
+                    .for_each(|v| *v = (k * *v + (1.0 - k) * mean).clamp(0.0, 1.0));
             }
             2 if j.saturation > 0.0 && img.channels == 3 => {
                 let s = factor(rng, j.saturation);
@@ -402,7 +499,9 @@ fn gaussian_blur(img: &mut Image, sigma: f32) {
         return;
     }
     let radius = (2.0 * sigma).ceil().max(1.0) as isize;
-    let mut kernel: Vec<f32> = (-radius..=radius).map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp()).collect();
+    let mut kernel: Vec<f32> = (-radius..=radius)
+        .map(|i| (-(i * i) as f32 / (2.0 * sigma * sigma)).exp())
+        .collect();
     let total: f32 = kernel.iter().sum();
     kernel.iter_mut().for_each(|k| *k /= total);
     let (h, w) = (img.height as isize, img.width as isize);
@@ -446,8 +545,15 @@ mod tests {
     use crate::rng;
 
     fn ramp(channels: usize, h: usize, w: usize) -> Image {
-        let data = (0..channels * h * w).map(|i| (i % 97) as f32 / 96.0).collect();
-        Image { channels, height: h, width: w, data }
+        let data = (0..channels * h * w)
+            .map(|i| (i % 97) as f32 / 96.0)
+            .collect();
+        Image {
+            channels,
+            height: h,
+            width: w,
+            data,
+        }
     }
 
     #[test]
@@ -459,7 +565,12 @@ mod tests {
                 for _ in 0..20 {
                     let v = aug.apply(&ramp(channels, 40, 33), &mut r);
                     assert_eq!((v.channels, v.height, v.width), (channels, 28, 28));
-                    assert!(v.data.iter().all(|x| (0.0..=1.0).contains(x) && x.is_finite()), "{level}");
+                    assert!(
+                        v.data
+                            .iter()
+                            .all(|x| (0.0..=1.0).contains(x) && x.is_finite()),
+                        "{level}"
+                    );
                 }
             }
         }
@@ -476,7 +587,10 @@ mod tests {
 
     #[test]
     fn crops_stay_inside_the_image_and_respect_the_ranges() {
-        let crop = RandomResizedCrop { scale: (0.2, 1.0), ratio: (0.75, 4.0 / 3.0) };
+        let crop = RandomResizedCrop {
+            scale: (0.2, 1.0),
+            ratio: (0.75, 4.0 / 3.0),
+        };
         let mut r = rng::derive(3, &[]);
         for _ in 0..500 {
             let (t, l, h, w) = crop_params(28, 28, crop, &mut r);
@@ -495,9 +609,16 @@ mod tests {
     fn levels_parse_from_their_serde_names() {
         for level in AugmentLevel::ALL {
             assert_eq!(level.as_str().parse::<AugmentLevel>().unwrap(), level);
-            assert_eq!(serde_json::to_string(&level).unwrap(), format!("\"{}\"", level.as_str()));
+            assert_eq!(
+                serde_json::to_string(&level).unwrap(),
+                format!("\"{}\"", level.as_str())
+            );
         }
-        assert!("a5".parse::<AugmentLevel>().unwrap_err().to_string().contains("a5"));
+        assert!("a5"
+            .parse::<AugmentLevel>()
+            .unwrap_err()
+            .to_string()
+            .contains("a5"));
     }
 
     #[test]

@@ -53,13 +53,22 @@ pub fn sample_episode(
     if ways > split.num_classes() {
         return Err(Error::config(
             "ways",
-            format!("{ways} is more than the {} classes of {}", split.num_classes(), split.name()),
+            format!(
+                "{ways} is more than the {} classes of {}",
+                split.num_classes(),
+                split.name()
+            ),
         ));
     }
     let need = shots + queries;
-    let eligible: Vec<usize> = (0..split.num_classes()).filter(|&c| split.images_in_class(c) >= need).collect();
+    let eligible: Vec<usize> = (0..split.num_classes())
+        .filter(|&c| split.images_in_class(c) >= need)
+        .collect();
     if eligible.len() < ways {
-        let largest = (0..split.num_classes()).map(|c| split.images_in_class(c)).max().unwrap_or(0);
+        let largest = (0..split.num_classes())
+            .map(|c| split.images_in_class(c))
+            .max()
+            .unwrap_or(0);
         return Err(Error::config(
             "shots + queries",
             format!(
@@ -72,7 +81,10 @@ pub fn sample_episode(
     }
 
     let mut r = rng::derive(seed, &[rng::STREAM_EPISODES, episode_index]);
-    let classes: Vec<usize> = index::sample(&mut r, eligible.len(), ways).into_iter().map(|i| eligible[i]).collect();
+    let classes: Vec<usize> = index::sample(&mut r, eligible.len(), ways)
+        .into_iter()
+        .map(|i| eligible[i])
+        .collect();
     let s = split.shape();
     let mut support = ImageBatch::with_capacity(ways * shots, s.channels, s.height, s.width);
     let mut query = ImageBatch::with_capacity(ways * queries, s.channels, s.height, s.width);
@@ -90,7 +102,15 @@ pub fn sample_episode(
             }
         }
     }
-    Ok(Episode { ways, shots, queries, support, support_labels, query, query_labels })
+    Ok(Episode {
+        ways,
+        shots,
+        queries,
+        support,
+        support_labels,
+        query,
+        query_labels,
+    })
 }
 
 #[cfg(test)]
@@ -110,7 +130,10 @@ mod tests {
         let e = sample_episode(&ds, 5, 1, 3, 0, 0).unwrap();
         assert_eq!((e.support.n, e.query.n), (5, 15));
         assert_eq!(e.support_labels, vec![0, 1, 2, 3, 4]);
-        assert_eq!(e.query_labels, vec![0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]);
+        assert_eq!(
+            e.query_labels,
+            vec![0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+        );
         // Support and query of one way come from one class.
         for (i, &l) in e.query_labels.iter().enumerate() {
             assert_eq!(e.query.image(i)[0], e.support.image(l)[0]);
@@ -121,13 +144,23 @@ mod tests {
 
     #[test]
     fn more_ways_than_classes_is_an_error_naming_the_value() {
-        let err = sample_episode(&dataset(3, 6), 5, 1, 1, 0, 0).unwrap_err().to_string();
-        assert!(err.contains("ways") && err.contains('5') && err.contains('3'), "{err}");
+        let err = sample_episode(&dataset(3, 6), 5, 1, 1, 0, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ways") && err.contains('5') && err.contains('3'),
+            "{err}"
+        );
     }
 
     #[test]
     fn more_shots_and_queries_than_images_per_class_is_an_error_naming_the_value() {
-        let err = sample_episode(&dataset(10, 6), 5, 5, 5, 0, 0).unwrap_err().to_string();
-        assert!(err.contains("10 images per class") && err.contains("largest class has 6"), "{err}");
+        let err = sample_episode(&dataset(10, 6), 5, 5, 5, 0, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("10 images per class") && err.contains("largest class has 6"),
+            "{err}"
+        );
     }
 }

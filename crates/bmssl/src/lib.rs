@@ -32,6 +32,9 @@ pub mod data;
 pub mod engine;
 pub mod episodes;
 pub mod error;
+pub mod loss;
+pub mod model;
+pub mod objective;
 pub mod rng;
 pub mod tasks;
 

@@ -41,7 +41,13 @@ pub struct TaskShape {
 impl Default for TaskShape {
     /// N=20, M=4, K=4, M1=1, M2=3: 5-way 1-shot tasks with 3 queries per way, four per meta-batch.
     fn default() -> Self {
-        TaskShape { images_per_batch: 20, views: 4, tasks_per_batch: 4, support_views: 1, query_views: 3 }
+        TaskShape {
+            images_per_batch: 20,
+            views: 4,
+            tasks_per_batch: 4,
+            support_views: 1,
+            query_views: 3,
+        }
     }
 }
 
@@ -60,7 +66,7 @@ impl TaskShape {
         if s.tasks_per_batch == 0 {
             return Err(Error::config("tasks_per_batch", "must be at least 1"));
         }
-        if s.images_per_batch % s.tasks_per_batch != 0 {
+        if s.images_per_batch.checked_rem(s.tasks_per_batch) != Some(0) {
             return Err(Error::config(
                 "images_per_batch",
                 format!(
@@ -70,10 +76,16 @@ impl TaskShape {
             ));
         }
         if s.support_views == 0 {
-            return Err(Error::config("support_views", "must be at least 1 (a task needs a support set)"));
+            return Err(Error::config(
+                "support_views",
+                "must be at least 1 (a task needs a support set)",
+            ));
         }
         if s.query_views == 0 {
-            return Err(Error::config("query_views", "must be at least 1 (a task needs a query set)"));
+            return Err(Error::config(
+                "query_views",
+                "must be at least 1 (a task needs a query set)",
+            ));
         }
         if s.support_views + s.query_views != s.views {
             return Err(Error::config(
@@ -87,7 +99,10 @@ impl TaskShape {
         if s.images_per_batch > pool_len {
             return Err(Error::config(
                 "images_per_batch",
-                format!("{} is larger than the pool of {pool_len} images", s.images_per_batch),
+                format!(
+                    "{} is larger than the pool of {pool_len} images",
+                    s.images_per_batch
+                ),
             ));
         }
         Ok(())
@@ -112,7 +127,13 @@ pub struct ImageBatch {
 impl ImageBatch {
     /// An empty batch (n = 0) ready for [`push`](Self::push).
     pub fn with_capacity(n: usize, channels: usize, height: usize, width: usize) -> Self {
-        ImageBatch { n: 0, channels, height, width, data: Vec::with_capacity(n * channels * height * width) }
+        ImageBatch {
+            n: 0,
+            channels,
+            height,
+            width,
+            data: Vec::with_capacity(n * channels * height * width),
+        }
     }
     /// Values per image.
     pub fn image_len(&self) -> usize {
@@ -125,7 +146,10 @@ impl ImageBatch {
     }
     /// Append one image of the batch's shape.
     pub fn push(&mut self, img: &Image) {
-        debug_assert_eq!((img.channels, img.height, img.width), (self.channels, self.height, self.width));
+        debug_assert_eq!(
+            (img.channels, img.height, img.width),
+            (self.channels, self.height, self.width)
+        );
         self.data.extend_from_slice(&img.data);
         self.n += 1;
     }
@@ -202,7 +226,14 @@ pub fn build_meta_batch(
                     }
                 }
             }
-            Task { ways, support, support_labels, query, query_labels, source_images: chosen[block].to_vec() }
+            Task {
+                ways,
+                support,
+                support_labels,
+                query,
+                query_labels,
+                source_images: chosen[block].to_vec(),
+            }
         })
         .collect();
     Ok(MetaBatch { tasks })
@@ -222,10 +253,14 @@ mod tests {
         let shape = ImageShape::new(1, 8, 8);
         let bufs = (0..classes)
             .map(|c| {
-                (0..per_class * 64).map(|i| ((c * 31 + i * 7) % 251) as u8).collect::<Vec<u8>>()
+                (0..per_class * 64)
+                    .map(|i| ((c * 31 + i * 7) % 251) as u8)
+                    .collect::<Vec<u8>>()
             })
             .collect();
-        UnlabelledPool::new(Arc::new(InMemoryDataset::from_classes("synthetic", shape, bufs).unwrap()))
+        UnlabelledPool::new(Arc::new(
+            InMemoryDataset::from_classes("synthetic", shape, bufs).unwrap(),
+        ))
     }
 
     fn aug() -> Augmenter {
@@ -233,11 +268,18 @@ mod tests {
     }
 
     fn shape(n: usize, k: usize, m1: usize, m2: usize) -> TaskShape {
-        TaskShape { images_per_batch: n, views: m1 + m2, tasks_per_batch: k, support_views: m1, query_views: m2 }
+        TaskShape {
+            images_per_batch: n,
+            views: m1 + m2,
+            tasks_per_batch: k,
+            support_views: m1,
+            query_views: m2,
+        }
     }
 
     fn arb_shape() -> impl Strategy<Value = TaskShape> {
-        (1usize..5, 1usize..5, 1usize..3, 1usize..4).prop_map(|(k, ways, m1, m2)| shape(k * ways, k, m1, m2))
+        (1usize..5, 1usize..5, 1usize..3, 1usize..4)
+            .prop_map(|(k, ways, m1, m2)| shape(k * ways, k, m1, m2))
     }
 
     proptest! {
@@ -324,7 +366,10 @@ mod tests {
     #[test]
     fn n_not_divisible_by_k_is_an_error_naming_the_field() {
         let err = shape(10, 3, 1, 3).validate(100).unwrap_err().to_string();
-        assert!(err.contains("images_per_batch") && err.contains("10") && err.contains('3'), "{err}");
+        assert!(
+            err.contains("images_per_batch") && err.contains("10") && err.contains('3'),
+            "{err}"
+        );
     }
 
     #[test]
@@ -345,7 +390,12 @@ mod tests {
 
     #[test]
     fn n_larger_than_the_pool_is_an_error_naming_both() {
-        let err = build_meta_batch(&pool(2, 3), &shape(8, 2, 1, 1), &aug(), 0, 0).unwrap_err().to_string();
-        assert!(err.contains("images_per_batch") && err.contains('8') && err.contains('6'), "{err}");
+        let err = build_meta_batch(&pool(2, 3), &shape(8, 2, 1, 1), &aug(), 0, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("images_per_batch") && err.contains('8') && err.contains('6'),
+            "{err}"
+        );
     }
 }

@@ -33,20 +33,32 @@ impl ImageFolder {
     /// name order; images within a class are in file-name order.
     pub fn load(root: &Path, shape: ImageShape) -> Result<Self> {
         if shape.channels != 1 && shape.channels != 3 {
-            return Err(Error::config("channels", format!("{} is not 1 or 3", shape.channels)));
+            return Err(Error::config(
+                "channels",
+                format!("{} is not 1 or 3", shape.channels),
+            ));
         }
         if shape.height == 0 || shape.width == 0 {
-            return Err(Error::config("image size", format!("{}x{} has no pixels", shape.height, shape.width)));
+            return Err(Error::config(
+                "image size",
+                format!("{}x{} has no pixels", shape.height, shape.width),
+            ));
         }
         let mut classes: Vec<(String, PathBuf)> = Vec::new();
         for entry in read_dir_sorted(root)? {
             if entry.is_dir() && !is_hidden(&entry) {
-                let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = entry
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 classes.push((name, entry));
             }
         }
         if classes.is_empty() {
-            return Err(Error::dataset(root.display().to_string(), "no class folders (expected root/<class>/<image>)"));
+            return Err(Error::dataset(
+                root.display().to_string(),
+                "no class folders (expected root/<class>/<image>)",
+            ));
         }
         let mut files: Vec<(usize, PathBuf)> = Vec::new();
         for (c, (_, dir)) in classes.iter().enumerate() {
@@ -60,23 +72,34 @@ impl ImageFolder {
                     .and_then(|e| e.to_str())
                     .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)));
                 if path.is_dir() || !ok {
-                    return Err(Error::corrupt(&path, "not an image file (expected .png, .jpg or .jpeg)"));
+                    return Err(Error::corrupt(
+                        &path,
+                        "not an image file (expected .png, .jpg or .jpeg)",
+                    ));
                 }
                 files.push((c, path));
             }
             if files.len() == before {
-                return Err(Error::dataset(dir.display().to_string(), "empty class folder: it holds no images"));
+                return Err(Error::dataset(
+                    dir.display().to_string(),
+                    "empty class folder: it holds no images",
+                ));
             }
         }
         // Read + decode + resize in parallel; order is kept by collect.
-        let decoded: Vec<Vec<u8>> =
-            files.par_iter().map(|(_, path)| load_image(path, shape)).collect::<Result<_>>()?;
+        let decoded: Vec<Vec<u8>> = files
+            .par_iter()
+            .map(|(_, path)| load_image(path, shape))
+            .collect::<Result<_>>()?;
         let mut per_class: Vec<Vec<u8>> = vec![Vec::new(); classes.len()];
         for ((c, _), pixels) in files.iter().zip(decoded) {
             per_class[*c].extend_from_slice(&pixels);
         }
         let data = InMemoryDataset::from_classes(root.display().to_string(), shape, per_class)?;
-        Ok(ImageFolder { data, class_names: classes.into_iter().map(|(n, _)| n).collect() })
+        Ok(ImageFolder {
+            data,
+            class_names: classes.into_iter().map(|(n, _)| n).collect(),
+        })
     }
 
     /// Class folder names, in class-index order.
@@ -104,7 +127,9 @@ impl Dataset for ImageFolder {
 }
 
 fn is_hidden(path: &Path) -> bool {
-    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -119,16 +144,25 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
 /// One file -> CHW `u8` of `shape`.
 fn load_image(path: &Path, shape: ImageShape) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let img = image::load_from_memory(&bytes).map_err(|e| Error::corrupt(path, format!("not a readable image: {e}")))?;
+    let img = image::load_from_memory(&bytes)
+        .map_err(|e| Error::corrupt(path, format!("not a readable image: {e}")))?;
     let (w, h) = (shape.width as u32, shape.height as u32);
     let resize = |dims: (u32, u32)| dims != (w, h);
     Ok(if shape.channels == 1 {
         let g = img.to_luma8();
-        let g = if resize(g.dimensions()) { image::imageops::resize(&g, w, h, FilterType::Triangle) } else { g };
+        let g = if resize(g.dimensions()) {
+            image::imageops::resize(&g, w, h, FilterType::Triangle)
+        } else {
+            g
+        };
         g.into_raw()
     } else {
         let rgb = img.to_rgb8();
-        let rgb = if resize(rgb.dimensions()) { image::imageops::resize(&rgb, w, h, FilterType::Triangle) } else { rgb };
+        let rgb = if resize(rgb.dimensions()) {
+            image::imageops::resize(&rgb, w, h, FilterType::Triangle)
+        } else {
+            rgb
+        };
         // HWC -> CHW.
         let (hh, ww) = (shape.height, shape.width);
         let raw = rgb.into_raw();
@@ -147,7 +181,9 @@ mod tests {
     use super::*;
 
     fn write_png(path: &Path, w: u32, h: u32, v: u8) {
-        image::RgbImage::from_pixel(w, h, image::Rgb([v, v / 2, 255 - v])).save(path).unwrap();
+        image::RgbImage::from_pixel(w, h, image::Rgb([v, v / 2, 255 - v]))
+            .save(path)
+            .unwrap();
     }
 
     #[test]
@@ -156,7 +192,12 @@ mod tests {
         for (class, n) in [("a", 2), ("b", 3)] {
             std::fs::create_dir(tmp.path().join(class)).unwrap();
             for i in 0..n {
-                write_png(&tmp.path().join(class).join(format!("{i}.png")), 10 + i, 7, 40 * i as u8);
+                write_png(
+                    &tmp.path().join(class).join(format!("{i}.png")),
+                    10 + i,
+                    7,
+                    40 * i as u8,
+                );
             }
         }
         std::fs::write(tmp.path().join("a/.DS_Store"), b"x").unwrap();
@@ -177,7 +218,9 @@ mod tests {
         std::fs::create_dir(tmp.path().join("full")).unwrap();
         write_png(&tmp.path().join("full/x.png"), 4, 4, 1);
         std::fs::create_dir(tmp.path().join("hollow")).unwrap();
-        let err = ImageFolder::load(tmp.path(), ImageShape::new(1, 4, 4)).unwrap_err().to_string();
+        let err = ImageFolder::load(tmp.path(), ImageShape::new(1, 4, 4))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("hollow") && err.contains("empty"), "{err}");
     }
 
@@ -186,7 +229,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir(tmp.path().join("c")).unwrap();
         std::fs::write(tmp.path().join("c/broken.png"), b"\x89PNG definitely not").unwrap();
-        let err = ImageFolder::load(tmp.path(), ImageShape::new(1, 4, 4)).unwrap_err().to_string();
+        let err = ImageFolder::load(tmp.path(), ImageShape::new(1, 4, 4))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("broken.png"), "{err}");
     }
 
@@ -196,7 +241,9 @@ mod tests {
         std::fs::create_dir(tmp.path().join("c")).unwrap();
         write_png(&tmp.path().join("c/x.png"), 4, 4, 1);
         std::fs::write(tmp.path().join("c/notes.txt"), b"hello").unwrap();
-        let err = ImageFolder::load(tmp.path(), ImageShape::new(1, 4, 4)).unwrap_err().to_string();
+        let err = ImageFolder::load(tmp.path(), ImageShape::new(1, 4, 4))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("notes.txt"), "{err}");
     }
 }

@@ -68,7 +68,11 @@ pub struct ImageShape {
 impl ImageShape {
     /// A new shape.
     pub fn new(channels: usize, height: usize, width: usize) -> Self {
-        ImageShape { channels, height, width }
+        ImageShape {
+            channels,
+            height,
+            width,
+        }
     }
     /// Values per image: `channels * height * width`.
     pub fn numel(&self) -> usize {
@@ -102,7 +106,9 @@ pub trait Dataset: Send + Sync {
     fn image(&self, class: usize, index: usize) -> Cow<'_, [u8]>;
     /// Total images over all classes.
     fn num_images(&self) -> usize {
-        (0..self.num_classes()).map(|c| self.images_in_class(c)).sum()
+        (0..self.num_classes())
+            .map(|c| self.images_in_class(c))
+            .sum()
     }
 }
 
@@ -122,11 +128,18 @@ impl InMemoryDataset {
     /// Build from one buffer per class, each the concatenation of that class's CHW images.
     ///
     /// Errors if a class is empty or its buffer is not a whole number of images.
-    pub fn from_classes(name: impl Into<String>, shape: ImageShape, classes: Vec<Vec<u8>>) -> Result<Self> {
+    pub fn from_classes(
+        name: impl Into<String>,
+        shape: ImageShape,
+        classes: Vec<Vec<u8>>,
+    ) -> Result<Self> {
         let name = name.into();
         let per = shape.numel();
         if per == 0 {
-            return Err(Error::dataset(name, format!("image shape {shape} has no pixels")));
+            return Err(Error::dataset(
+                name,
+                format!("image shape {shape} has no pixels"),
+            ));
         }
         let mut class_start = vec![0];
         let mut pixels = Vec::with_capacity(classes.iter().map(Vec::len).sum());
@@ -134,14 +147,22 @@ impl InMemoryDataset {
             if buf.is_empty() || buf.len() % per != 0 {
                 return Err(Error::dataset(
                     name,
-                    format!("class {c} has {} bytes, not a positive multiple of {per} ({shape})", buf.len()),
+                    format!(
+                        "class {c} has {} bytes, not a positive multiple of {per} ({shape})",
+                        buf.len()
+                    ),
                 ));
             }
             let last = *class_start.last().unwrap_or(&0);
             class_start.push(last + buf.len() / per);
             pixels.extend_from_slice(&buf);
         }
-        Ok(InMemoryDataset { name, shape, pixels, class_start })
+        Ok(InMemoryDataset {
+            name,
+            shape,
+            pixels,
+            class_start,
+        })
     }
 }
 
@@ -159,7 +180,10 @@ impl Dataset for InMemoryDataset {
         self.shape
     }
     fn image(&self, class: usize, index: usize) -> Cow<'_, [u8]> {
-        assert!(index < self.images_in_class(class), "image {index} out of range in class {class}");
+        assert!(
+            index < self.images_in_class(class),
+            "image {index} out of range in class {class}"
+        );
         let per = self.shape.numel();
         let i = self.class_start[class] + index;
         Cow::Borrowed(&self.pixels[i * per..(i + 1) * per])
@@ -184,7 +208,10 @@ impl UnlabelledPool {
         let items = (0..split.num_classes())
             .flat_map(|c| (0..split.images_in_class(c)).map(move |i| (c as u32, i as u32)))
             .collect();
-        UnlabelledPool { source: split, items }
+        UnlabelledPool {
+            source: split,
+            items,
+        }
     }
     /// Number of images.
     pub fn len(&self) -> usize {
@@ -221,13 +248,18 @@ mod tests {
 
     #[test]
     fn an_explicit_data_dir_wins() {
-        assert_eq!(resolve_data_dir(Some(Path::new("/x/y"))), PathBuf::from("/x/y"));
+        assert_eq!(
+            resolve_data_dir(Some(Path::new("/x/y"))),
+            PathBuf::from("/x/y")
+        );
     }
 
     #[test]
     fn the_pool_lists_every_image_of_the_split_once() {
         let shape = ImageShape::new(1, 2, 2);
-        let ds = InMemoryDataset::from_classes("t", shape, vec![vec![1; 8], vec![2; 4], vec![3; 12]]).unwrap();
+        let ds =
+            InMemoryDataset::from_classes("t", shape, vec![vec![1; 8], vec![2; 4], vec![3; 12]])
+                .unwrap();
         let pool = UnlabelledPool::new(Arc::new(ds));
         assert_eq!(pool.len(), 6);
         let firsts: Vec<u8> = (0..6).map(|i| pool.image(i)[0]).collect();
@@ -236,7 +268,8 @@ mod tests {
 
     #[test]
     fn a_ragged_class_buffer_is_an_error() {
-        let err = InMemoryDataset::from_classes("t", ImageShape::new(1, 2, 2), vec![vec![0; 5]]).unwrap_err();
+        let err = InMemoryDataset::from_classes("t", ImageShape::new(1, 2, 2), vec![vec![0; 5]])
+            .unwrap_err();
         assert!(err.to_string().contains("class 0"), "{err}");
     }
 }

@@ -78,7 +78,10 @@ impl std::str::FromStr for Split {
             "train" => Ok(Split::Train),
             "val" => Ok(Split::Val),
             "test" => Ok(Split::Test),
-            _ => Err(Error::config("split", format!("`{s}` is not one of train, val, test"))),
+            _ => Err(Error::config(
+                "split",
+                format!("`{s}` is not one of train, val, test"),
+            )),
         }
     }
 }
@@ -95,7 +98,10 @@ pub struct OmniglotOptions {
 
 impl Default for OmniglotOptions {
     fn default() -> Self {
-        OmniglotOptions { rotations: true, image_size: 28 }
+        OmniglotOptions {
+            rotations: true,
+            image_size: 28,
+        }
     }
 }
 
@@ -132,8 +138,10 @@ pub struct Omniglot {
 }
 
 /// Decoded stores already loaded by this process, keyed by (canonical dir, image size).
-fn cache() -> &'static Mutex<HashMap<(PathBuf, usize), Arc<Store>>> {
-    static CACHE: OnceLock<Mutex<HashMap<(PathBuf, usize), Arc<Store>>>> = OnceLock::new();
+type Cache = Mutex<HashMap<(PathBuf, usize), Arc<Store>>>;
+
+fn cache() -> &'static Cache {
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -160,7 +168,12 @@ impl Omniglot {
             }
         };
         let splits = load_splits(dir, &store.characters)?;
-        Ok(Omniglot { store, options: options.clone(), splits, dir: dir.to_path_buf() })
+        Ok(Omniglot {
+            store,
+            options: options.clone(),
+            splits,
+            dir: dir.to_path_buf(),
+        })
     }
 
     /// The directory loaded from.
@@ -224,7 +237,10 @@ impl Dataset for OmniglotSplit {
     }
     fn image(&self, class: usize, index: usize) -> Cow<'_, [u8]> {
         let ch = &self.store.characters[self.characters[class / self.rotations]];
-        assert!(index < ch.num_images, "image {index} out of range in class {class}");
+        assert!(
+            index < ch.num_images,
+            "image {index} out of range in class {class}"
+        );
         let n = self.store.size;
         let i = ch.first_image + index;
         let src = &self.store.pixels[i * n * n..(i + 1) * n * n];
@@ -267,21 +283,33 @@ pub(crate) fn read_zip_pngs(zip_path: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> 
     let file = File::open(zip_path).map_err(|e| {
         Error::dataset(
             "omniglot",
-            format!("cannot open {}: {e} (pass --data-dir or set BMSSL_DATA)", zip_path.display()),
+            format!(
+                "cannot open {}: {e} (pass --data-dir or set BMSSL_DATA)",
+                zip_path.display()
+            ),
         )
     })?;
-    let mut archive =
-        zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| Error::corrupt(zip_path, e.to_string()))?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| Error::corrupt(zip_path, e.to_string()))?;
     let mut out = Vec::with_capacity(archive.len());
     for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(|e| Error::corrupt(zip_path, format!("entry {i}: {e}")))?;
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| Error::corrupt(zip_path, format!("entry {i}: {e}")))?;
         let Some(name) = entry.enclosed_name() else {
             return Err(Error::corrupt(
                 zip_path,
-                format!("entry `{}` has a path that escapes its folder (absolute or `..`); refusing it", entry.name()),
+                format!(
+                    "entry `{}` has a path that escapes its folder (absolute or `..`); refusing it",
+                    entry.name()
+                ),
             ));
         };
-        if entry.is_dir() || !name.extension().is_some_and(|e| e.eq_ignore_ascii_case("png")) {
+        if entry.is_dir()
+            || !name
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+        {
             continue;
         }
         let mut bytes = Vec::with_capacity(entry.size() as usize);
@@ -300,11 +328,17 @@ fn load_store(dir: &Path, size: usize) -> Result<Store> {
         let zip_path = dir.join(format!("images_{folder}.zip"));
         for (name, bytes) in read_zip_pngs(&zip_path)? {
             // images_<folder>/<Alphabet>/<characterNN>/<file>.png
-            let parts: Vec<String> = name.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+            let parts: Vec<String> = name
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
             let [_, alphabet, character, file] = parts.as_slice() else {
                 return Err(Error::corrupt(
                     &zip_path,
-                    format!("entry `{}` is not <root>/<alphabet>/<character>/<file>.png", name.display()),
+                    format!(
+                        "entry `{}` is not <root>/<alphabet>/<character>/<file>.png",
+                        name.display()
+                    ),
                 ));
             };
             raw.push(RawEntry {
@@ -318,7 +352,12 @@ fn load_store(dir: &Path, size: usize) -> Result<Store> {
     }
     // A fixed order independent of the zip's entry order.
     raw.sort_by(|a, b| {
-        (a.folder_index, &a.alphabet, &a.character, &a.file).cmp(&(b.folder_index, &b.alphabet, &b.character, &b.file))
+        (a.folder_index, &a.alphabet, &a.character, &a.file).cmp(&(
+            b.folder_index,
+            &b.alphabet,
+            &b.character,
+            &b.file,
+        ))
     });
 
     // Decode + resize in parallel; each image writes its own slot.
@@ -329,7 +368,10 @@ fn load_store(dir: &Path, size: usize) -> Result<Store> {
                 let zip = dir.join(format!("images_{}.zip", ZIP_FOLDERS[e.folder_index]));
                 Error::corrupt(
                     zip,
-                    format!("entry `{}/{}/{}`: {reason}", e.alphabet, e.character, e.file),
+                    format!(
+                        "entry `{}/{}/{}`: {reason}",
+                        e.alphabet, e.character, e.file
+                    ),
                 )
             })
         })
@@ -338,9 +380,9 @@ fn load_store(dir: &Path, size: usize) -> Result<Store> {
     let mut characters: Vec<Character> = Vec::new();
     for (i, e) in raw.iter().enumerate() {
         let folder = ZIP_FOLDERS[e.folder_index];
-        let same = characters
-            .last()
-            .is_some_and(|c| c.folder == folder && c.alphabet == e.alphabet && c.name == e.character);
+        let same = characters.last().is_some_and(|c| {
+            c.folder == folder && c.alphabet == e.alphabet && c.name == e.character
+        });
         if same {
             if let Some(c) = characters.last_mut() {
                 c.num_images += 1;
@@ -355,12 +397,17 @@ fn load_store(dir: &Path, size: usize) -> Result<Store> {
             });
         }
     }
-    Ok(Store { size, pixels: decoded.concat(), characters })
+    Ok(Store {
+        size,
+        pixels: decoded.concat(),
+        characters,
+    })
 }
 
 /// PNG bytes -> `size x size` grey, antialiased Triangle filter, inverted (strokes 255).
 fn decode_resize_invert(bytes: &[u8], size: usize) -> std::result::Result<Vec<u8>, String> {
-    let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Png).map_err(|e| e.to_string())?;
+    let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
+        .map_err(|e| e.to_string())?;
     let grey = img.to_luma8();
     let resized = if grey.width() as usize == size && grey.height() as usize == size {
         grey
@@ -385,13 +432,14 @@ fn load_splits(dir: &Path, characters: &[Character]) -> Result<HashMap<Split, Ve
     for split in Split::ALL {
         let path = dir.join("splits").join(format!("{split}.json"));
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let file: SplitFile =
-            serde_json::from_str(&text).map_err(|e| Error::corrupt(&path, format!("not a split file: {e}")))?;
+        let file: SplitFile = serde_json::from_str(&text)
+            .map_err(|e| Error::corrupt(&path, format!("not a split file: {e}")))?;
         let mut ids = Vec::new();
         for (folder, alphabets) in &file {
             for (alphabet, names) in alphabets {
                 for name in names {
-                    let Some(&i) = index.get(&(folder.as_str(), alphabet.as_str(), name.as_str())) else {
+                    let Some(&i) = index.get(&(folder.as_str(), alphabet.as_str(), name.as_str()))
+                    else {
                         return Err(Error::corrupt(
                             &path,
                             format!("character {folder}/{alphabet}/{name} is not in the zips"),
@@ -400,7 +448,9 @@ fn load_splits(dir: &Path, characters: &[Character]) -> Result<HashMap<Split, Ve
                     if let Some(other) = seen.insert(i, split) {
                         return Err(Error::corrupt(
                             &path,
-                            format!("character {folder}/{alphabet}/{name} is also in the {other} split"),
+                            format!(
+                                "character {folder}/{alphabet}/{name} is also in the {other} split"
+                            ),
                         ));
                     }
                     ids.push(i);
@@ -438,7 +488,9 @@ mod tests {
     #[test]
     fn a_missing_zip_is_an_error_naming_its_path() {
         let tmp = temp_dir("bmssl-missing-zip");
-        let err = Omniglot::load(tmp.path(), &OmniglotOptions::default()).unwrap_err().to_string();
+        let err = Omniglot::load(tmp.path(), &OmniglotOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("images_background.zip"), "{err}");
     }
 
@@ -448,12 +500,18 @@ mod tests {
         let dir = tmp.path();
         let path = dir.join("images_background.zip");
         let mut w = zip::ZipWriter::new(File::create(&path).unwrap());
-        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
         w.start_file("../../evil.png", opts).unwrap();
         w.write_all(b"not really a png").unwrap();
         w.finish().unwrap();
-        let err = Omniglot::load(dir, &OmniglotOptions::default()).unwrap_err().to_string();
-        assert!(err.contains("images_background.zip") && err.contains("../../evil.png"), "{err}");
+        let err = Omniglot::load(dir, &OmniglotOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("images_background.zip") && err.contains("../../evil.png"),
+            "{err}"
+        );
         assert!(err.contains("escapes"), "{err}");
     }
 
@@ -463,25 +521,34 @@ mod tests {
         let dir = tmp.path();
         let mut w = zip::ZipWriter::new(File::create(dir.join("images_background.zip")).unwrap());
         let opts = zip::write::SimpleFileOptions::default();
-        w.start_file("images_background/Latin/character01/x.png", opts).unwrap();
+        w.start_file("images_background/Latin/character01/x.png", opts)
+            .unwrap();
         w.write_all(b"garbage").unwrap();
         w.finish().unwrap();
         let w = zip::ZipWriter::new(File::create(dir.join("images_evaluation.zip")).unwrap());
         w.finish().unwrap();
-        let err = Omniglot::load(dir, &OmniglotOptions::default()).unwrap_err().to_string();
+        let err = Omniglot::load(dir, &OmniglotOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Latin/character01/x.png"), "{err}");
     }
 
     #[test]
     fn the_real_omniglot_has_1623_characters_32460_images_and_the_vinyals_split() {
         let start = Instant::now();
-        let omni = Omniglot::load(&crate::data::repo_data_dir().join("omniglot"), &OmniglotOptions::default())
-            .expect("data/omniglot in the repository");
+        let omni = Omniglot::load(
+            &crate::data::repo_data_dir().join("omniglot"),
+            &OmniglotOptions::default(),
+        )
+        .expect("data/omniglot in the repository");
         eprintln!("loaded Omniglot in {:.2?}", start.elapsed());
         assert_eq!(omni.characters().len(), NUM_CHARACTERS);
         assert_eq!(omni.num_images(), NUM_IMAGES);
         assert_eq!(omni.shape(), ImageShape::new(1, 28, 28));
-        let counts: Vec<usize> = Split::ALL.iter().map(|&s| omni.split_characters(s)).collect();
+        let counts: Vec<usize> = Split::ALL
+            .iter()
+            .map(|&s| omni.split_characters(s))
+            .collect();
         assert_eq!(counts, vec![1028, 172, 423]);
         let train = omni.split(Split::Train);
         assert_eq!(train.num_classes(), 4 * 1028);
@@ -491,6 +558,9 @@ mod tests {
         assert_eq!(img[0], 0);
         assert!(img.iter().any(|&v| v > 200));
         // Class 1 is class 0 rotated by 90 degrees.
-        assert_eq!(train.image(1, 3).into_owned(), rotate_square(&train.image(0, 3), 28, 1));
+        assert_eq!(
+            train.image(1, 3).into_owned(),
+            rotate_square(&train.image(0, 3), 28, 1)
+        );
     }
 }
