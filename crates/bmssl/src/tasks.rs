@@ -302,9 +302,9 @@ mod tests {
                     prop_assert_eq!(t.query_labels.iter().filter(|&&l| l == way).count(), s.query_views);
                 }
                 // Way-major order.
-                let expect_s: Vec<usize> = (0..ways).flat_map(|w| std::iter::repeat(w).take(s.support_views)).collect();
+                let expect_s: Vec<usize> = (0..ways * s.support_views).map(|i| i / s.support_views).collect();
                 prop_assert_eq!(&t.support_labels, &expect_s);
-                let expect_q: Vec<usize> = (0..ways).flat_map(|w| std::iter::repeat(w).take(s.query_views)).collect();
+                let expect_q: Vec<usize> = (0..ways * s.query_views).map(|i| i / s.query_views).collect();
                 prop_assert_eq!(&t.query_labels, &expect_q);
             }
         }
