@@ -33,6 +33,7 @@ pub mod engine;
 pub mod episodes;
 pub mod error;
 pub mod loss;
+pub mod meta;
 pub mod model;
 pub mod objective;
 pub mod rng;
