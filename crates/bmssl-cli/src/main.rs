@@ -1,1 +1,52 @@
-fn main() {}
+//! `bmssl`: the command-line front of the `bmssl` library.
+//!
+//! Cargo-style subcommands, one module each (`cmd_<name>.rs`). To add one: declare the module,
+//! add a variant to [`Command`] and an arm to [`run`].
+//! Errors: one line `error: <message: cause: cause...>` on stderr and exit code 1.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd_bench;
+mod cmd_check;
+mod cmd_data;
+
+/// Few-shot learning from unlabelled images (BMSSL, arXiv 2308.14267).
+#[derive(Parser)]
+#[command(name = "bmssl", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect datasets and preview or benchmark task construction.
+    #[command(subcommand)]
+    Data(cmd_data::DataCommand),
+    /// Recompute a PyTorch golden meta-gradient in f64 and report the relative error per tensor.
+    CheckGradient(cmd_check::CheckArgs),
+    /// Meta-steps per second, same configuration and flags as `bmssl_torch.py bench`.
+    Bench(cmd_bench::BenchArgs),
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Data(cmd) => cmd_data::run(cmd),
+        Command::CheckGradient(args) => cmd_check::run(args),
+        Command::Bench(args) => cmd_bench::run(args),
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` joins the context chain with ": " on one line.
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -28,14 +28,18 @@
 //! | lambda / tau | `contrastive_weight` / `temperature` | |
 
 pub mod augment;
+pub mod bench;
 pub mod data;
 pub mod engine;
 pub mod episodes;
 pub mod error;
+pub mod golden;
 pub mod loss;
 pub mod meta;
 pub mod model;
+pub mod npz;
 pub mod objective;
+pub mod optim;
 pub mod rng;
 pub mod tasks;
 
