@@ -209,6 +209,8 @@ fn tasks(args: &TasksArgs) -> anyhow::Result<()> {
         support_views: args.support_views,
         query_views: args.query_views,
     };
+    // Fail fast on an impossible shape; the pool size is checked once the data is loaded.
+    shape.validate(usize::MAX)?;
     let start = Instant::now();
     let split: Arc<dyn Dataset> = if is_omniglot(&args.dataset) {
         let s: Split = args.split.parse()?;
