@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use bmssl::bench::{bench_conv4, bench_meta_steps, conv4_forward_flops, BenchConfig};
-use bmssl::meta::{Method, MetaSpec, Target};
+use bmssl::meta::{MetaSpec, Method, Target};
 use bmssl::objective::InnerLoss;
 
 /// Arguments of `bench` (the reference's names).
@@ -70,11 +70,17 @@ enum TargetArg {
 
 /// Runs the benchmark and prints meta-steps/s (and Conv4 timings when asked).
 pub fn run(a: BenchArgs) -> Result<()> {
-    if a.blocks == 0 || a.n_images % a.blocks != 0 {
-        anyhow::bail!("invalid value for `n-images`: {} is not a multiple of --blocks {}", a.n_images, a.blocks);
+    if a.blocks == 0 || !a.n_images.is_multiple_of(a.blocks) {
+        anyhow::bail!(
+            "invalid value for `n-images`: {} is not a multiple of --blocks {}",
+            a.n_images,
+            a.blocks
+        );
     }
     if a.threads > 0 {
-        rayon::ThreadPoolBuilder::new().num_threads(a.threads).build_global()?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(a.threads)
+            .build_global()?;
     }
     let cfg = BenchConfig {
         n_images: a.n_images,
@@ -96,7 +102,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
             inner_steps: a.inner_steps,
             bootstrap_steps: a.delta,
             inner_lr: a.inner_lr,
-            inner_loss: InnerLoss { contrastive_weight: a.lam, temperature: a.tau },
+            inner_loss: InnerLoss {
+                contrastive_weight: a.lam,
+                temperature: a.tau,
+            },
             first_order: a.first_order,
         },
     };

@@ -18,7 +18,8 @@ pub struct CheckArgs {
 pub fn run(args: CheckArgs) -> Result<()> {
     let mut worst: f64 = 0.0;
     for path in &args.golden {
-        let report = bmssl::golden::check_golden(path).with_context(|| format!("checking {}", path.display()))?;
+        let report = bmssl::golden::check_golden(path)
+            .with_context(|| format!("checking {}", path.display()))?;
         let o = &report.options;
         println!(
             "{}: method={} target={} L={} delta={} first_order={} N={} K={} M1={} M2={} {}x{}x{}",
@@ -36,16 +37,28 @@ pub fn run(args: CheckArgs) -> Result<()> {
             o.size,
             o.size
         );
-        println!("  outer loss: ours {:.12} reference {:.12}", report.outer_loss_ours, report.outer_loss_reference);
+        println!(
+            "  outer loss: ours {:.12} reference {:.12}",
+            report.outer_loss_ours, report.outer_loss_reference
+        );
         for t in &report.tensors {
-            println!("  {:<20} max abs {:>10.3e}  relative {:>10.3e}", t.name, t.max_abs, t.relative);
+            println!(
+                "  {:<20} max abs {:>10.3e}  relative {:>10.3e}",
+                t.name, t.max_abs, t.relative
+            );
         }
         let m = report.max_relative();
-        println!("  overall max relative error {m:.3e} ({})", if m < args.tolerance { "ok" } else { "FAIL" });
+        println!(
+            "  overall max relative error {m:.3e} ({})",
+            if m < args.tolerance { "ok" } else { "FAIL" }
+        );
         worst = worst.max(m);
     }
     if worst >= args.tolerance || worst.is_nan() {
-        anyhow::bail!("meta-gradient differs from the reference: max relative error {worst:.3e} >= {:.1e}", args.tolerance);
+        anyhow::bail!(
+            "meta-gradient differs from the reference: max relative error {worst:.3e} >= {:.1e}",
+            args.tolerance
+        );
     }
     Ok(())
 }

@@ -49,8 +49,16 @@ pub fn random_tasks(cfg: &BenchConfig, seed: u64) -> Vec<TaskTensors<f32>> {
     let ways = cfg.n_images / cfg.blocks;
     let img = cfg.channels * cfg.size * cfg.size;
     let mut r = rng::derive(seed, &[rng::STREAM_BENCH]);
-    let mut randn = |n: usize| (0..n).map(|_| r.sample::<f32, _>(StandardNormal)).collect::<Vec<f32>>();
-    let labels = |m: usize| (0..ways).flat_map(|w| std::iter::repeat(w).take(m)).collect::<Vec<_>>();
+    let mut randn = |n: usize| {
+        (0..n)
+            .map(|_| r.sample::<f32, _>(StandardNormal))
+            .collect::<Vec<f32>>()
+    };
+    let labels = |m: usize| {
+        (0..ways)
+            .flat_map(|w| std::iter::repeat_n(w, m))
+            .collect::<Vec<_>>()
+    };
     (0..cfg.blocks)
         .map(|_| TaskTensors {
             support_x: randn(ways * cfg.m1 * img),
@@ -99,9 +107,14 @@ pub fn bench_conv4(batch: usize, channels: usize, size: usize, reps: usize) -> R
     let learner = Learner::new(ArchSpec::conv4(channels, size, 5))?;
     let theta = learner.init(&mut rng::derive(0, &[rng::STREAM_INIT]));
     let mut r = rng::derive(1, &[rng::STREAM_BENCH]);
-    let x: Vec<f32> = (0..batch * learner.image_len()).map(|_| r.sample(StandardNormal)).collect();
+    let x: Vec<f32> = (0..batch * learner.image_len())
+        .map(|_| r.sample(StandardNormal))
+        .collect();
     let y: Vec<usize> = (0..batch).map(|i| i % 5).collect();
-    let spec = InnerLoss { contrastive_weight: 0.0, temperature: 1.0 };
+    let spec = InnerLoss {
+        contrastive_weight: 0.0,
+        temperature: 1.0,
+    };
     let median = |f: &mut dyn FnMut()| {
         f();
         let mut t: Vec<f64> = (0..reps)

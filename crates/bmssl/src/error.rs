@@ -36,22 +36,37 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An I/O error that names its path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
     /// A corrupt-file error that names its path.
     pub fn corrupt(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::Corrupt { path: path.into(), reason: reason.into() }
+        Error::Corrupt {
+            path: path.into(),
+            reason: reason.into(),
+        }
     }
     /// A configuration error that names its field.
     pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Config { field: field.into(), reason: reason.into() }
+        Error::Config {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
     /// A dataset error that names its dataset.
     pub fn dataset(dataset: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Dataset { dataset: dataset.into(), reason: reason.into() }
+        Error::Dataset {
+            dataset: dataset.into(),
+            reason: reason.into(),
+        }
     }
     /// A shape error that names where it happened.
     pub fn shape(context: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Shape { context: context.into(), reason: reason.into() }
+        Error::Shape {
+            context: context.into(),
+            reason: reason.into(),
+        }
     }
 }

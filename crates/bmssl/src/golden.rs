@@ -2,7 +2,7 @@
 //! written by `python bmssl_torch.py golden [options]`, in f64, from the stored inputs and parameters.
 
 use crate::meta::outer::{meta_gradient, TaskTensors};
-use crate::meta::{Method, MetaSpec, Target};
+use crate::meta::{MetaSpec, Method, Target};
 use crate::model::{ArchSpec, Learner};
 use crate::npz::{read_npz, NpyArray};
 use crate::objective::InnerLoss;
@@ -41,12 +41,22 @@ impl ReferenceOptions {
         let method = match self.method.as_str() {
             "bmssl" => Method::Bmssl,
             "metassl" => Method::Metassl,
-            m => return Err(Error::config("method", format!("unknown method {m:?} in golden file"))),
+            m => {
+                return Err(Error::config(
+                    "method",
+                    format!("unknown method {m:?} in golden file"),
+                ))
+            }
         };
         let target = match self.target.as_str() {
             "paper" => Target::Paper,
             "query-step" => Target::QueryStep,
-            t => return Err(Error::config("target", format!("unknown target {t:?} in golden file"))),
+            t => {
+                return Err(Error::config(
+                    "target",
+                    format!("unknown target {t:?} in golden file"),
+                ))
+            }
         };
         Ok(MetaSpec {
             method,
@@ -54,7 +64,10 @@ impl ReferenceOptions {
             inner_steps: self.inner_steps,
             bootstrap_steps: self.delta,
             inner_lr: self.inner_lr,
-            inner_loss: InnerLoss { contrastive_weight: self.lam, temperature: self.tau },
+            inner_loss: InnerLoss {
+                contrastive_weight: self.lam,
+                temperature: self.tau,
+            },
             first_order: self.first_order,
         })
     }
@@ -84,31 +97,55 @@ pub struct GoldenReport {
 impl GoldenReport {
     /// Largest relative error over all tensors and the outer loss.
     pub fn max_relative(&self) -> f64 {
-        let loss_rel = (self.outer_loss_ours - self.outer_loss_reference).abs() / self.outer_loss_reference.abs().max(1e-12);
-        self.tensors.iter().map(|t| t.relative).fold(loss_rel, f64::max)
+        let loss_rel = (self.outer_loss_ours - self.outer_loss_reference).abs()
+            / self.outer_loss_reference.abs().max(1e-12);
+        self.tensors
+            .iter()
+            .map(|t| t.relative)
+            .fold(loss_rel, f64::max)
     }
 }
 
-fn take<'a>(arrays: &'a BTreeMap<String, NpyArray>, key: &str, path: &Path) -> Result<&'a NpyArray> {
-    arrays.get(key).ok_or_else(|| Error::corrupt(path, format!("golden file has no array {key:?}")))
+fn take<'a>(
+    arrays: &'a BTreeMap<String, NpyArray>,
+    key: &str,
+    path: &Path,
+) -> Result<&'a NpyArray> {
+    arrays
+        .get(key)
+        .ok_or_else(|| Error::corrupt(path, format!("golden file has no array {key:?}")))
 }
 
 /// Reads a golden file and recomputes its meta-gradient.
 pub fn check_golden(path: &Path) -> Result<GoldenReport> {
     let arrays = read_npz(path)?;
-    let cfg_bytes: Vec<u8> = take(&arrays, "config_json", path)?.data.iter().map(|&b| b as u8).collect();
-    let options: ReferenceOptions =
-        serde_json::from_slice(&cfg_bytes).map_err(|e| Error::corrupt(path, format!("config_json: {e}")))?;
-    if options.blocks == 0 || options.n_images % options.blocks != 0 {
-        return Err(Error::corrupt(path, "config_json: n_images is not a multiple of blocks"));
+    let cfg_bytes: Vec<u8> = take(&arrays, "config_json", path)?
+        .data
+        .iter()
+        .map(|&b| b as u8)
+        .collect();
+    let options: ReferenceOptions = serde_json::from_slice(&cfg_bytes)
+        .map_err(|e| Error::corrupt(path, format!("config_json: {e}")))?;
+    if options.blocks == 0 || !options.n_images.is_multiple_of(options.blocks) {
+        return Err(Error::corrupt(
+            path,
+            "config_json: n_images is not a multiple of blocks",
+        ));
     }
     let spec = options.meta_spec()?;
-    let learner = Learner::new(ArchSpec::conv4(options.channels, options.size, options.n_images / options.blocks))?;
+    let learner = Learner::new(ArchSpec::conv4(
+        options.channels,
+        options.size,
+        options.n_images / options.blocks,
+    ))?;
     let mut theta = vec![0.0f64; learner.num_params()];
     for e in &learner.layout.entries {
         let a = take(&arrays, &format!("param/{}", e.name), path)?;
         if a.shape != e.shape {
-            return Err(Error::shape(format!("param/{}", e.name), format!("file has {:?}, learner expects {:?}", a.shape, e.shape)));
+            return Err(Error::shape(
+                format!("param/{}", e.name),
+                format!("file has {:?}, learner expects {:?}", a.shape, e.shape),
+            ));
         }
         theta[e.range()].copy_from_slice(&a.data);
     }
@@ -130,9 +167,17 @@ pub fn check_golden(path: &Path) -> Result<GoldenReport> {
         .layout
         .entries
         .iter()
-        .map(|e| Ok((e.name.as_str(), take(&arrays, &format!("grad/{}", e.name), path)?)))
+        .map(|e| {
+            Ok((
+                e.name.as_str(),
+                take(&arrays, &format!("grad/{}", e.name), path)?,
+            ))
+        })
         .collect::<Result<_>>()?;
-    let scale = reference.iter().flat_map(|(_, a)| a.data.iter()).fold(0.0f64, |m, v| m.max(v.abs()));
+    let scale = reference
+        .iter()
+        .flat_map(|(_, a)| a.data.iter())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
     let tensors = learner
         .layout
         .entries
@@ -140,12 +185,29 @@ pub fn check_golden(path: &Path) -> Result<GoldenReport> {
         .zip(&reference)
         .map(|(e, (_, want))| {
             let got = &grad[e.range()];
-            let max_abs = got.iter().zip(&want.data).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-            let denom = want.data.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-6 * scale).max(f64::MIN_POSITIVE);
-            TensorError { name: e.name.clone(), max_abs, relative: max_abs / denom }
+            let max_abs = got
+                .iter()
+                .zip(&want.data)
+                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            let denom = want
+                .data
+                .iter()
+                .fold(0.0f64, |m, v| m.max(v.abs()))
+                .max(1e-6 * scale)
+                .max(f64::MIN_POSITIVE);
+            TensorError {
+                name: e.name.clone(),
+                max_abs,
+                relative: max_abs / denom,
+            }
         })
         .collect();
-    Ok(GoldenReport { options, outer_loss_reference: take(&arrays, "outer_loss", path)?.data[0], outer_loss_ours, tensors })
+    Ok(GoldenReport {
+        options,
+        outer_loss_reference: take(&arrays, "outer_loss", path)?.data[0],
+        outer_loss_ours,
+        tensors,
+    })
 }
 
 #[cfg(test)]
@@ -154,12 +216,19 @@ mod tests {
     use std::path::PathBuf;
 
     fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name)
     }
 
     fn assert_agrees(name: &str) {
         let r = check_golden(&fixture(name)).unwrap();
-        assert!(r.max_relative() < 1e-6, "{name}: max relative error {:e}: {:#?}", r.max_relative(), r.tensors);
+        assert!(
+            r.max_relative() < 1e-6,
+            "{name}: max relative error {:e}: {:#?}",
+            r.max_relative(),
+            r.tensors
+        );
     }
 
     #[test]
@@ -184,7 +253,9 @@ mod tests {
 
     #[test]
     fn a_missing_golden_file_names_its_path() {
-        let err = check_golden(Path::new("no/such/golden.npz")).unwrap_err().to_string();
+        let err = check_golden(Path::new("no/such/golden.npz"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no/such/golden.npz"), "{err}");
     }
 }

@@ -21,7 +21,10 @@ pub fn log_softmax<S: Scalar>(logits: &[S], classes: usize) -> Vec<S> {
 
 /// Row-wise softmax of `logits [B, C]`.
 pub fn softmax<S: Scalar>(logits: &[S], classes: usize) -> Vec<S> {
-    log_softmax(logits, classes).into_iter().map(|v| v.exp()).collect()
+    log_softmax(logits, classes)
+        .into_iter()
+        .map(|v| v.exp())
+        .collect()
 }
 
 /// `log(sum(exp(v)))`, shifted by the largest value for stability.
@@ -71,14 +74,23 @@ pub fn kl_to_target<S: Scalar>(target: &[S], logits: &[S], classes: usize) -> (S
 /// `s = zn . zn^T / tau`, `zn` the rows of z scaled to unit length (`z / max(|z|, 1e-12)`, as
 /// `F.normalize`). The loss is the mean over anchors; an anchor without positives (one view per
 /// image, e.g. a 1-shot support set) contributes zero. Returns `(loss, dz)`.
-pub fn supervised_contrastive<S: Scalar>(z: &[S], labels: &[usize], dim: usize, tau: f64) -> (S, Vec<S>) {
+pub fn supervised_contrastive<S: Scalar>(
+    z: &[S],
+    labels: &[usize],
+    dim: usize,
+    tau: f64,
+) -> (S, Vec<S>) {
     let b = labels.len();
     // Normalise rows.
     let mut norms = Vec::with_capacity(b);
     let mut zn = Vec::with_capacity(z.len());
     for row in z.chunks(dim) {
         let norm = row.iter().map(|&v| v * v).sum::<S>().sqrt();
-        let denom = if norm.re() > 1e-12 { norm } else { S::from_f64(1e-12) };
+        let denom = if norm.re() > 1e-12 {
+            norm
+        } else {
+            S::from_f64(1e-12)
+        };
         norms.push(denom);
         zn.extend(row.iter().map(|&v| v / denom));
     }
@@ -135,7 +147,11 @@ pub fn supervised_contrastive<S: Scalar>(z: &[S], labels: &[usize], dim: usize, 
         let clamped = norms[i].re() <= 1e-12;
         let dot: S = zr.iter().zip(gr).map(|(&a, &g)| a * g).sum();
         for (&a, &g) in zr.iter().zip(gr) {
-            dz.push(if clamped { g / norms[i] } else { (g - a * dot) / norms[i] });
+            dz.push(if clamped {
+                g / norms[i]
+            } else {
+                (g - a * dot) / norms[i]
+            });
         }
     }
     (loss, dz)
@@ -164,7 +180,13 @@ mod tests {
         let x: Vec<f64> = test_values(12, 31).iter().map(|v| 3.0 * v).collect();
         let labels = [2, 0, 3];
         let (_, g) = cross_entropy(&x, &labels, 4);
-        assert_gradient("cross-entropy", &mut |v| cross_entropy(v, &labels, 4).0, &x, &g, 1e-8);
+        assert_gradient(
+            "cross-entropy",
+            &mut |v| cross_entropy(v, &labels, 4).0,
+            &x,
+            &g,
+            1e-8,
+        );
     }
 
     #[test]
@@ -175,7 +197,13 @@ mod tests {
         assert!(kl.abs() < 1e-12 && g.iter().all(|v| v.abs() < 1e-12));
         let other: Vec<f64> = test_values(12, 33);
         let (_, g) = kl_to_target(&target, &other, 4);
-        assert_gradient("kl", &mut |v| kl_to_target(&target, v, 4).0, &other, &g, 1e-8);
+        assert_gradient(
+            "kl",
+            &mut |v| kl_to_target(&target, v, 4).0,
+            &other,
+            &g,
+            1e-8,
+        );
     }
 
     /// The same loss written the plain way, as the PyTorch reference does.
@@ -188,11 +216,14 @@ mod tests {
                 r.iter().map(|v| v / n).collect()
             })
             .collect();
-        let s = |i: usize, j: usize| zn[i].iter().zip(&zn[j]).map(|(a, b)| a * b).sum::<f64>() / tau;
+        let s =
+            |i: usize, j: usize| zn[i].iter().zip(&zn[j]).map(|(a, b)| a * b).sum::<f64>() / tau;
         let mut total = 0.0;
         for i in 0..b {
             let denom: f64 = (0..b).filter(|&a| a != i).map(|a| s(i, a).exp()).sum();
-            let pos: Vec<usize> = (0..b).filter(|&p| p != i && labels[p] == labels[i]).collect();
+            let pos: Vec<usize> = (0..b)
+                .filter(|&p| p != i && labels[p] == labels[i])
+                .collect();
             let sum: f64 = pos.iter().map(|&p| (s(i, p).exp() / denom).ln()).sum();
             total += -sum / (pos.len().max(1) as f64);
         }
@@ -205,7 +236,13 @@ mod tests {
         let z = test_values(6 * 5, 34);
         let (loss, g) = supervised_contrastive(&z, &labels, 5, 0.5);
         assert!((loss - supcon_by_the_formula(&z, &labels, 5, 0.5)).abs() < 1e-12);
-        assert_gradient("supcon", &mut |v| supervised_contrastive(v, &labels, 5, 0.5).0, &z, &g, 1e-7);
+        assert_gradient(
+            "supcon",
+            &mut |v| supervised_contrastive(v, &labels, 5, 0.5).0,
+            &z,
+            &g,
+            1e-7,
+        );
     }
 
     #[test]

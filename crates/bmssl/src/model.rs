@@ -59,7 +59,14 @@ pub struct ArchSpec {
 impl ArchSpec {
     /// Conv4 with 64 channels and a 64-d projection, as in the reference.
     pub fn conv4(in_channels: usize, image_size: usize, ways: usize) -> Self {
-        ArchSpec { backbone: Backbone::Conv4, in_channels, image_size, hidden: 64, proj_dim: 64, ways }
+        ArchSpec {
+            backbone: Backbone::Conv4,
+            in_channels,
+            image_size,
+            hidden: 64,
+            proj_dim: 64,
+            ways,
+        }
     }
 
     /// Side of the last feature map (each pool floors: 28 -> 14 -> 7 -> 3 -> 1).
@@ -81,10 +88,18 @@ impl ArchSpec {
         if self.image_size >> blocks == 0 {
             return Err(Error::config(
                 "image_size",
-                format!("{} is too small for {blocks} pooling blocks (needs at least {})", self.image_size, 1 << blocks),
+                format!(
+                    "{} is too small for {blocks} pooling blocks (needs at least {})",
+                    self.image_size,
+                    1 << blocks
+                ),
             ));
         }
-        for (field, v) in [("hidden", self.hidden), ("proj_dim", self.proj_dim), ("ways", self.ways)] {
+        for (field, v) in [
+            ("hidden", self.hidden),
+            ("proj_dim", self.proj_dim),
+            ("ways", self.ways),
+        ] {
             if v == 0 {
                 return Err(Error::config(field, "must be at least 1"));
             }
@@ -128,7 +143,11 @@ impl Layout {
         let mut entries = Vec::new();
         let mut offset = 0;
         let mut push = |name: String, shape: Vec<usize>| {
-            let e = ParamEntry { name, shape, offset };
+            let e = ParamEntry {
+                name,
+                shape,
+                offset,
+            };
             offset += e.len();
             entries.push(e);
         };
@@ -147,7 +166,10 @@ impl Layout {
         push("proj.2.bias".into(), vec![spec.proj_dim]);
         push("classifier.weight".into(), vec![spec.ways, f]);
         push("classifier.bias".into(), vec![spec.ways]);
-        Layout { entries, len: offset }
+        Layout {
+            entries,
+            len: offset,
+        }
     }
 
     /// The entry called `name`.
@@ -156,16 +178,22 @@ impl Layout {
     }
 
     fn range(&self, name: &str) -> Range<usize> {
-        self.get(name).map(|e| e.range()).unwrap_or_else(|| panic!("layout has no parameter {name}"))
+        self.get(name)
+            .map(|e| e.range())
+            .unwrap_or_else(|| panic!("layout has no parameter {name}"))
     }
 }
 
 /// The forward activations the backward pass needs, for one conv block.
 struct BlockTape<S> {
     conv: conv::ConvShape,
+    /// im2col of the block's input (for the weight gradient).
     cols: Vec<S>,
-    bn: batchnorm::BnCache<S>,
-    relu_out: Vec<S>,
+    /// Batch-normalised conv output, before the affine part `[C, N, H, W]`.
+    xhat: Vec<S>,
+    inv_std: Vec<S>,
+    /// Block output after ReLU and pooling `[C, N, H/2, W/2]` (its sign gates the gradient).
+    pooled: Vec<S>,
     pool_arg: Vec<u32>,
 }
 
@@ -260,7 +288,11 @@ impl Learner {
                 continue;
             }
             let fan_in: usize = e.shape[1..].iter().product();
-            let std = if e.name.starts_with("conv") { (2.0 / fan_in as f64).sqrt() } else { (1.0 / fan_in as f64).sqrt() };
+            let std = if e.name.starts_with("conv") {
+                (2.0 / fan_in as f64).sqrt()
+            } else {
+                (1.0 / fan_in as f64).sqrt()
+            };
             for v in &mut p[r] {
                 *v = (rng.sample::<f64, _>(StandardNormal) * std) as f32;
             }
@@ -269,14 +301,26 @@ impl Learner {
     }
 
     fn check_input<S>(&self, params: &[S], x: &[S]) -> usize {
-        assert_eq!(params.len(), self.layout.len, "parameter vector has the wrong length");
-        assert!(x.len() % self.image_len() == 0, "input length is not a multiple of one image");
+        assert_eq!(
+            params.len(),
+            self.layout.len,
+            "parameter vector has the wrong length"
+        );
+        assert!(
+            x.len().is_multiple_of(self.image_len()),
+            "input length is not a multiple of one image"
+        );
         x.len() / self.image_len()
     }
 
     /// Forward pass over `x [N, C, H, W]`. The projection head runs only when asked (the BMSSL
     /// outer loss and evaluation need logits or features only).
-    pub fn forward<S: Scalar>(&self, params: &[S], x: &[S], want_projection: bool) -> (Output<S>, Tape<S>) {
+    pub fn forward<S: Scalar>(
+        &self,
+        params: &[S],
+        x: &[S],
+        want_projection: bool,
+    ) -> (Output<S>, Tape<S>) {
         let n = self.check_input(params, x);
         let (c, side) = (self.spec.in_channels, self.spec.image_size);
         // NCHW -> CNHW (a no-op for one channel).
@@ -291,13 +335,42 @@ impl Learner {
         let (mut c_in, mut h) = (c, side);
         let mut tapes = Vec::with_capacity(self.blocks.len());
         for bp in &self.blocks {
-            let shape = conv::ConvShape { c_in, c_out: self.spec.hidden, n, h, w: h, k: 3 };
-            let (y, cols) = conv::forward(&act, &params[bp.conv_w.clone()], &params[bp.conv_b.clone()], &shape);
-            let (y, bn) = batchnorm::forward(&y, &params[bp.bn_w.clone()], &params[bp.bn_b.clone()], shape.c_out);
-            let relu_out = activation::relu(&y);
-            let (pooled, pool_arg) = pool::forward(&relu_out, &pool::PoolShape { planes: shape.c_out * n, h, w: h });
-            tapes.push(BlockTape { conv: shape, cols, bn, relu_out, pool_arg });
-            act = pooled;
+            let shape = conv::ConvShape {
+                c_in,
+                c_out: self.spec.hidden,
+                n,
+                h,
+                w: h,
+                k: 3,
+            };
+            // conv -> batch-norm (normalised in place) -> fused affine + ReLU + 2x2 max-pool.
+            let (mut xhat, cols) = conv::forward(
+                &act,
+                &params[bp.conv_w.clone()],
+                &params[bp.conv_b.clone()],
+                &shape,
+            );
+            let inv_std = batchnorm::normalize(&mut xhat, shape.c_out);
+            let pool_shape = pool::PoolShape {
+                planes: shape.c_out * n,
+                h,
+                w: h,
+            };
+            let (pooled, pool_arg) = pool::affine_relu_max(
+                &xhat,
+                &params[bp.bn_w.clone()],
+                &params[bp.bn_b.clone()],
+                &pool_shape,
+            );
+            act = pooled.clone();
+            tapes.push(BlockTape {
+                conv: shape,
+                cols,
+                xhat,
+                inv_std,
+                pooled,
+                pool_arg,
+            });
             c_in = self.spec.hidden;
             h /= 2;
         }
@@ -312,17 +385,46 @@ impl Learner {
             }
         }
         let ways = self.spec.ways;
-        let logits = linear::forward(&features, &params[self.cls_w.clone()], &params[self.cls_b.clone()], n, f, ways);
+        let logits = linear::forward(
+            &features,
+            &params[self.cls_w.clone()],
+            &params[self.cls_b.clone()],
+            n,
+            f,
+            ways,
+        );
         let (projection, proj_hidden) = if want_projection {
             let p = self.spec.proj_dim;
-            let hdn = linear::forward(&features, &params[self.proj0_w.clone()], &params[self.proj0_b.clone()], n, f, p);
+            let hdn = linear::forward(
+                &features,
+                &params[self.proj0_w.clone()],
+                &params[self.proj0_b.clone()],
+                n,
+                f,
+                p,
+            );
             let hdn = activation::relu(&hdn);
-            let z = linear::forward(&hdn, &params[self.proj2_w.clone()], &params[self.proj2_b.clone()], n, p, p);
+            let z = linear::forward(
+                &hdn,
+                &params[self.proj2_w.clone()],
+                &params[self.proj2_b.clone()],
+                n,
+                p,
+                p,
+            );
             (Some(z), Some(hdn))
         } else {
             (None, None)
         };
-        (Output { logits, projection }, Tape { n, blocks: tapes, features, proj_hidden })
+        (
+            Output { logits, projection },
+            Tape {
+                n,
+                blocks: tapes,
+                features,
+                proj_hidden,
+            },
+        )
     }
 
     /// Flattened backbone features `[N, F]` of a forward pass (for prototype evaluation).
@@ -332,17 +434,33 @@ impl Learner {
 
     /// Backward pass: the gradient of a loss with respect to every parameter, given the loss's
     /// gradient with respect to the logits and (if the projection was used) the projection.
-    pub fn backward<S: Scalar>(&self, params: &[S], tape: &Tape<S>, dlogits: &[S], dproj: Option<&[S]>) -> Vec<S> {
+    pub fn backward<S: Scalar>(
+        &self,
+        params: &[S],
+        tape: &Tape<S>,
+        dlogits: &[S],
+        dproj: Option<&[S]>,
+    ) -> Vec<S> {
         let n = tape.n;
         let f = self.spec.feature_dim();
         let ways = self.spec.ways;
         let mut grad = vec![S::default(); self.layout.len];
-        let cls = linear::backward(dlogits, &tape.features, &params[self.cls_w.clone()], n, f, ways);
+        let cls = linear::backward(
+            dlogits,
+            &tape.features,
+            &params[self.cls_w.clone()],
+            n,
+            f,
+            ways,
+        );
         grad[self.cls_w.clone()].copy_from_slice(&cls.weight);
         grad[self.cls_b.clone()].copy_from_slice(&cls.bias);
         let mut dfeat = cls.input;
         if let Some(dz) = dproj {
-            let hdn = tape.proj_hidden.as_ref().expect("backward through a projection the forward pass did not compute");
+            let hdn = tape
+                .proj_hidden
+                .as_ref()
+                .expect("backward through a projection the forward pass did not compute");
             let p = self.spec.proj_dim;
             let l2 = linear::backward(dz, hdn, &params[self.proj2_w.clone()], n, p, p);
             grad[self.proj2_w.clone()].copy_from_slice(&l2.weight);
@@ -367,9 +485,9 @@ impl Learner {
             }
         }
         for (i, (bp, t)) in self.blocks.iter().zip(&tape.blocks).enumerate().rev() {
-            let d = pool::backward(&dact, &t.pool_arg, t.relu_out.len());
-            let d = activation::relu_backward(&d, &t.relu_out);
-            let (d, dg, db) = batchnorm::backward(&d, &t.bn, &params[bp.bn_w.clone()]);
+            let mut d = pool::relu_max_backward(&dact, &t.pooled, &t.pool_arg, t.xhat.len());
+            let (dg, db) =
+                batchnorm::backward_in_place(&mut d, &t.xhat, &t.inv_std, &params[bp.bn_w.clone()]);
             grad[bp.bn_w.clone()].copy_from_slice(&dg);
             grad[bp.bn_b.clone()].copy_from_slice(&db);
             let g = conv::backward(&d, &t.cols, &params[bp.conv_w.clone()], &t.conv, i > 0);
@@ -391,10 +509,29 @@ mod tests {
     fn parameter_names_follow_the_pytorch_reference() {
         let l = Learner::new(ArchSpec::conv4(1, 28, 5)).unwrap();
         let names: Vec<&str> = l.layout.entries.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(&names[..4], ["conv0.weight", "conv0.bias", "bn0.weight", "bn0.bias"]);
-        assert_eq!(&names[16..], ["proj.0.weight", "proj.0.bias", "proj.2.weight", "proj.2.bias", "classifier.weight", "classifier.bias"]);
-        assert_eq!(l.layout.get("classifier.weight").unwrap().shape, vec![5, 64]);
-        assert_eq!(l.layout.get("conv1.weight").unwrap().shape, vec![64, 64, 3, 3]);
+        assert_eq!(
+            &names[..4],
+            ["conv0.weight", "conv0.bias", "bn0.weight", "bn0.bias"]
+        );
+        assert_eq!(
+            &names[16..],
+            [
+                "proj.0.weight",
+                "proj.0.bias",
+                "proj.2.weight",
+                "proj.2.bias",
+                "classifier.weight",
+                "classifier.bias"
+            ]
+        );
+        assert_eq!(
+            l.layout.get("classifier.weight").unwrap().shape,
+            vec![5, 64]
+        );
+        assert_eq!(
+            l.layout.get("conv1.weight").unwrap().shape,
+            vec![64, 64, 3, 3]
+        );
     }
 
     #[test]
@@ -402,7 +539,10 @@ mod tests {
         assert_eq!(ArchSpec::conv4(1, 28, 5).feature_dim(), 64);
         assert_eq!(ArchSpec::conv4(3, 32, 5).feature_dim(), 256);
         assert_eq!(ArchSpec::conv4(3, 84, 5).feature_dim(), 64 * 25);
-        let c5 = ArchSpec { backbone: Backbone::Conv5, ..ArchSpec::conv4(3, 84, 5) };
+        let c5 = ArchSpec {
+            backbone: Backbone::Conv5,
+            ..ArchSpec::conv4(3, 84, 5)
+        };
         assert_eq!(c5.feature_dim(), 256);
     }
 

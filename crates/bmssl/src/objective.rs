@@ -42,7 +42,13 @@ pub struct LossGrad<S> {
 
 impl Learner {
     /// Loss and gradient at `params` on `batch`.
-    pub fn loss_grad<S: Scalar>(&self, params: &[S], x: &[S], labels: &[usize], objective: Objective<'_, S>) -> LossGrad<S> {
+    pub fn loss_grad<S: Scalar>(
+        &self,
+        params: &[S],
+        x: &[S],
+        labels: &[usize],
+        objective: Objective<'_, S>,
+    ) -> LossGrad<S> {
         let ways = self.spec.ways;
         match objective {
             Objective::Inner(spec) => {
@@ -51,9 +57,18 @@ impl Learner {
                 let (ce, dlogits) = loss::cross_entropy(&out.logits, labels, ways);
                 let (mut total, mut dproj) = (ce, None);
                 if let Some(z) = &out.projection {
-                    let (sc, dz) = loss::supervised_contrastive(z, labels, self.spec.proj_dim, spec.temperature);
+                    let (sc, dz) = loss::supervised_contrastive(
+                        z,
+                        labels,
+                        self.spec.proj_dim,
+                        spec.temperature,
+                    );
                     total += sc.scale(spec.contrastive_weight);
-                    dproj = Some(dz.into_iter().map(|v| v.scale(spec.contrastive_weight)).collect::<Vec<_>>());
+                    dproj = Some(
+                        dz.into_iter()
+                            .map(|v| v.scale(spec.contrastive_weight))
+                            .collect::<Vec<_>>(),
+                    );
                 }
                 let grad = self.backward(params, &tape, &dlogits, dproj.as_deref());
                 LossGrad { loss: total, grad }
@@ -61,7 +76,10 @@ impl Learner {
             Objective::KlTo(target) => {
                 let (out, tape) = self.forward(params, x, false);
                 let (kl, dlogits) = loss::kl_to_target(target, &out.logits, ways);
-                LossGrad { loss: kl, grad: self.backward(params, &tape, &dlogits, None) }
+                LossGrad {
+                    loss: kl,
+                    grad: self.backward(params, &tape, &dlogits, None),
+                }
             }
         }
     }
@@ -74,10 +92,23 @@ impl Learner {
 
     /// Gradient `g` and Hessian-vector product `H v` of the inner loss at `params`, in one
     /// forward + backward pass on dual numbers `params + eps v` (forward-over-reverse).
-    pub fn inner_hvp<F: Real>(&self, params: &[F], v: &[F], x: &[F], labels: &[usize], spec: InnerLoss) -> (Vec<F>, Vec<F>) {
-        let pd: Vec<Dual<F>> = params.iter().zip(v).map(|(&p, &t)| Dual::new(p, t)).collect();
+    pub fn inner_hvp<F: Real>(
+        &self,
+        params: &[F],
+        v: &[F],
+        x: &[F],
+        labels: &[usize],
+        spec: InnerLoss,
+    ) -> (Vec<F>, Vec<F>) {
+        let pd: Vec<Dual<F>> = params
+            .iter()
+            .zip(v)
+            .map(|(&p, &t)| Dual::new(p, t))
+            .collect();
         let xd: Vec<Dual<F>> = x.iter().map(|&p| Dual::new(p, F::default())).collect();
-        let g = self.loss_grad(&pd, &xd, labels, Objective::Inner(spec)).grad;
+        let g = self
+            .loss_grad(&pd, &xd, labels, Objective::Inner(spec))
+            .grad;
         g.into_iter().map(|d| (d.v, d.t)).unzip()
     }
 }
@@ -91,21 +122,38 @@ mod tests {
 
     /// A small learner (8 channels, 12x12 input) keeps the finite differences quick.
     fn small() -> (Learner, Vec<f64>, Vec<f64>, Vec<usize>) {
-        let spec = ArchSpec { hidden: 4, proj_dim: 5, ..ArchSpec::conv4(2, 16, 3) };
+        let spec = ArchSpec {
+            hidden: 4,
+            proj_dim: 5,
+            ..ArchSpec::conv4(2, 16, 3)
+        };
         let l = Learner::new(spec).unwrap();
-        let p: Vec<f64> = l.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1)).into_iter().map(f64::from).collect();
+        let p: Vec<f64> = l
+            .init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1))
+            .into_iter()
+            .map(f64::from)
+            .collect();
         let labels = vec![0, 1, 2, 0, 1, 2];
         let x = test_values(labels.len() * l.image_len(), 41);
         (l, p, x, labels)
     }
 
-    const SPEC: InnerLoss = InnerLoss { contrastive_weight: 0.7, temperature: 0.5 };
+    const SPEC: InnerLoss = InnerLoss {
+        contrastive_weight: 0.7,
+        temperature: 0.5,
+    };
 
     #[test]
     fn inner_loss_gradient_matches_finite_differences_for_every_parameter() {
         let (l, p, x, y) = small();
         let g = l.loss_grad(&p, &x, &y, Objective::Inner(SPEC)).grad;
-        assert_gradient("inner loss", &mut |v| l.loss_grad(v, &x, &y, Objective::Inner(SPEC)).loss, &p, &g, 1e-5);
+        assert_gradient(
+            "inner loss",
+            &mut |v| l.loss_grad(v, &x, &y, Objective::Inner(SPEC)).loss,
+            &p,
+            &g,
+            1e-5,
+        );
     }
 
     #[test]
@@ -113,7 +161,13 @@ mod tests {
         let (l, p, x, y) = small();
         let target = l.predict(&p.iter().map(|v| v * 0.9).collect::<Vec<_>>(), &x);
         let g = l.loss_grad(&p, &x, &y, Objective::KlTo(&target)).grad;
-        assert_gradient("kl", &mut |v| l.loss_grad(v, &x, &y, Objective::KlTo(&target)).loss, &p, &g, 1e-5);
+        assert_gradient(
+            "kl",
+            &mut |v| l.loss_grad(v, &x, &y, Objective::KlTo(&target)).loss,
+            &p,
+            &g,
+            1e-5,
+        );
     }
 
     #[test]
@@ -129,10 +183,17 @@ mod tests {
             l.loss_grad(&q, &x, &y, Objective::Inner(SPEC)).grad
         };
         let (gp, gm) = (at(h), at(-h));
-        let numeric: Vec<f64> = gp.iter().zip(&gm).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+        let numeric: Vec<f64> = gp
+            .iter()
+            .zip(&gm)
+            .map(|(a, b)| (a - b) / (2.0 * h))
+            .collect();
         let err = crate::engine::gradcheck::max_relative_error(&hv, &numeric, 1e-8);
         assert!(err < 1e-5, "H v differs from finite differences by {err:e}");
         let g0 = l.loss_grad(&p, &x, &y, Objective::Inner(SPEC)).grad;
-        assert_eq!(g, g0, "the value part of the dual pass is the ordinary gradient");
+        assert_eq!(
+            g, g0,
+            "the value part of the dual pass is the ordinary gradient"
+        );
     }
 }

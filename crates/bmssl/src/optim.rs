@@ -33,7 +33,13 @@ impl Optimizer {
     /// A fresh optimiser for `n` parameters.
     pub fn new(kind: OptimizerKind, lr: f64, n: usize) -> Self {
         let moments = if kind == OptimizerKind::Adam { n } else { 0 };
-        Optimizer { kind, lr, t: 0, m: vec![0.0; moments], v: vec![0.0; moments] }
+        Optimizer {
+            kind,
+            lr,
+            t: 0,
+            m: vec![0.0; moments],
+            v: vec![0.0; moments],
+        }
     }
 
     /// One update of `params` along `grad`, exactly as `torch.optim.Adam` / `SGD` (no weight decay).

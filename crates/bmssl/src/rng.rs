@@ -48,8 +48,14 @@ mod tests {
 
     #[test]
     fn the_same_path_gives_the_same_numbers() {
-        let a: Vec<u32> = (0..8).map(|_| 0).scan(derive(7, &[1, 2]), |r, _: u32| Some(r.gen())).collect();
-        let b: Vec<u32> = (0..8).map(|_| 0).scan(derive(7, &[1, 2]), |r, _: u32| Some(r.gen())).collect();
+        let a: Vec<u32> = (0..8)
+            .map(|_| 0)
+            .scan(derive(7, &[1, 2]), |r, _: u32| Some(r.gen()))
+            .collect();
+        let b: Vec<u32> = (0..8)
+            .map(|_| 0)
+            .scan(derive(7, &[1, 2]), |r, _: u32| Some(r.gen()))
+            .collect();
         assert_eq!(a, b);
     }
 

@@ -5,12 +5,17 @@ use super::scalar::Scalar;
 
 /// `y = max(x, 0)`.
 pub fn relu<S: Scalar>(x: &[S]) -> Vec<S> {
-    x.iter().map(|&v| if v.re() > 0.0 { v } else { S::default() }).collect()
+    x.iter()
+        .map(|&v| if v.re() > 0.0 { v } else { S::default() })
+        .collect()
 }
 
 /// `dx = dy * [y > 0]`, given the forward output `y`.
 pub fn relu_backward<S: Scalar>(dy: &[S], y: &[S]) -> Vec<S> {
-    dy.iter().zip(y).map(|(&d, &v)| if v.re() > 0.0 { d } else { S::default() }).collect()
+    dy.iter()
+        .zip(y)
+        .map(|(&d, &v)| if v.re() > 0.0 { d } else { S::default() })
+        .collect()
 }
 
 #[cfg(test)]
@@ -20,7 +25,10 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences_away_from_the_kink() {
-        let x: Vec<f64> = test_values(20, 11).iter().map(|v| if v.abs() < 0.05 { 0.3 } else { *v }).collect();
+        let x: Vec<f64> = test_values(20, 11)
+            .iter()
+            .map(|v| if v.abs() < 0.05 { 0.3 } else { *v })
+            .collect();
         let r = test_values(20, 12);
         let y = relu(&x);
         let dx = relu_backward(&r, &y);

@@ -4,6 +4,7 @@
 //! `y = gamma * (x - mean) / sqrt(var + eps) + beta`, per channel, `var` biased (divides by m),
 //! exactly as `torch.nn.functional.batch_norm(training=True)`.
 
+use super::reduce::{dot, sum};
 use super::scalar::Scalar;
 
 /// PyTorch's default epsilon.
@@ -17,61 +18,80 @@ pub struct BnCache<S> {
     pub inv_std: Vec<S>,
 }
 
-/// Forward over `x [C, m]` (m = N*H*W per channel, contiguous).
-pub fn forward<S: Scalar>(x: &[S], gamma: &[S], beta: &[S], channels: usize) -> (Vec<S>, BnCache<S>) {
+/// Normalises `x [C, m]` in place (`x <- (x - mean) / sqrt(var + eps)` per channel) and returns
+/// the per-channel `1 / sqrt(var + eps)`. The affine part is left to the caller, so that the
+/// learner can fuse it with ReLU and pooling instead of writing one more full-size tensor.
+pub fn normalize<S: Scalar>(x: &mut [S], channels: usize) -> Vec<S> {
     let m = x.len() / channels;
     let inv_m = 1.0 / m as f64;
-    let mut y = vec![S::default(); x.len()];
-    let mut xhat = vec![S::default(); x.len()];
-    let mut inv_std = Vec::with_capacity(channels);
-    for c in 0..channels {
-        let row = &x[c * m..(c + 1) * m];
-        let mean = row.iter().copied().sum::<S>().scale(inv_m);
-        let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<S>().scale(inv_m);
-        let is = (var + S::from_f64(EPS)).sqrt().powi_neg1();
-        inv_std.push(is);
-        let (g, b) = (gamma[c], beta[c]);
-        for i in c * m..(c + 1) * m {
-            let xh = (x[i] - mean) * is;
-            xhat[i] = xh;
-            y[i] = g * xh + b;
-        }
-    }
+    x.chunks_mut(m)
+        .map(|row| {
+            let mean = sum(row).scale(inv_m);
+            for v in row.iter_mut() {
+                *v -= mean;
+            }
+            let var = dot(row, row).scale(inv_m);
+            let is = S::from_f64(1.0) / (var + S::from_f64(EPS)).sqrt();
+            for v in row.iter_mut() {
+                *v *= is;
+            }
+            is
+        })
+        .collect()
+}
+
+/// Forward over `x [C, m]` (m = N*H*W per channel, contiguous).
+pub fn forward<S: Scalar>(
+    x: &[S],
+    gamma: &[S],
+    beta: &[S],
+    channels: usize,
+) -> (Vec<S>, BnCache<S>) {
+    let mut xhat = x.to_vec();
+    let inv_std = normalize(&mut xhat, channels);
+    let m = x.len() / channels;
+    let y = xhat
+        .iter()
+        .enumerate()
+        .map(|(i, &h)| gamma[i / m] * h + beta[i / m])
+        .collect();
     (y, BnCache { xhat, inv_std })
 }
 
-/// Backward: `dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat))`,
-/// `dgamma = sum(dy * xhat)`, `dbeta = sum(dy)`.
-pub fn backward<S: Scalar>(dy: &[S], cache: &BnCache<S>, gamma: &[S]) -> (Vec<S>, Vec<S>, Vec<S>) {
+/// Backward in place: `dy` becomes
+/// `dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat))`; returns
+/// `(dgamma, dbeta) = (sum(dy * xhat), sum(dy))` per channel.
+pub fn backward_in_place<S: Scalar>(
+    dy: &mut [S],
+    xhat: &[S],
+    inv_std: &[S],
+    gamma: &[S],
+) -> (Vec<S>, Vec<S>) {
     let channels = gamma.len();
     let m = dy.len() / channels;
     let inv_m = 1.0 / m as f64;
-    let mut dx = vec![S::default(); dy.len()];
     let mut dgamma = Vec::with_capacity(channels);
     let mut dbeta = Vec::with_capacity(channels);
-    for c in 0..channels {
-        let r = c * m..(c + 1) * m;
-        let (dyr, xh) = (&dy[r.clone()], &cache.xhat[r.clone()]);
-        let sum_dy: S = dyr.iter().copied().sum();
-        let sum_dy_xh: S = dyr.iter().zip(xh).map(|(&a, &b)| a * b).sum();
+    for (c, (dyr, xh)) in dy.chunks_mut(m).zip(xhat.chunks(m)).enumerate() {
+        let sum_dy = sum(dyr);
+        let sum_dy_xh = dot(dyr, xh);
         dgamma.push(sum_dy_xh);
         dbeta.push(sum_dy);
-        let k = gamma[c] * cache.inv_std[c];
+        let k = gamma[c] * inv_std[c];
         let (mean_dy, mean_dy_xh) = (sum_dy.scale(inv_m), sum_dy_xh.scale(inv_m));
-        for (i, (&d, &h)) in r.zip(dyr.iter().zip(xh)) {
-            dx[i] = k * (d - mean_dy - h * mean_dy_xh);
+        for (d, &h) in dyr.iter_mut().zip(xh) {
+            *d = k * (*d - mean_dy - h * mean_dy_xh);
         }
     }
-    (dx, dgamma, dbeta)
+    (dgamma, dbeta)
 }
 
-/// `1 / x`, spelled as a trait extension so it reads in formulas.
-trait Recip: Scalar {
-    fn powi_neg1(self) -> Self {
-        Self::from_f64(1.0) / self
-    }
+/// Backward: returns `(dx, dgamma, dbeta)`.
+pub fn backward<S: Scalar>(dy: &[S], cache: &BnCache<S>, gamma: &[S]) -> (Vec<S>, Vec<S>, Vec<S>) {
+    let mut dx = dy.to_vec();
+    let (dg, db) = backward_in_place(&mut dx, &cache.xhat, &cache.inv_std, gamma);
+    (dx, dg, db)
 }
-impl<S: Scalar> Recip for S {}
 
 #[cfg(test)]
 mod tests {
@@ -101,8 +121,26 @@ mod tests {
         let (y, cache) = forward(&x, &g, &b, c);
         let dy: Vec<f64> = y.iter().zip(&r).map(|(a, b)| 2.0 * a * b).collect();
         let (dx, dg, db) = backward(&dy, &cache, &g);
-        assert_gradient("bn input", &mut |v| loss(forward(v, &g, &b, c).0), &x, &dx, 1e-6);
-        assert_gradient("bn gamma", &mut |v| loss(forward(&x, v, &b, c).0), &g, &dg, 1e-6);
-        assert_gradient("bn beta", &mut |v| loss(forward(&x, &g, v, c).0), &b, &db, 1e-6);
+        assert_gradient(
+            "bn input",
+            &mut |v| loss(forward(v, &g, &b, c).0),
+            &x,
+            &dx,
+            1e-6,
+        );
+        assert_gradient(
+            "bn gamma",
+            &mut |v| loss(forward(&x, v, &b, c).0),
+            &g,
+            &dg,
+            1e-6,
+        );
+        assert_gradient(
+            "bn beta",
+            &mut |v| loss(forward(&x, &g, v, c).0),
+            &b,
+            &db,
+            1e-6,
+        );
     }
 }

@@ -85,7 +85,8 @@ pub fn col2im<S: Scalar>(cols: &[S], s: &ConvShape) -> Vec<S> {
                         }
                         let src = &src_row[(b * s.h + y) * s.w..(b * s.h + y + 1) * s.w];
                         let sx0 = (x0 as isize + dxs) as usize;
-                        let dst = &mut dst_img[sy as usize * s.w + sx0..sy as usize * s.w + sx0 + (x1 - x0)];
+                        let dst = &mut dst_img
+                            [sy as usize * s.w + sx0..sy as usize * s.w + sx0 + (x1 - x0)];
                         for (d, v) in dst.iter_mut().zip(&src[x0..x1]) {
                             *d += *v;
                         }
@@ -106,7 +107,12 @@ pub fn forward<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> (
     for (row, &b) in y.chunks_mut(p).zip(bias) {
         row.fill(b);
     }
-    S::matmul(&mut y, true, MatRef::rows(weight, s.c_out, s.patch()), MatRef::rows(&cols, s.patch(), p));
+    S::matmul(
+        &mut y,
+        true,
+        MatRef::rows(weight, s.c_out, s.patch()),
+        MatRef::rows(&cols, s.patch(), p),
+    );
     (y, cols)
 }
 
@@ -121,17 +127,37 @@ pub struct ConvGrads<S> {
 }
 
 /// Backward: `dW = dy . cols^T`, `db = row sums of dy`, `dx = col2im(W^T . dy)`.
-pub fn backward<S: Scalar>(dy: &[S], cols: &[S], weight: &[S], s: &ConvShape, need_input: bool) -> ConvGrads<S> {
+pub fn backward<S: Scalar>(
+    dy: &[S],
+    cols: &[S],
+    weight: &[S],
+    s: &ConvShape,
+    need_input: bool,
+) -> ConvGrads<S> {
     let p = s.positions();
     let mut dw = vec![S::default(); s.c_out * s.patch()];
-    S::matmul(&mut dw, false, MatRef::rows(dy, s.c_out, p), MatRef::rows(cols, s.patch(), p).t());
-    let db = dy.chunks(p).map(|r| r.iter().copied().sum()).collect();
+    S::matmul(
+        &mut dw,
+        false,
+        MatRef::rows(dy, s.c_out, p),
+        MatRef::rows(cols, s.patch(), p).t(),
+    );
+    let db = dy.chunks(p).map(super::reduce::sum).collect();
     let input = need_input.then(|| {
         let mut dcols = vec![S::default(); s.patch() * p];
-        S::matmul(&mut dcols, false, MatRef::rows(weight, s.c_out, s.patch()).t(), MatRef::rows(dy, s.c_out, p));
+        S::matmul(
+            &mut dcols,
+            false,
+            MatRef::rows(weight, s.c_out, s.patch()).t(),
+            MatRef::rows(dy, s.c_out, p),
+        );
         col2im(&dcols, s)
     });
-    ConvGrads { weight: dw, bias: db, input }
+    ConvGrads {
+        weight: dw,
+        bias: db,
+        input,
+    }
 }
 
 #[cfg(test)]
@@ -139,7 +165,14 @@ mod tests {
     use super::*;
     use crate::engine::gradcheck::{assert_gradient, test_values};
 
-    const S: ConvShape = ConvShape { c_in: 2, c_out: 3, n: 2, h: 5, w: 4, k: 3 };
+    const S: ConvShape = ConvShape {
+        c_in: 2,
+        c_out: 3,
+        n: 2,
+        h: 5,
+        w: 4,
+        k: 3,
+    };
 
     fn direct(x: &[f64], wt: &[f64], b: &[f64], s: &ConvShape) -> Vec<f64> {
         let mut y = vec![0.0; s.c_out * s.positions()];
@@ -151,10 +184,18 @@ mod tests {
                         for ci in 0..s.c_in {
                             for ky in 0..3 {
                                 for kx in 0..3 {
-                                    let (sy, sx) = (yy as isize + ky as isize - 1, xx as isize + kx as isize - 1);
-                                    if sy >= 0 && sx >= 0 && (sy as usize) < s.h && (sx as usize) < s.w {
+                                    let (sy, sx) = (
+                                        yy as isize + ky as isize - 1,
+                                        xx as isize + kx as isize - 1,
+                                    );
+                                    if sy >= 0
+                                        && sx >= 0
+                                        && (sy as usize) < s.h
+                                        && (sx as usize) < s.w
+                                    {
                                         acc += wt[((co * s.c_in + ci) * 3 + ky) * 3 + kx]
-                                            * x[((ci * s.n + n) * s.h + sy as usize) * s.w + sx as usize];
+                                            * x[((ci * s.n + n) * s.h + sy as usize) * s.w
+                                                + sx as usize];
                                     }
                                 }
                             }
@@ -187,8 +228,26 @@ mod tests {
         let (_, cols) = forward(&x, &wt, &b, &S);
         let g = backward(&r, &cols, &wt, &S, true);
         let loss = |y: Vec<f64>| y.iter().zip(&r).map(|(a, b)| a * b).sum::<f64>();
-        assert_gradient("conv input", &mut |v| loss(forward(v, &wt, &b, &S).0), &x, g.input.as_ref().unwrap(), 1e-7);
-        assert_gradient("conv weight", &mut |v| loss(forward(&x, v, &b, &S).0), &wt, &g.weight, 1e-7);
-        assert_gradient("conv bias", &mut |v| loss(forward(&x, &wt, v, &S).0), &b, &g.bias, 1e-7);
+        assert_gradient(
+            "conv input",
+            &mut |v| loss(forward(v, &wt, &b, &S).0),
+            &x,
+            g.input.as_ref().unwrap(),
+            1e-7,
+        );
+        assert_gradient(
+            "conv weight",
+            &mut |v| loss(forward(&x, v, &b, &S).0),
+            &wt,
+            &g.weight,
+            1e-7,
+        );
+        assert_gradient(
+            "conv bias",
+            &mut |v| loss(forward(&x, &wt, v, &S).0),
+            &b,
+            &g.bias,
+            1e-7,
+        );
     }
 }

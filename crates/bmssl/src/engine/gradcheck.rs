@@ -21,14 +21,18 @@ pub fn numeric_gradient(f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], h: f64) -> 
 pub fn max_relative_error(got: &[f64], want: &[f64], floor: f64) -> f64 {
     assert_eq!(got.len(), want.len(), "gradient lengths differ");
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(floor);
-    got.iter().zip(want).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / scale
+    got.iter()
+        .zip(want)
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
+        / scale
 }
 
 /// Deterministic pseudo-random test values in [-1, 1] (no RNG dependency in kernels' tests).
 pub fn test_values(n: usize, salt: u64) -> Vec<f64> {
     (0..n)
         .map(|i| {
-            let mut z = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03);
+            let mut z = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03);
             z = (z ^ (z >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
             z ^= z >> 29;
             (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
@@ -37,8 +41,17 @@ pub fn test_values(n: usize, salt: u64) -> Vec<f64> {
 }
 
 /// Asserts that the analytic gradient of `f` matches finite differences to `tol`.
-pub fn assert_gradient(name: &str, f: &mut dyn FnMut(&[f64]) -> f64, x: &[f64], analytic: &[f64], tol: f64) {
+pub fn assert_gradient(
+    name: &str,
+    f: &mut dyn FnMut(&[f64]) -> f64,
+    x: &[f64],
+    analytic: &[f64],
+    tol: f64,
+) {
     let numeric = numeric_gradient(f, x, 1e-6);
     let err = max_relative_error(analytic, &numeric, 1e-8);
-    assert!(err < tol, "{name}: analytic gradient differs from finite differences by {err:e} (tolerance {tol:e})");
+    assert!(
+        err < tol,
+        "{name}: analytic gradient differs from finite differences by {err:e} (tolerance {tol:e})"
+    );
 }

@@ -18,6 +18,7 @@ pub mod conv;
 pub mod gradcheck;
 pub mod linear;
 pub mod pool;
+pub mod reduce;
 pub mod scalar;
 
 pub use scalar::{Dual, MatRef, Real, Scalar};

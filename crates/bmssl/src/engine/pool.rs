@@ -53,14 +53,94 @@ pub fn backward<S: Scalar>(dy: &[S], arg: &[u32], input_len: usize) -> Vec<S> {
     dx
 }
 
+/// Fused `max-pool(ReLU(gamma_c * xhat + beta_c))` over `xhat [C, N, H, W]` (the batch-norm
+/// affine part, ReLU and pooling in one pass, with no full-size intermediate). ReLU and max commute
+/// (`relu(max(z)) = max(relu(z))`), so the winner is the window's largest pre-activation and the
+/// output is clamped at zero. Returns `(y [C, N, H/2, W/2], winner index per output)`.
+pub fn affine_relu_max<S: Scalar>(
+    xhat: &[S],
+    gamma: &[S],
+    beta: &[S],
+    s: &PoolShape,
+) -> (Vec<S>, Vec<u32>) {
+    let (oh, ow) = s.out_hw();
+    let planes_per_channel = s.planes / gamma.len();
+    let mut y = Vec::with_capacity(s.planes * oh * ow);
+    let mut arg = Vec::with_capacity(s.planes * oh * ow);
+    for p in 0..s.planes {
+        let (g, b) = (gamma[p / planes_per_channel], beta[p / planes_per_channel]);
+        let base = p * s.h * s.w;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let i0 = base + 2 * oy * s.w + 2 * ox;
+                let (mut best, mut best_z) = (i0, g * xhat[i0] + b);
+                for i in [i0 + 1, i0 + s.w, i0 + s.w + 1] {
+                    let z = g * xhat[i] + b;
+                    if z.re() > best_z.re() {
+                        best = i;
+                        best_z = z;
+                    }
+                }
+                y.push(if best_z.re() > 0.0 {
+                    best_z
+                } else {
+                    S::default()
+                });
+                arg.push(best as u32);
+            }
+        }
+    }
+    (y, arg)
+}
+
+/// Backward of the ReLU + pooling part of [`affine_relu_max`]: `dy` goes to each window's winner
+/// where the output was positive. Returns the gradient with respect to the pre-activation `z`.
+pub fn relu_max_backward<S: Scalar>(dy: &[S], y: &[S], arg: &[u32], input_len: usize) -> Vec<S> {
+    let mut dz = vec![S::default(); input_len];
+    for ((&d, &v), &i) in dy.iter().zip(y).zip(arg) {
+        if v.re() > 0.0 {
+            dz[i as usize] += d;
+        }
+    }
+    dz
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fused_affine_relu_pool_equals_the_three_steps_and_has_their_gradient() {
+        let s = PoolShape {
+            planes: 2 * 3,
+            h: 4,
+            w: 5,
+        };
+        let xhat = test_values(2 * 3 * 4 * 5, 15);
+        let (g, b) = (vec![1.3, -0.7], vec![0.1, 0.2]);
+        let z: Vec<f64> = xhat
+            .iter()
+            .enumerate()
+            .map(|(i, &h)| g[i / 60] * h + b[i / 60])
+            .collect();
+        let (unfused, _) = forward(&crate::engine::activation::relu(&z), &s);
+        let (fused, arg) = affine_relu_max(&xhat, &g, &b, &s);
+        assert_eq!(fused, unfused);
+        let r = test_values(fused.len(), 16);
+        let dz = relu_max_backward(&r, &fused, &arg, z.len());
+        let loss = |y: Vec<f64>| y.iter().zip(&r).map(|(a, b)| a * b).sum::<f64>();
+        let relu_pool = |v: &[f64]| forward(&crate::engine::activation::relu(v), &s).0;
+        assert_gradient("relu+maxpool", &mut |v| loss(relu_pool(v)), &z, &dz, 1e-8);
+    }
     use crate::engine::gradcheck::{assert_gradient, test_values};
 
     #[test]
     fn odd_sizes_are_floored_and_the_maximum_is_kept() {
-        let s = PoolShape { planes: 1, h: 3, w: 3 };
+        let s = PoolShape {
+            planes: 1,
+            h: 3,
+            w: 3,
+        };
         let x = [1.0, 5.0, 9.0, 2.0, 3.0, 9.0, 9.0, 9.0, 9.0];
         let (y, arg) = forward(&x, &s);
         assert_eq!(y, vec![5.0]);
@@ -69,7 +149,11 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
-        let s = PoolShape { planes: 3, h: 5, w: 4 };
+        let s = PoolShape {
+            planes: 3,
+            h: 5,
+            w: 4,
+        };
         let x = test_values(3 * 5 * 4, 13);
         let r = test_values(3 * 2 * 2, 14);
         let (_, arg) = forward(&x, &s);

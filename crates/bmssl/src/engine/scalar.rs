@@ -29,11 +29,23 @@ pub struct MatRef<'a, S> {
 impl<'a, S> MatRef<'a, S> {
     /// A row-major `rows x cols` matrix.
     pub fn rows(data: &'a [S], rows: usize, cols: usize) -> Self {
-        MatRef { data, rows, cols, rs: cols, cs: 1 }
+        MatRef {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
     }
     /// The transpose of this view (no copy).
     pub fn t(self) -> Self {
-        MatRef { data: self.data, rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs }
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
     }
     fn check(&self, what: &str) {
         if self.rows > 0 && self.cols > 0 {
@@ -79,7 +91,11 @@ pub trait Scalar:
 
 fn check_matmul<S>(dst: &[S], lhs: &MatRef<'_, S>, rhs: &MatRef<'_, S>) {
     assert_eq!(lhs.cols, rhs.rows, "matmul: inner dimensions differ");
-    assert_eq!(dst.len(), lhs.rows * rhs.cols, "matmul: destination has the wrong size");
+    assert_eq!(
+        dst.len(),
+        lhs.rows * rhs.cols,
+        "matmul: destination has the wrong size"
+    );
     lhs.check("matmul lhs");
     rhs.check("matmul rhs");
 }
@@ -107,28 +123,87 @@ macro_rules! real_scalar {
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
             }
-            fn matmul(dst: &mut [Self], accumulate: bool, lhs: MatRef<'_, Self>, rhs: MatRef<'_, Self>) {
+            fn matmul(
+                dst: &mut [Self],
+                accumulate: bool,
+                lhs: MatRef<'_, Self>,
+                rhs: MatRef<'_, Self>,
+            ) {
                 check_matmul(dst, &lhs, &rhs);
                 let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
+                <$t as Real>::matmul_strided(dst, m, n, n, 1, accumulate, lhs, rhs, k);
+            }
+        }
+    };
+}
+
+real_scalar!(f32);
+real_scalar!(f64);
+
+/// A real number type that can be the value part of a [`Dual`].
+pub trait Real: Scalar + PartialOrd {
+    /// `dst (+)= lhs . rhs` with `dst` element (i, j) at `dst[i * dst_rs + j * dst_cs]`.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_strided(
+        dst: &mut [Self],
+        m: usize,
+        n: usize,
+        dst_rs: usize,
+        dst_cs: usize,
+        accumulate: bool,
+        lhs: MatRef<'_, Self>,
+        rhs: MatRef<'_, Self>,
+        k: usize,
+    );
+}
+
+macro_rules! real_strided {
+    ($t:ty) => {
+        impl Real for $t {
+            fn matmul_strided(
+                dst: &mut [Self],
+                m: usize,
+                n: usize,
+                dst_rs: usize,
+                dst_cs: usize,
+                accumulate: bool,
+                lhs: MatRef<'_, Self>,
+                rhs: MatRef<'_, Self>,
+                k: usize,
+            ) {
+                assert!(
+                    lhs.rows == m && rhs.cols == n && lhs.cols == k && rhs.rows == k,
+                    "matmul: shapes differ"
+                );
+                lhs.check("matmul lhs");
+                rhs.check("matmul rhs");
                 if m == 0 || n == 0 {
                     return;
                 }
+                assert!(
+                    (m - 1) * dst_rs + (n - 1) * dst_cs < dst.len(),
+                    "matmul: destination view out of bounds"
+                );
                 if k == 0 {
                     if !accumulate {
-                        dst.fill(0.0);
+                        for i in 0..m {
+                            for j in 0..n {
+                                dst[i * dst_rs + j * dst_cs] = 0.0;
+                            }
+                        }
                     }
                     return;
                 }
-                // SAFETY: the bounds of all three strided views were checked above; `dst` is a
-                // distinct, exclusively borrowed, contiguous row-major buffer of m * n elements.
+                // SAFETY: the bounds of all three strided views were checked above; `dst` is
+                // exclusively borrowed and does not overlap the operands.
                 unsafe {
                     gemm::gemm(
                         m,
                         n,
                         k,
                         dst.as_mut_ptr(),
-                        1,
-                        n as isize,
+                        dst_cs as isize,
+                        dst_rs as isize,
                         accumulate,
                         lhs.data.as_ptr(),
                         lhs.cs as isize,
@@ -149,16 +224,12 @@ macro_rules! real_scalar {
     };
 }
 
-real_scalar!(f32);
-real_scalar!(f64);
-
-/// A real number type that can be the value part of a [`Dual`].
-pub trait Real: Scalar + PartialOrd {}
-impl Real for f32 {}
-impl Real for f64 {}
+real_strided!(f32);
+real_strided!(f64);
 
 /// A dual number `v + eps t` with `eps^2 = 0`: `f(v + eps t) = f(v) + eps f'(v) t`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
 pub struct Dual<F> {
     /// Value.
     pub v: F,
@@ -177,21 +248,30 @@ impl<F: Real> Add for Dual<F> {
     type Output = Self;
     #[inline(always)]
     fn add(self, o: Self) -> Self {
-        Dual { v: self.v + o.v, t: self.t + o.t }
+        Dual {
+            v: self.v + o.v,
+            t: self.t + o.t,
+        }
     }
 }
 impl<F: Real> Sub for Dual<F> {
     type Output = Self;
     #[inline(always)]
     fn sub(self, o: Self) -> Self {
-        Dual { v: self.v - o.v, t: self.t - o.t }
+        Dual {
+            v: self.v - o.v,
+            t: self.t - o.t,
+        }
     }
 }
 impl<F: Real> Mul for Dual<F> {
     type Output = Self;
     #[inline(always)]
     fn mul(self, o: Self) -> Self {
-        Dual { v: self.v * o.v, t: self.t * o.v + self.v * o.t }
+        Dual {
+            v: self.v * o.v,
+            t: self.t * o.v + self.v * o.t,
+        }
     }
 }
 impl<F: Real> Div for Dual<F> {
@@ -199,14 +279,20 @@ impl<F: Real> Div for Dual<F> {
     #[inline(always)]
     fn div(self, o: Self) -> Self {
         let q = self.v / o.v;
-        Dual { v: q, t: (self.t - q * o.t) / o.v }
+        Dual {
+            v: q,
+            t: (self.t - q * o.t) / o.v,
+        }
     }
 }
 impl<F: Real> Neg for Dual<F> {
     type Output = Self;
     #[inline(always)]
     fn neg(self) -> Self {
-        Dual { v: -self.v, t: -self.t }
+        Dual {
+            v: -self.v,
+            t: -self.t,
+        }
     }
 }
 impl<F: Real> AddAssign for Dual<F> {
@@ -233,27 +319,49 @@ impl<F: Real> Sum for Dual<F> {
     }
 }
 
-/// Copies a strided view into two contiguous row-major matrices (values, tangents); returns
-/// whether the tangent part is entirely zero, so that products with it can be skipped.
-fn split<F: Real>(m: &MatRef<'_, Dual<F>>) -> (Vec<F>, Vec<F>, bool) {
-    let mut v = Vec::with_capacity(m.rows * m.cols);
-    let mut t = Vec::with_capacity(m.rows * m.cols);
-    let mut zero = true;
-    for i in 0..m.rows {
-        for j in 0..m.cols {
-            let d = m.data[i * m.rs + j * m.cs];
-            v.push(d.v);
-            t.push(d.t);
-            zero &= d.t == F::default();
-        }
+/// One part (value or tangent) of a dual matrix, seen as a real matrix in place: `Dual<F>` is
+/// `#[repr(C)] {v, t}`, so part `p` of element (i, j) is real number `2 (i rs + j cs) + p`.
+fn part<'a, F: Real>(m: &MatRef<'a, Dual<F>>, p: usize) -> MatRef<'a, F> {
+    // SAFETY: Dual<F> is repr(C) with two F fields and no padding (size 2 * size_of::<F>()),
+    // so the slice of n duals is a valid slice of 2n reals with the same lifetime.
+    let reals: &'a [F] =
+        unsafe { std::slice::from_raw_parts(m.data.as_ptr() as *const F, m.data.len() * 2) };
+    MatRef {
+        data: &reals[p..],
+        rows: m.rows,
+        cols: m.cols,
+        rs: 2 * m.rs,
+        cs: 2 * m.cs,
     }
-    (v, t, zero)
+}
+
+/// Whether every tangent in the view is zero, so that products with it can be skipped.
+fn tangent_is_zero<F: Real>(m: &MatRef<'_, Dual<F>>) -> bool {
+    (0..m.rows).all(|i| (0..m.cols).all(|j| m.data[i * m.rs + j * m.cs].t == F::default()))
+}
+
+/// `dst (+)= lhs . rhs` for real strided views and an interleaved destination part.
+fn matmul_part<F: Real>(
+    dst: &mut [Dual<F>],
+    p: usize,
+    accumulate: bool,
+    lhs: MatRef<'_, F>,
+    rhs: MatRef<'_, F>,
+) {
+    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
+    // SAFETY: as in `part`; `dst` is exclusively borrowed for the call.
+    let reals: &mut [F] =
+        unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut F, dst.len() * 2) };
+    F::matmul_strided(&mut reals[p..], m, n, 2 * n, 2, accumulate, lhs, rhs, k);
 }
 
 impl<F: Real> Scalar for Dual<F> {
     #[inline(always)]
     fn from_f64(x: f64) -> Self {
-        Dual { v: F::from_f64(x), t: F::default() }
+        Dual {
+            v: F::from_f64(x),
+            t: F::default(),
+        }
     }
     #[inline(always)]
     fn re(self) -> f64 {
@@ -262,49 +370,53 @@ impl<F: Real> Scalar for Dual<F> {
     #[inline(always)]
     fn exp(self) -> Self {
         let e = self.v.exp();
-        Dual { v: e, t: self.t * e }
+        Dual {
+            v: e,
+            t: self.t * e,
+        }
     }
     #[inline(always)]
     fn ln(self) -> Self {
-        Dual { v: self.v.ln(), t: self.t / self.v }
+        Dual {
+            v: self.v.ln(),
+            t: self.t / self.v,
+        }
     }
     #[inline(always)]
     fn sqrt(self) -> Self {
         let s = self.v.sqrt();
-        Dual { v: s, t: self.t / (s + s) }
+        Dual {
+            v: s,
+            t: self.t / (s + s),
+        }
     }
     #[inline(always)]
     fn scale(self, k: f64) -> Self {
         let k = F::from_f64(k);
-        Dual { v: self.v * k, t: self.t * k }
+        Dual {
+            v: self.v * k,
+            t: self.t * k,
+        }
     }
-    /// Three real products: `v = Av Bv`, `t = At Bv + Av Bt`, skipping a zero tangent.
+    /// Three real products on the interleaved storage, no copies: `v = Av Bv`,
+    /// `t = At Bv + Av Bt`, skipping a product with an all-zero tangent.
     fn matmul(dst: &mut [Self], accumulate: bool, lhs: MatRef<'_, Self>, rhs: MatRef<'_, Self>) {
         check_matmul(dst, &lhs, &rhs);
-        let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
-        let (av, at, a_zero) = split(&lhs);
-        let (bv, bt, b_zero) = split(&rhs);
-        let mut cv = vec![F::default(); m * n];
-        let mut ct = vec![F::default(); m * n];
-        if accumulate {
-            for (i, d) in dst.iter().enumerate() {
-                cv[i] = d.v;
-                ct[i] = d.t;
-            }
-        }
-        let a = |d| MatRef::rows(d, m, k);
-        let b = |d| MatRef::rows(d, k, n);
-        F::matmul(&mut cv, accumulate, a(&av), b(&bv));
+        let (a_zero, b_zero) = (tangent_is_zero(&lhs), tangent_is_zero(&rhs));
+        matmul_part(dst, 0, accumulate, part(&lhs, 0), part(&rhs, 0));
         let mut tangent_written = accumulate;
         if !a_zero {
-            F::matmul(&mut ct, tangent_written, a(&at), b(&bv));
+            matmul_part(dst, 1, tangent_written, part(&lhs, 1), part(&rhs, 0));
             tangent_written = true;
         }
         if !b_zero {
-            F::matmul(&mut ct, tangent_written, a(&av), b(&bt));
+            matmul_part(dst, 1, tangent_written, part(&lhs, 0), part(&rhs, 1));
+            tangent_written = true;
         }
-        for (d, (v, t)) in dst.iter_mut().zip(cv.into_iter().zip(ct)) {
-            *d = Dual { v, t };
+        if !tangent_written {
+            for d in dst.iter_mut() {
+                d.t = F::default();
+            }
         }
     }
 }
@@ -332,14 +444,24 @@ mod tests {
         let b: Vec<f64> = (0..k * n).map(|i| (i as f64 * 0.91).cos()).collect();
         let want = naive(&a, &b, m, k, n);
         let mut c = vec![0.0; m * n];
-        f64::matmul(&mut c, false, MatRef::rows(&a, m, k), MatRef::rows(&b, k, n));
+        f64::matmul(
+            &mut c,
+            false,
+            MatRef::rows(&a, m, k),
+            MatRef::rows(&b, k, n),
+        );
         for (x, y) in c.iter().zip(&want) {
             assert!((x - y).abs() < 1e-12);
         }
         // A stored transposed (k x m) and read through .t() gives the same product.
         let at: Vec<f64> = (0..k * m).map(|idx| a[(idx % m) * k + idx / m]).collect();
         let mut c2 = vec![1.0; m * n];
-        f64::matmul(&mut c2, true, MatRef::rows(&at, k, m).t(), MatRef::rows(&b, k, n));
+        f64::matmul(
+            &mut c2,
+            true,
+            MatRef::rows(&at, k, m).t(),
+            MatRef::rows(&b, k, n),
+        );
         for (x, y) in c2.iter().zip(&want) {
             assert!((x - 1.0 - y).abs() < 1e-12);
         }
@@ -348,10 +470,19 @@ mod tests {
     #[test]
     fn dual_matmul_tangent_is_the_product_rule() {
         let (m, k, n) = (3, 4, 2);
-        let a: Vec<Dual<f64>> = (0..m * k).map(|i| Dual::new(i as f64 * 0.1, (i as f64).sin())).collect();
-        let b: Vec<Dual<f64>> = (0..k * n).map(|i| Dual::new((i as f64).cos(), i as f64 * 0.2)).collect();
+        let a: Vec<Dual<f64>> = (0..m * k)
+            .map(|i| Dual::new(i as f64 * 0.1, (i as f64).sin()))
+            .collect();
+        let b: Vec<Dual<f64>> = (0..k * n)
+            .map(|i| Dual::new((i as f64).cos(), i as f64 * 0.2))
+            .collect();
         let mut c = vec![Dual::default(); m * n];
-        Dual::matmul(&mut c, false, MatRef::rows(&a, m, k), MatRef::rows(&b, k, n));
+        Dual::matmul(
+            &mut c,
+            false,
+            MatRef::rows(&a, m, k),
+            MatRef::rows(&b, k, n),
+        );
         let h = 1e-6;
         let perturbed = |s: f64| {
             let av: Vec<f64> = a.iter().map(|d| d.v + s * d.t).collect();

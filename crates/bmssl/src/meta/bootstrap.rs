@@ -39,5 +39,8 @@ pub fn target<F: Real>(
     if spec.target == Target::QueryStep {
         sgd_step(learner, &mut w, query_x, query_y, inner, spec.inner_lr);
     }
-    BootstrapTarget { probs: learner.predict(&w, query_x), support_loss_after }
+    BootstrapTarget {
+        probs: learner.predict(&w, query_x),
+        support_loss_after,
+    }
 }

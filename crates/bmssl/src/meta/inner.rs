@@ -17,7 +17,14 @@ pub struct Trajectory<F> {
 }
 
 /// One SGD step in place: `w <- w - lr * g`; returns the loss at the old `w`.
-pub fn sgd_step<F: Real>(learner: &Learner, w: &mut [F], x: &[F], labels: &[usize], objective: Objective<'_, F>, lr: f64) -> f64 {
+pub fn sgd_step<F: Real>(
+    learner: &Learner,
+    w: &mut [F],
+    x: &[F],
+    labels: &[usize],
+    objective: Objective<'_, F>,
+    lr: f64,
+) -> f64 {
     let lg = learner.loss_grad(w, x, labels, objective);
     for (p, g) in w.iter_mut().zip(lg.grad) {
         *p -= g.scale(lr);
@@ -26,7 +33,15 @@ pub fn sgd_step<F: Real>(learner: &Learner, w: &mut [F], x: &[F], labels: &[usiz
 }
 
 /// Adapts `theta` for `steps` steps on `(x, labels)`, keeping the trajectory.
-pub fn adapt<F: Real>(learner: &Learner, theta: &[F], x: &[F], labels: &[usize], steps: usize, lr: f64, spec: InnerLoss) -> Trajectory<F> {
+pub fn adapt<F: Real>(
+    learner: &Learner,
+    theta: &[F],
+    x: &[F],
+    labels: &[usize],
+    steps: usize,
+    lr: f64,
+    spec: InnerLoss,
+) -> Trajectory<F> {
     let mut w = theta.to_vec();
     let mut visited = Vec::with_capacity(steps);
     let mut loss_before = f64::NAN;
@@ -37,5 +52,9 @@ pub fn adapt<F: Real>(learner: &Learner, theta: &[F], x: &[F], labels: &[usize],
             loss_before = l;
         }
     }
-    Trajectory { visited, last: w, loss_before }
+    Trajectory {
+        visited,
+        last: w,
+        loss_before,
+    }
 }

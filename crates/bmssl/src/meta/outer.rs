@@ -41,23 +41,59 @@ pub struct TaskStats {
 }
 
 /// Outer loss and meta-gradient of one task.
-pub fn task_meta_gradient<F: Real>(learner: &Learner, theta: &[F], task: &TaskTensors<F>, spec: &MetaSpec) -> (Vec<F>, TaskStats) {
-    let traj = adapt(learner, theta, &task.support_x, &task.support_y, spec.inner_steps, spec.inner_lr, spec.inner_loss);
-    let mut stats = TaskStats { inner_loss_before: traj.loss_before, inner_loss_after: f64::NAN, ..Default::default() };
+pub fn task_meta_gradient<F: Real>(
+    learner: &Learner,
+    theta: &[F],
+    task: &TaskTensors<F>,
+    spec: &MetaSpec,
+) -> (Vec<F>, TaskStats) {
+    let traj = adapt(
+        learner,
+        theta,
+        &task.support_x,
+        &task.support_y,
+        spec.inner_steps,
+        spec.inner_lr,
+        spec.inner_loss,
+    );
+    let mut stats = TaskStats {
+        inner_loss_before: traj.loss_before,
+        inner_loss_after: f64::NAN,
+        ..Default::default()
+    };
     // u = dLoss/dw_L
     let outer = match spec.method {
-        Method::Metassl => learner.loss_grad(&traj.last, &task.query_x, &task.query_y, Objective::Inner(spec.inner_loss)),
+        Method::Metassl => learner.loss_grad(
+            &traj.last,
+            &task.query_x,
+            &task.query_y,
+            Objective::Inner(spec.inner_loss),
+        ),
         Method::Bmssl => {
-            let t = bootstrap::target(learner, &traj.last, &task.support_x, &task.support_y, &task.query_x, &task.query_y, spec);
+            let t = bootstrap::target(
+                learner,
+                &traj.last,
+                &task.support_x,
+                &task.support_y,
+                &task.query_x,
+                &task.query_y,
+                spec,
+            );
             stats.inner_loss_after = t.support_loss_after.unwrap_or(f64::NAN);
-            learner.loss_grad(&traj.last, &task.query_x, &task.query_y, Objective::KlTo(&t.probs))
+            learner.loss_grad(
+                &traj.last,
+                &task.query_x,
+                &task.query_y,
+                Objective::KlTo(&t.probs),
+            )
         }
     };
     stats.outer_loss = outer.loss.re();
     let mut u = outer.grad;
     if !spec.first_order {
         for w_k in traj.visited.iter().rev() {
-            let (_, hu) = learner.inner_hvp(w_k, &u, &task.support_x, &task.support_y, spec.inner_loss);
+            let (_, hu) =
+                learner.inner_hvp(w_k, &u, &task.support_x, &task.support_y, spec.inner_loss);
             for (a, b) in u.iter_mut().zip(hu) {
                 *a -= b.scale(spec.inner_lr);
             }
@@ -69,8 +105,16 @@ pub fn task_meta_gradient<F: Real>(learner: &Learner, theta: &[F], task: &TaskTe
 /// Mean outer loss and mean meta-gradient over the tasks of a meta-batch. Tasks run in parallel
 /// (one per core); the sum is taken in task order, so the result does not depend on the number of
 /// threads.
-pub fn meta_gradient<F: Real>(learner: &Learner, theta: &[F], tasks: &[TaskTensors<F>], spec: &MetaSpec) -> (Vec<F>, Vec<TaskStats>) {
-    let per_task: Vec<(Vec<F>, TaskStats)> = tasks.par_iter().map(|t| task_meta_gradient(learner, theta, t, spec)).collect();
+pub fn meta_gradient<F: Real>(
+    learner: &Learner,
+    theta: &[F],
+    tasks: &[TaskTensors<F>],
+    spec: &MetaSpec,
+) -> (Vec<F>, Vec<TaskStats>) {
+    let per_task: Vec<(Vec<F>, TaskStats)> = tasks
+        .par_iter()
+        .map(|t| task_meta_gradient(learner, theta, t, spec))
+        .collect();
     let inv = 1.0 / tasks.len().max(1) as f64;
     let mut total = vec![F::default(); theta.len()];
     let mut stats = Vec::with_capacity(tasks.len());
@@ -93,13 +137,21 @@ mod tests {
     use rand::SeedableRng;
 
     fn setup() -> (Learner, Vec<f64>, TaskTensors<f64>) {
-        let spec = ArchSpec { hidden: 3, proj_dim: 4, ..ArchSpec::conv4(1, 16, 3) };
+        let spec = ArchSpec {
+            hidden: 3,
+            proj_dim: 4,
+            ..ArchSpec::conv4(1, 16, 3)
+        };
         let l = Learner::new(spec).unwrap();
         // Jitter the initialisation so no projection starts at exactly zero (its normalisation
         // has a 1e-12 floor there, where the loss is not differentiable).
         let jitter = test_values(l.num_params(), 50);
         let init = l.init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(3));
-        let p: Vec<f64> = init.into_iter().zip(jitter).map(|(a, b)| f64::from(a) + 0.05 * b).collect();
+        let p: Vec<f64> = init
+            .into_iter()
+            .zip(jitter)
+            .map(|(a, b)| f64::from(a) + 0.05 * b)
+            .collect();
         let img = l.image_len();
         let task = TaskTensors {
             support_x: test_values(6 * img, 51),
@@ -117,22 +169,68 @@ mod tests {
             inner_steps: 3,
             bootstrap_steps: 2,
             inner_lr: 0.1,
-            inner_loss: InnerLoss { contrastive_weight: 0.5, temperature: 0.5 },
+            inner_loss: InnerLoss {
+                contrastive_weight: 0.5,
+                temperature: 0.5,
+            },
             first_order,
         }
     }
 
     /// The outer loss with the bootstrap target computed once at `theta` and then held fixed:
     /// the function whose gradient BMSSL's meta-gradient is (no gradient flows into the target).
-    fn outer_loss_with_fixed_target(l: &Learner, theta: &[f64], task: &TaskTensors<f64>, s: &MetaSpec) -> impl Fn(&[f64]) -> f64 {
-        let w_l = adapt(l, theta, &task.support_x, &task.support_y, s.inner_steps, s.inner_lr, s.inner_loss).last;
-        let target = bootstrap::target(l, &w_l, &task.support_x, &task.support_y, &task.query_x, &task.query_y, s).probs;
+    fn outer_loss_with_fixed_target(
+        l: &Learner,
+        theta: &[f64],
+        task: &TaskTensors<f64>,
+        s: &MetaSpec,
+    ) -> impl Fn(&[f64]) -> f64 {
+        let w_l = adapt(
+            l,
+            theta,
+            &task.support_x,
+            &task.support_y,
+            s.inner_steps,
+            s.inner_lr,
+            s.inner_loss,
+        )
+        .last;
+        let target = bootstrap::target(
+            l,
+            &w_l,
+            &task.support_x,
+            &task.support_y,
+            &task.query_x,
+            &task.query_y,
+            s,
+        )
+        .probs;
         let (l, task, s) = (l.clone(), task.clone(), *s);
         move |v: &[f64]| {
-            let w = adapt(&l, v, &task.support_x, &task.support_y, s.inner_steps, s.inner_lr, s.inner_loss).last;
+            let w = adapt(
+                &l,
+                v,
+                &task.support_x,
+                &task.support_y,
+                s.inner_steps,
+                s.inner_lr,
+                s.inner_loss,
+            )
+            .last;
             match s.method {
-                Method::Bmssl => l.loss_grad(&w, &task.query_x, &task.query_y, Objective::KlTo(&target)).loss,
-                Method::Metassl => l.loss_grad(&w, &task.query_x, &task.query_y, Objective::Inner(s.inner_loss)).loss,
+                Method::Bmssl => {
+                    l.loss_grad(&w, &task.query_x, &task.query_y, Objective::KlTo(&target))
+                        .loss
+                }
+                Method::Metassl => {
+                    l.loss_grad(
+                        &w,
+                        &task.query_x,
+                        &task.query_y,
+                        Objective::Inner(s.inner_loss),
+                    )
+                    .loss
+                }
             }
         }
     }
@@ -144,7 +242,11 @@ mod tests {
         assert!((f(&p) - stats.outer_loss).abs() < 1e-12);
         let numeric = numeric_gradient(&mut |v| f(v), &p, 1e-6);
         let err = max_relative_error(&g, &numeric, 1e-8);
-        assert!(err < 1e-5, "{:?}: meta-gradient differs from finite differences by {err:e}", s);
+        assert!(
+            err < 1e-5,
+            "{:?}: meta-gradient differs from finite differences by {err:e}",
+            s
+        );
     }
 
     #[test]
@@ -167,8 +269,24 @@ mod tests {
         let (l, p, task) = setup();
         let s = spec(Method::Metassl, Target::Paper, true);
         let (g, _) = task_meta_gradient(&l, &p, &task, &s);
-        let w_l = adapt(&l, &p, &task.support_x, &task.support_y, 3, 0.1, s.inner_loss).last;
-        let direct = l.loss_grad(&w_l, &task.query_x, &task.query_y, Objective::Inner(s.inner_loss)).grad;
+        let w_l = adapt(
+            &l,
+            &p,
+            &task.support_x,
+            &task.support_y,
+            3,
+            0.1,
+            s.inner_loss,
+        )
+        .last;
+        let direct = l
+            .loss_grad(
+                &w_l,
+                &task.query_x,
+                &task.query_y,
+                Objective::Inner(s.inner_loss),
+            )
+            .grad;
         assert_eq!(g, direct);
     }
 
@@ -180,7 +298,11 @@ mod tests {
         let tasks = vec![task, other];
         let s = spec(Method::Bmssl, Target::Paper, false);
         let run = |threads| {
-            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| meta_gradient(&l, &p, &tasks, &s).0)
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| meta_gradient(&l, &p, &tasks, &s).0)
         };
         let (one, two) = (run(1), run(2));
         assert_eq!(one, two);
