@@ -29,6 +29,7 @@
 
 pub mod augment;
 pub mod bench;
+pub mod checkpoint;
 pub mod data;
 pub mod engine;
 pub mod episodes;

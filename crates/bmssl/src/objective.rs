@@ -17,7 +17,7 @@ pub struct Batch<F> {
 }
 
 /// The inner (task) loss of the paper: `CE(logits, y) + lambda * SupCon(z, y; tau)`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InnerLoss {
     /// lambda: weight of the contrastive term (0 turns the projection head off).
     pub contrastive_weight: f64,
