@@ -30,10 +30,12 @@
 pub mod augment;
 pub mod bench;
 pub mod checkpoint;
+pub mod config;
 pub mod data;
 pub mod engine;
 pub mod episodes;
 pub mod error;
+pub mod eval;
 pub mod golden;
 pub mod loss;
 pub mod meta;
@@ -43,5 +45,6 @@ pub mod objective;
 pub mod optim;
 pub mod rng;
 pub mod tasks;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -216,7 +216,7 @@ pub struct Output<S> {
 }
 
 /// Named parameter ranges of one block, looked up once.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct BlockParams {
     conv_w: Range<usize>,
     conv_b: Range<usize>,
@@ -225,7 +225,7 @@ struct BlockParams {
 }
 
 /// A learner architecture with its parameter layout; the weights are always passed in.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Learner {
     pub spec: ArchSpec,
     pub layout: Layout,

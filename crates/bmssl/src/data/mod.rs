@@ -273,3 +273,44 @@ mod tests {
         assert!(err.to_string().contains("class 0"), "{err}");
     }
 }
+
+/// Opens one split of a dataset by name: `omniglot` (from `<data_dir>/omniglot`, Vinyals split,
+/// optional rotations) or a path to an image folder (`root/<class>/<image>`, one split: every
+/// split name gives the whole folder, resized to `shape`).
+pub fn open_split(
+    dataset: &str,
+    split: &str,
+    shape: ImageShape,
+    rotations: bool,
+    data_dir: Option<&Path>,
+) -> Result<Arc<dyn Dataset>> {
+    if dataset == "omniglot" {
+        if shape.channels != 1 {
+            return Err(Error::config(
+                "channels",
+                format!("Omniglot is grey (1 channel), not {}", shape.channels),
+            ));
+        }
+        if shape.height != shape.width {
+            return Err(Error::config("image_size", "Omniglot images are square"));
+        }
+        let dir = resolve_data_dir(data_dir).join("omniglot");
+        let o = omniglot::Omniglot::load(
+            &dir,
+            &omniglot::OmniglotOptions {
+                rotations,
+                image_size: shape.height,
+            },
+        )?;
+        let split: omniglot::Split = split.parse()?;
+        return Ok(Arc::new(o.split(split)));
+    }
+    let root = Path::new(dataset);
+    if !root.is_dir() {
+        return Err(Error::dataset(
+            dataset,
+            "is neither `omniglot` nor an existing image folder (root/<class>/<image>.png|jpg)",
+        ));
+    }
+    Ok(Arc::new(image_folder::ImageFolder::load(root, shape)?))
+}

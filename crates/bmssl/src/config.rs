@@ -1,0 +1,304 @@
+//! The run configuration: every hyper-parameter of a meta-training run, as a TOML file and as CLI
+//! flags, with validation that names the field at fault. Defaults are for Omniglot; the reason for
+//! each is on the field and in `docs/training.md`.
+
+use crate::augment::AugmentLevel;
+use crate::meta::{MetaSpec, Method, Target};
+use crate::model::Backbone;
+use crate::objective::InnerLoss;
+use crate::optim::OptimizerKind;
+use crate::tasks::TaskShape;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// A meta-training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// `bmssl` (eq. 3) or `metassl` (eq. 2).
+    pub method: Method,
+    /// Bootstrap target: `paper` (delta steps on the support views) or `query-step`.
+    pub target: Target,
+    /// `omniglot` (the vendored data) or a path to an image folder `root/<class>/<image>`.
+    pub dataset: String,
+    /// Split of the dataset used as the unlabelled pool (Omniglot: the 1028 background characters).
+    pub split: String,
+    /// Omniglot: rotations as extra classes (standard protocol).
+    pub rotations: bool,
+    /// Input side (28 for Omniglot, as every few-shot Omniglot paper).
+    pub image_size: usize,
+    /// Input channels (1 for Omniglot).
+    pub channels: usize,
+    pub backbone: Backbone,
+    /// N: source images per meta-batch. 20 = 4 tasks of 5 ways, matching 5-way evaluation.
+    pub images_per_batch: usize,
+    /// M: views per image (M1 + M2).
+    pub views: usize,
+    /// K: tasks per meta-batch (blocks).
+    pub tasks_per_batch: usize,
+    /// M1: support views per image. 1 = one-shot tasks, as the main benchmark.
+    pub support_views: usize,
+    /// M2: query views per image. 3 gives the outer loss several views of every image.
+    pub query_views: usize,
+    /// L: inner steps. 5, as the paper.
+    pub inner_steps: usize,
+    /// delta: bootstrap steps. 5, as the paper.
+    pub bootstrap_steps: usize,
+    /// alpha: inner learning rate. 0.4, MAML's Omniglot value (Finn et al. 2017).
+    pub inner_lr: f64,
+    /// beta: outer learning rate. 1e-3 with Adam, MAML's value.
+    pub outer_lr: f64,
+    pub optimizer: OptimizerKind,
+    /// lambda: weight of the supervised contrastive term.
+    pub contrastive_weight: f64,
+    /// tau: contrastive temperature. 0.5, SimCLR's value for small batches.
+    pub temperature: f64,
+    /// Meta-steps (outer updates). 300 is the short budget of the README's main command.
+    pub meta_steps: u64,
+    /// Drop the second-order terms (first-order MAML approximation).
+    pub first_order: bool,
+    /// Augmentation level (`default` = PsCo's crop + flip; `a1`..`a4` = paper Table 5).
+    pub augment: AugmentLevel,
+    /// Seed of every random choice of the run.
+    pub seed: u64,
+    /// Checkpoint every this many meta-steps (and at the end).
+    pub checkpoint_every: u64,
+    /// Step checkpoints kept (older ones are deleted; `best` is kept apart).
+    pub keep_checkpoints: usize,
+    /// Validate every this many meta-steps (0: only at the end).
+    pub validate_every: u64,
+    /// Validation episodes (5-way 1-shot on the validation split).
+    pub validation_episodes: usize,
+    /// Consecutive non-finite meta-steps tolerated (each skipped) before the run stops.
+    pub max_nonfinite_steps: u32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            method: Method::Bmssl,
+            target: Target::Paper,
+            dataset: "omniglot".into(),
+            split: "train".into(),
+            rotations: true,
+            image_size: 28,
+            channels: 1,
+            backbone: Backbone::Conv4,
+            images_per_batch: 20,
+            views: 4,
+            tasks_per_batch: 4,
+            support_views: 1,
+            query_views: 3,
+            inner_steps: 5,
+            bootstrap_steps: 5,
+            inner_lr: 0.4,
+            outer_lr: 1e-3,
+            optimizer: OptimizerKind::Adam,
+            contrastive_weight: 1.0,
+            temperature: 0.5,
+            meta_steps: 300,
+            first_order: false,
+            augment: AugmentLevel::Default,
+            seed: 0,
+            checkpoint_every: 100,
+            keep_checkpoints: 3,
+            validate_every: 100,
+            validation_episodes: 200,
+            max_nonfinite_steps: 5,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Parses a TOML configuration (unknown keys are rejected) and validates it.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let cfg: TrainConfig =
+            toml::from_str(text).map_err(|e| Error::config(origin, e.message().to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The configuration as TOML (what a run directory's `config.toml` holds).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("the configuration always serialises")
+    }
+
+    /// The task construction of section 4.1.
+    pub fn task_shape(&self) -> TaskShape {
+        TaskShape {
+            images_per_batch: self.images_per_batch,
+            views: self.views,
+            tasks_per_batch: self.tasks_per_batch,
+            support_views: self.support_views,
+            query_views: self.query_views,
+        }
+    }
+
+    /// Ways of every task (N / K).
+    pub fn ways(&self) -> usize {
+        self.images_per_batch / self.tasks_per_batch.max(1)
+    }
+
+    /// The meta-gradient specification.
+    pub fn meta_spec(&self) -> MetaSpec {
+        MetaSpec {
+            method: self.method,
+            target: self.target,
+            inner_steps: self.inner_steps,
+            bootstrap_steps: self.bootstrap_steps,
+            inner_lr: self.inner_lr,
+            inner_loss: InnerLoss {
+                contrastive_weight: self.contrastive_weight,
+                temperature: self.temperature,
+            },
+            first_order: self.first_order,
+        }
+    }
+
+    /// Rejects impossible values, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |field: &str, v: f64| -> Result<()> {
+            if !v.is_finite() || v <= 0.0 {
+                return Err(Error::config(
+                    field,
+                    format!("must be a positive finite number, got {v}"),
+                ));
+            }
+            Ok(())
+        };
+        positive("inner_lr", self.inner_lr)?;
+        positive("outer_lr", self.outer_lr)?;
+        positive("temperature", self.temperature)?;
+        if !self.contrastive_weight.is_finite() || self.contrastive_weight < 0.0 {
+            return Err(Error::config(
+                "contrastive_weight",
+                format!("must be finite and >= 0, got {}", self.contrastive_weight),
+            ));
+        }
+        for (field, v) in [
+            ("images_per_batch", self.images_per_batch),
+            ("tasks_per_batch", self.tasks_per_batch),
+            ("support_views", self.support_views),
+            ("query_views", self.query_views),
+            ("image_size", self.image_size),
+            ("channels", self.channels),
+        ] {
+            if v == 0 {
+                return Err(Error::config(field, "must be at least 1"));
+            }
+        }
+        if self.inner_steps == 0 {
+            return Err(Error::config(
+                "inner_steps",
+                "must be at least 1 (L = 0 has no inner loop to meta-learn)",
+            ));
+        }
+        if self.method == Method::Bmssl && self.bootstrap_steps == 0 && self.target == Target::Paper
+        {
+            return Err(Error::config("bootstrap_steps", "must be at least 1 for bmssl with the paper's target (delta = 0 makes the target equal pi_L and the loss zero)"));
+        }
+        if self.support_views + self.query_views != self.views {
+            return Err(Error::config(
+                "views",
+                format!(
+                    "M = {} but support_views + query_views = {} + {} = {}",
+                    self.views,
+                    self.support_views,
+                    self.query_views,
+                    self.support_views + self.query_views
+                ),
+            ));
+        }
+        if !self.images_per_batch.is_multiple_of(self.tasks_per_batch) {
+            return Err(Error::config(
+                "images_per_batch",
+                format!(
+                    "N = {} is not divisible by tasks_per_batch K = {}",
+                    self.images_per_batch, self.tasks_per_batch
+                ),
+            ));
+        }
+        if self.ways() < 2 {
+            return Err(Error::config(
+                "images_per_batch",
+                "N / K must be at least 2 ways",
+            ));
+        }
+        if self.meta_steps == 0 {
+            return Err(Error::config("meta_steps", "must be at least 1"));
+        }
+        if self.checkpoint_every == 0 {
+            return Err(Error::config("checkpoint_every", "must be at least 1"));
+        }
+        if self.keep_checkpoints == 0 {
+            return Err(Error::config("keep_checkpoints", "must be at least 1"));
+        }
+        if !["train", "val", "test", "all"].contains(&self.split.as_str()) {
+            return Err(Error::config(
+                "split",
+                format!("unknown split {:?} (train, val, test or all)", self.split),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejects(edit: impl FnOnce(&mut TrainConfig), field: &str) {
+        let mut c = TrainConfig::default();
+        edit(&mut c);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains(field),
+            "expected an error naming {field}, got: {err}"
+        );
+    }
+
+    #[test]
+    fn the_defaults_are_valid_and_survive_a_toml_round_trip() {
+        let c = TrainConfig::default();
+        c.validate().unwrap();
+        assert_eq!(TrainConfig::from_toml(&c.to_toml(), "test").unwrap(), c);
+    }
+
+    #[test]
+    fn impossible_values_are_rejected_naming_the_field() {
+        rejects(|c| c.inner_lr = -0.1, "inner_lr");
+        rejects(|c| c.outer_lr = f64::NAN, "outer_lr");
+        rejects(|c| c.bootstrap_steps = 0, "bootstrap_steps");
+        rejects(|c| c.query_views = 2, "views");
+        rejects(|c| c.tasks_per_batch = 3, "images_per_batch");
+        rejects(|c| c.support_views = 0, "support_views");
+        rejects(|c| c.temperature = 0.0, "temperature");
+        rejects(|c| c.inner_steps = 0, "inner_steps");
+        rejects(|c| c.split = "training".into(), "split");
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_rejected() {
+        let err = TrainConfig::from_toml("inner_lrr = 0.1\n", "run.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("inner_lrr") && err.contains("run.toml"),
+            "{err}"
+        );
+        let err = TrainConfig::from_toml("inner_steps = \"five\"\n", "run.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("run.toml"), "{err}");
+    }
+
+    #[test]
+    fn metassl_needs_no_bootstrap_steps() {
+        let c = TrainConfig {
+            method: Method::Metassl,
+            bootstrap_steps: 0,
+            ..Default::default()
+        };
+        c.validate().unwrap();
+    }
+}

@@ -1,0 +1,660 @@
+//! The meta-training loop: sample a meta-batch (section 4.1), take the meta-gradient (section 4.2),
+//! update theta with the outer optimiser; log, validate, checkpoint, resume, and guard against
+//! non-finite numbers.
+//!
+//! A run lives in a directory:
+//! ```text
+//! RUN_DIR/config.toml                  the resolved configuration
+//! RUN_DIR/metrics.jsonl                one JSON object per meta-step and per validation
+//! RUN_DIR/checkpoints/step-0000100.safetensors   the last `keep_checkpoints` step checkpoints
+//! RUN_DIR/checkpoints/best.safetensors best validation accuracy so far (+ best.json)
+//! ```
+//! Every random draw is derived from `(seed, step)` ([`crate::rng`]), and the meta-gradient sums
+//! tasks in a fixed order, so a run resumed from a checkpoint produces the same bits as one that
+//! was never interrupted.
+
+use crate::checkpoint::{self, AdaptSpec, Checkpoint};
+use crate::config::TrainConfig;
+use crate::data::UnlabelledPool;
+use crate::meta::outer::{meta_gradient, TaskStats, TaskTensors};
+use crate::meta::Method;
+use crate::model::{ArchSpec, Learner};
+use crate::optim::Optimizer;
+use crate::tasks::build_meta_batch;
+use crate::{augment::Augmenter, rng, Error, Result};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// One line of `metrics.jsonl` for a meta-step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Meta-steps completed, this one included.
+    pub step: u64,
+    /// Mean outer loss over the meta-batch's tasks (KL for BMSSL, query loss for MetaSSL).
+    pub outer_loss: f64,
+    /// Mean inner loss on the support views before adaptation (at theta).
+    pub inner_loss_before: f64,
+    /// Mean inner loss on the support views after L steps (BMSSL only; NaN otherwise).
+    pub inner_loss_after: f64,
+    /// KL(pi_target || pi_L) (BMSSL only; NaN otherwise).
+    pub kl: f64,
+    /// This meta-step's speed.
+    pub meta_steps_per_s: f64,
+    /// Seconds of training so far (summed over resumed sessions).
+    pub wall_s: f64,
+    /// The update was skipped because a loss or gradient was not finite.
+    pub skipped: bool,
+}
+
+/// One line of `metrics.jsonl` for a validation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValidationRecord {
+    pub step: u64,
+    /// Mean validation accuracy (fraction).
+    pub val_accuracy: f64,
+    /// Half-width of its 95% interval.
+    pub val_ci95: f64,
+}
+
+/// What a run reports as it goes (progress bars, logs).
+pub trait Observer {
+    fn step(&mut self, _record: &StepRecord) {}
+    fn validation(&mut self, _record: &ValidationRecord) {}
+    fn warning(&mut self, _message: &str) {}
+    fn checkpoint(&mut self, _path: &Path) {}
+}
+
+/// An observer that reports nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// Validation: (mean accuracy, 95% half-width) of the learner with these parameters.
+pub type Validator<'a> = dyn FnMut(&Learner, &[f32]) -> Result<(f64, f64)> + 'a;
+
+/// Test-only fault injection.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Meta-steps (1-based) whose loss is replaced by NaN.
+    pub nonfinite_at: Vec<u64>,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub learner: Learner,
+    pub params: Vec<f32>,
+    pub final_checkpoint: PathBuf,
+    pub best: Option<(u64, f64)>,
+    /// Step the run started from (0 when fresh).
+    pub resumed_from: u64,
+}
+
+/// A run directory.
+#[derive(Clone, Debug)]
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Best {
+    step: u64,
+    accuracy: f64,
+}
+
+impl RunDir {
+    /// Opens (creating if needed) a run directory; fails with a clear message if it cannot be written.
+    pub fn create(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root.join("checkpoints")).map_err(|e| Error::io(root, e))?;
+        let probe = root.join(".write-test");
+        std::fs::write(&probe, b"").map_err(|e| Error::io(root, e))?;
+        let _ = std::fs::remove_file(probe);
+        Ok(RunDir {
+            root: root.to_path_buf(),
+        })
+    }
+    /// `config.toml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+    /// `metrics.jsonl`.
+    pub fn metrics_path(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
+    }
+    /// The checkpoint written after `step` meta-steps.
+    pub fn step_checkpoint(&self, step: u64) -> PathBuf {
+        self.root
+            .join("checkpoints")
+            .join(format!("step-{step:07}.safetensors"))
+    }
+    /// `best.safetensors`.
+    pub fn best_checkpoint(&self) -> PathBuf {
+        self.root.join("checkpoints").join("best.safetensors")
+    }
+    /// Step checkpoints present, newest first.
+    pub fn step_checkpoints(&self) -> Vec<(u64, PathBuf)> {
+        let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(self.root.join("checkpoints"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let step = name
+                    .strip_prefix("step-")?
+                    .strip_suffix(".safetensors")?
+                    .parse()
+                    .ok()?;
+                Some((step, e.path()))
+            })
+            .collect();
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found
+    }
+    /// The newest checkpoint that loads and verifies; corrupt ones are reported and skipped, so
+    /// a crash during a write falls back to the previous good checkpoint.
+    pub fn latest_good(&self, warn: &mut dyn FnMut(&str)) -> Option<(Checkpoint, PathBuf)> {
+        for (_, path) in self.step_checkpoints() {
+            match checkpoint::load(&path) {
+                Ok(c) => return Some((c, path)),
+                Err(e) => warn(&format!("skipping unusable checkpoint: {e}")),
+            }
+        }
+        None
+    }
+    /// The configuration saved in the run directory.
+    pub fn load_config(&self) -> Result<TrainConfig> {
+        let p = self.config_path();
+        let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+        TrainConfig::from_toml(&text, &p.display().to_string())
+    }
+    fn append_metrics(&self, line: &str) -> Result<()> {
+        let p = self.metrics_path();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .map_err(|e| Error::io(&p, e))?;
+        writeln!(f, "{line}").map_err(|e| Error::io(&p, e))
+    }
+    /// Drops metric lines past `step` (left by a run that died after its last checkpoint), and
+    /// returns the wall time recorded up to `step`.
+    fn truncate_metrics(&self, step: u64) -> Result<f64> {
+        let p = self.metrics_path();
+        let Ok(text) = std::fs::read_to_string(&p) else {
+            return Ok(0.0);
+        };
+        let mut wall: f64 = 0.0;
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+                let s = v.get("step").and_then(|s| s.as_u64()).unwrap_or(u64::MAX);
+                if s <= step {
+                    if let Some(w) = v.get("wall_s").and_then(|w| w.as_f64()) {
+                        wall = wall.max(w);
+                    }
+                }
+                s <= step
+            })
+            .collect();
+        let mut out = kept.join("\n");
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        checkpoint::write_atomic(&p, out.as_bytes())?;
+        Ok(wall)
+    }
+}
+
+/// The learner a configuration trains.
+pub fn learner_for(cfg: &TrainConfig) -> Result<Learner> {
+    Learner::new(ArchSpec {
+        backbone: cfg.backbone,
+        in_channels: cfg.channels,
+        image_size: cfg.image_size,
+        hidden: 64,
+        proj_dim: 64,
+        ways: cfg.ways(),
+    })
+}
+
+/// The part of a configuration that determines the trained bits (budget and logging excluded):
+/// a run may be resumed with a larger `meta_steps`, but not with another learning rate.
+fn identity(cfg: &TrainConfig) -> String {
+    let d = TrainConfig::default();
+    TrainConfig {
+        meta_steps: d.meta_steps,
+        checkpoint_every: d.checkpoint_every,
+        keep_checkpoints: d.keep_checkpoints,
+        validate_every: d.validate_every,
+        validation_episodes: d.validation_episodes,
+        max_nonfinite_steps: d.max_nonfinite_steps,
+        ..cfg.clone()
+    }
+    .to_toml()
+}
+
+fn mean(stats: &[TaskStats], f: impl Fn(&TaskStats) -> f64) -> f64 {
+    stats.iter().map(f).sum::<f64>() / stats.len().max(1) as f64
+}
+
+/// Meta-trains (or resumes, when the run directory holds a checkpoint) up to `cfg.meta_steps`.
+pub fn train(
+    run: &RunDir,
+    cfg: &TrainConfig,
+    pool: &UnlabelledPool,
+    mut validator: Option<&mut Validator<'_>>,
+    observer: &mut dyn Observer,
+    faults: &Faults,
+) -> Result<Outcome> {
+    cfg.validate()?;
+    let shape = cfg.task_shape();
+    shape.validate(pool.len())?;
+    if pool.shape().channels != cfg.channels || pool.shape().height != cfg.image_size {
+        return Err(Error::config(
+            "image_size",
+            format!(
+                "the pool's images are {}, the configuration asks for {}x{}x{}",
+                pool.shape(),
+                cfg.channels,
+                cfg.image_size,
+                cfg.image_size
+            ),
+        ));
+    }
+    let learner = learner_for(cfg)?;
+    let spec = cfg.meta_spec();
+    let aug = Augmenter::from_level(cfg.augment, cfg.image_size, cfg.image_size);
+
+    // Fresh start or resume.
+    let mut warn = |m: &str| observer.warning(m);
+    let resumed = run.latest_good(&mut warn);
+    let (mut theta, mut opt, start, wall_before) = match resumed {
+        Some((c, path)) => {
+            let saved = TrainConfig::from_toml(&c.config_toml, &path.display().to_string())?;
+            if identity(&saved) != identity(cfg) {
+                return Err(Error::config(
+                    "config",
+                    format!("{} holds a run with another configuration; resume with the run's own config.toml (only meta_steps and logging options may change)", run.root.display()),
+                ));
+            }
+            if c.params.len() != learner.num_params() {
+                return Err(Error::corrupt(
+                    &path,
+                    "parameter count does not match the configuration",
+                ));
+            }
+            let opt = c
+                .optimizer
+                .clone()
+                .ok_or_else(|| Error::corrupt(&path, "checkpoint has no optimiser state"))?;
+            let wall = run.truncate_metrics(c.step)?;
+            (c.params, opt, c.step, wall)
+        }
+        None => {
+            let theta = learner.init(&mut rng::derive(cfg.seed, &[rng::STREAM_INIT]));
+            let opt = Optimizer::new(cfg.optimizer, cfg.outer_lr, theta.len());
+            let _ = std::fs::remove_file(run.metrics_path());
+            (theta, opt, 0, 0.0)
+        }
+    };
+    checkpoint::write_atomic(&run.config_path(), cfg.to_toml().as_bytes())?;
+    let mut best: Option<(u64, f64)> =
+        std::fs::read_to_string(run.root.join("checkpoints/best.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Best>(&t).ok())
+            .filter(|b| b.step <= start)
+            .map(|b| (b.step, b.accuracy));
+
+    let to_checkpoint = |theta: &[f32], opt: &Optimizer, step: u64| Checkpoint {
+        arch: learner.spec.clone(),
+        params: theta.to_vec(),
+        adapt: AdaptSpec {
+            inner_lr: cfg.inner_lr,
+            inner_steps: cfg.inner_steps,
+            inner_loss: spec.inner_loss,
+        },
+        method: format!("{:?}", cfg.method).to_lowercase(),
+        step,
+        seed: cfg.seed,
+        optimizer: Some(opt.clone()),
+        config_toml: cfg.to_toml(),
+    };
+    let mut last_checkpoint = run.step_checkpoints().first().map(|(_, p)| p.clone());
+    let mut consecutive_bad = 0u32;
+    let session_start = Instant::now();
+    for step in start + 1..=cfg.meta_steps {
+        let t0 = Instant::now();
+        let batch = build_meta_batch(pool, &shape, &aug, cfg.seed, step - 1)?;
+        let tasks: Vec<TaskTensors<f32>> = batch
+            .tasks
+            .into_iter()
+            .map(|t| TaskTensors {
+                support_x: t.support.data,
+                support_y: t.support_labels,
+                query_x: t.query.data,
+                query_y: t.query_labels,
+            })
+            .collect();
+        let (grad, stats) = meta_gradient(&learner, &theta, &tasks, &spec);
+        let mut outer_loss = mean(&stats, |s| s.outer_loss);
+        if faults.nonfinite_at.contains(&step) {
+            outer_loss = f64::NAN;
+        }
+        let finite = outer_loss.is_finite() && grad.iter().all(|g| g.is_finite());
+        if finite {
+            opt.step(&mut theta, &grad);
+            consecutive_bad = 0;
+        } else {
+            consecutive_bad += 1;
+            observer.warning(&format!(
+                "meta-step {step}: non-finite outer loss or meta-gradient, update skipped ({consecutive_bad} in a row)"
+            ));
+            if consecutive_bad > cfg.max_nonfinite_steps {
+                return Err(Error::NonFinite {
+                    what: format!(
+                        "meta-training: {consecutive_bad} consecutive meta-steps (up to step {step}); stopped, the last good checkpoint is {}",
+                        last_checkpoint.as_ref().map_or("none (no checkpoint written yet)".into(), |p| p.display().to_string())
+                    ),
+                });
+            }
+        }
+        let dt = t0.elapsed().as_secs_f64();
+        let record = StepRecord {
+            step,
+            outer_loss,
+            inner_loss_before: mean(&stats, |s| s.inner_loss_before),
+            inner_loss_after: mean(&stats, |s| s.inner_loss_after),
+            kl: if cfg.method == Method::Bmssl {
+                outer_loss
+            } else {
+                f64::NAN
+            },
+            meta_steps_per_s: 1.0 / dt.max(1e-9),
+            wall_s: wall_before + session_start.elapsed().as_secs_f64(),
+            skipped: !finite,
+        };
+        run.append_metrics(
+            &serde_json::to_string(&record).map_err(|e| Error::shape("metrics", e.to_string()))?,
+        )?;
+        observer.step(&record);
+
+        let last = step == cfg.meta_steps;
+        if let Some(v) = validator.as_deref_mut() {
+            if (cfg.validate_every > 0 && step % cfg.validate_every == 0) || last {
+                let (acc, ci) = v(&learner, &theta)?;
+                let rec = ValidationRecord {
+                    step,
+                    val_accuracy: acc,
+                    val_ci95: ci,
+                };
+                run.append_metrics(
+                    &serde_json::to_string(&rec)
+                        .map_err(|e| Error::shape("metrics", e.to_string()))?,
+                )?;
+                observer.validation(&rec);
+                if best.is_none_or(|(_, b)| acc > b) {
+                    best = Some((step, acc));
+                    checkpoint::save(&run.best_checkpoint(), &to_checkpoint(&theta, &opt, step))?;
+                    let json = serde_json::to_string(&Best {
+                        step,
+                        accuracy: acc,
+                    })
+                    .unwrap_or_default();
+                    checkpoint::write_atomic(
+                        &run.root.join("checkpoints/best.json"),
+                        json.as_bytes(),
+                    )?;
+                }
+            }
+        }
+        if step % cfg.checkpoint_every == 0 || last {
+            let path = run.step_checkpoint(step);
+            checkpoint::save(&path, &to_checkpoint(&theta, &opt, step))?;
+            observer.checkpoint(&path);
+            last_checkpoint = Some(path);
+            for (_, old) in run
+                .step_checkpoints()
+                .into_iter()
+                .skip(cfg.keep_checkpoints)
+            {
+                let _ = std::fs::remove_file(old);
+            }
+        }
+    }
+    // A run resumed at or past its budget trains nothing and reports its newest checkpoint.
+    let final_checkpoint = last_checkpoint.ok_or_else(|| {
+        Error::dataset(run.root.display().to_string(), "no checkpoint was written")
+    })?;
+    Ok(Outcome {
+        learner,
+        params: theta,
+        final_checkpoint,
+        best,
+        resumed_from: start,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{ImageShape, InMemoryDataset};
+    use crate::meta::outer::meta_gradient;
+    use std::sync::Arc;
+
+    /// 12 random 28x28 "drawings" (sparse strokes), one per class.
+    fn pool() -> UnlabelledPool {
+        let classes = (0..12u64)
+            .map(|c| {
+                let v = crate::engine::gradcheck::test_values(784, 100 + c);
+                v.iter().map(|x| if *x > 0.6 { 255u8 } else { 0 }).collect()
+            })
+            .collect();
+        UnlabelledPool::new(Arc::new(
+            InMemoryDataset::from_classes("synthetic", ImageShape::new(1, 28, 28), classes)
+                .unwrap(),
+        ))
+    }
+
+    fn small_config(method: Method) -> TrainConfig {
+        TrainConfig {
+            method,
+            images_per_batch: 6,
+            tasks_per_batch: 2,
+            views: 3,
+            support_views: 1,
+            query_views: 2,
+            inner_steps: 2,
+            bootstrap_steps: 2,
+            meta_steps: 6,
+            checkpoint_every: 2,
+            validate_every: 0,
+            ..TrainConfig::default()
+        }
+    }
+
+    fn temp_run(name: &str) -> RunDir {
+        let d =
+            std::env::temp_dir().join(format!("bmssl-train-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        RunDir::create(&d).unwrap()
+    }
+
+    fn outer_loss_falls_on_a_fixed_meta_batch(method: Method) {
+        let cfg = small_config(method);
+        let learner = learner_for(&cfg).unwrap();
+        let aug = Augmenter::from_level(cfg.augment, 28, 28);
+        let batch = build_meta_batch(&pool(), &cfg.task_shape(), &aug, 5, 0).unwrap();
+        let tasks: Vec<TaskTensors<f32>> = batch
+            .tasks
+            .into_iter()
+            .map(|t| TaskTensors {
+                support_x: t.support.data,
+                support_y: t.support_labels,
+                query_x: t.query.data,
+                query_y: t.query_labels,
+            })
+            .collect();
+        let mut theta = learner.init(&mut rng::derive(0, &[rng::STREAM_INIT]));
+        let mut opt = Optimizer::new(cfg.optimizer, 1e-3, theta.len());
+        let spec = cfg.meta_spec();
+        let loss = |theta: &[f32]| {
+            mean(&meta_gradient(&learner, theta, &tasks, &spec).1, |s| {
+                s.outer_loss
+            })
+        };
+        let before = loss(&theta);
+        for _ in 0..10 {
+            let (g, _) = meta_gradient(&learner, &theta, &tasks, &spec);
+            opt.step(&mut theta, &g);
+        }
+        let after = loss(&theta);
+        assert!(
+            after < 0.8 * before,
+            "{method:?}: outer loss {before} -> {after}"
+        );
+    }
+
+    #[test]
+    fn bmssl_meta_steps_on_a_fixed_meta_batch_lower_the_outer_loss() {
+        outer_loss_falls_on_a_fixed_meta_batch(Method::Bmssl);
+    }
+
+    #[test]
+    fn metassl_meta_steps_on_a_fixed_meta_batch_lower_the_outer_loss() {
+        outer_loss_falls_on_a_fixed_meta_batch(Method::Metassl);
+    }
+
+    #[test]
+    fn a_resumed_run_ends_with_the_same_checkpoint_bytes_as_an_uninterrupted_one() {
+        let cfg = small_config(Method::Bmssl);
+        let whole = temp_run("whole");
+        let a = train(&whole, &cfg, &pool(), None, &mut Silent, &Faults::default()).unwrap();
+        let halves = temp_run("halves");
+        let half = TrainConfig {
+            meta_steps: 3,
+            ..cfg.clone()
+        };
+        train(
+            &halves,
+            &half,
+            &pool(),
+            None,
+            &mut Silent,
+            &Faults::default(),
+        )
+        .unwrap();
+        let b = train(
+            &halves,
+            &cfg,
+            &pool(),
+            None,
+            &mut Silent,
+            &Faults::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            b.resumed_from, 3,
+            "the first half ends with a checkpoint at its last step"
+        );
+        assert_eq!(
+            std::fs::read(a.final_checkpoint).unwrap(),
+            std::fs::read(b.final_checkpoint).unwrap()
+        );
+        let steps = |r: &RunDir| {
+            std::fs::read_to_string(r.metrics_path())
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains("outer_loss"))
+                .count()
+        };
+        assert_eq!(
+            steps(&halves),
+            6,
+            "metrics past the resumed checkpoint are replaced, not duplicated"
+        );
+    }
+
+    #[test]
+    fn resuming_with_another_configuration_is_refused() {
+        let cfg = small_config(Method::Bmssl);
+        let run = temp_run("mismatch");
+        train(
+            &run,
+            &TrainConfig {
+                meta_steps: 2,
+                ..cfg.clone()
+            },
+            &pool(),
+            None,
+            &mut Silent,
+            &Faults::default(),
+        )
+        .unwrap();
+        let other = TrainConfig {
+            inner_lr: 0.1,
+            ..cfg
+        };
+        let err = train(&run, &other, &pool(), None, &mut Silent, &Faults::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("another configuration"), "{err}");
+    }
+
+    #[test]
+    fn a_nonfinite_loss_skips_the_update_and_repeated_ones_stop_the_run_keeping_the_last_checkpoint(
+    ) {
+        let cfg = TrainConfig {
+            max_nonfinite_steps: 2,
+            ..small_config(Method::Metassl)
+        };
+        let run = temp_run("nan");
+        struct Warnings(Vec<String>);
+        impl Observer for Warnings {
+            fn warning(&mut self, m: &str) {
+                self.0.push(m.to_string());
+            }
+        }
+        // One bad step is skipped and the run completes.
+        let mut w = Warnings(vec![]);
+        train(
+            &run,
+            &cfg,
+            &pool(),
+            None,
+            &mut w,
+            &Faults {
+                nonfinite_at: vec![3],
+            },
+        )
+        .unwrap();
+        assert_eq!(w.0.len(), 1);
+        assert!(w.0[0].contains("meta-step 3"), "{}", w.0[0]);
+        // Three in a row stop it; the newest checkpoint (step 4, holding the step-2 parameters since
+        // the updates were skipped) is named and intact.
+        let run = temp_run("nan-stop");
+        let err = train(
+            &run,
+            &cfg,
+            &pool(),
+            None,
+            &mut Silent,
+            &Faults {
+                nonfinite_at: vec![3, 4, 5],
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("3 consecutive") && err.contains("step-0000004"),
+            "{err}"
+        );
+        let (c2, c4) = (
+            checkpoint::load(&run.step_checkpoint(2)).unwrap(),
+            checkpoint::load(&run.step_checkpoint(4)).unwrap(),
+        );
+        assert_eq!(c2.params, c4.params);
+        assert!(c4.params.iter().all(|p| p.is_finite()));
+    }
+}
