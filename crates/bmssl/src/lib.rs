@@ -43,6 +43,7 @@ pub mod model;
 pub mod npz;
 pub mod objective;
 pub mod optim;
+pub mod predict;
 pub mod rng;
 pub mod tasks;
 pub mod train;
