@@ -14,9 +14,13 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod cmd_adapt;
 mod cmd_bench;
 mod cmd_check;
 mod cmd_data;
+mod cmd_eval;
+mod cmd_train;
+mod plots;
 
 /// Few-shot learning from unlabelled images (BMSSL, arXiv 2308.14267).
 #[derive(Parser)]
@@ -36,6 +40,12 @@ enum Command {
     CheckGradient(cmd_check::CheckArgs),
     /// Meta-steps per second, same configuration and flags as `bmssl_torch.py bench`.
     Bench(cmd_bench::BenchArgs),
+    /// Few-shot accuracy (mean +- 95% interval) over fixed test episodes, adapt or proto mode.
+    Eval(Box<cmd_eval::EvalArgs>),
+    /// Adapt a model to your own labelled images (support/<class>/) and classify a folder.
+    Adapt(cmd_adapt::AdaptArgs),
+    /// Meta-train with BMSSL or MetaSSL on unlabelled images, then evaluate on the test split.
+    Train(Box<cmd_train::TrainArgs>),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -43,6 +53,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(cmd) => cmd_data::run(cmd),
         Command::CheckGradient(args) => cmd_check::run(args),
         Command::Bench(args) => cmd_bench::run(args),
+        Command::Eval(args) => cmd_eval::run(*args),
+        Command::Adapt(args) => cmd_adapt::run(args),
+        Command::Train(args) => cmd_train::run(*args),
     }
 }
 

@@ -69,6 +69,9 @@ pub struct TrainConfig {
     pub validate_every: u64,
     /// Validation episodes (5-way 1-shot on the validation split).
     pub validation_episodes: usize,
+    /// How validation episodes are scored: `adapt` (the inner loop, as the method is used) or
+    /// `proto` (cosine prototypes on frozen features, faster).
+    pub validation_mode: crate::eval::Mode,
     /// Consecutive non-finite meta-steps tolerated (each skipped) before the run stops.
     pub max_nonfinite_steps: u32,
 }
@@ -104,6 +107,7 @@ impl Default for TrainConfig {
             keep_checkpoints: 3,
             validate_every: 100,
             validation_episodes: 200,
+            validation_mode: crate::eval::Mode::Adapt,
             max_nonfinite_steps: 5,
         }
     }
@@ -301,4 +305,28 @@ mod tests {
         };
         c.validate().unwrap();
     }
+}
+
+/// Parses a value by its configuration-file name, so flags and TOML files accept one spelling.
+fn parse_by_name<T: serde::de::DeserializeOwned>(s: &str, field: &str, choices: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| Error::config(field, format!("`{s}` is not one of {choices}")))
+}
+
+macro_rules! from_str_by_name {
+    ($($t:ty => $field:literal, $choices:literal;)+) => {$(
+        impl std::str::FromStr for $t {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                parse_by_name(s, $field, $choices)
+            }
+        }
+    )+};
+}
+
+from_str_by_name! {
+    Method => "method", "bmssl, metassl";
+    Target => "target", "paper, query-step";
+    Backbone => "backbone", "conv4, conv5";
+    OptimizerKind => "optimizer", "adam, sgd";
 }

@@ -1,0 +1,496 @@
+//! `bmssl train`: meta-train with BMSSL or MetaSSL, then evaluate on the test split.
+
+use crate::plots;
+use anyhow::{Context, Result};
+use bmssl::augment::AugmentLevel;
+use bmssl::config::TrainConfig;
+use bmssl::data::{open_split, ImageShape, UnlabelledPool};
+use bmssl::eval::{self, EvalOptions, Mode, Model, Setting};
+use bmssl::meta::{Method, Target};
+use bmssl::model::{Backbone, Learner};
+use bmssl::optim::OptimizerKind;
+use bmssl::train::{self, Faults, Observer, RunDir, StepRecord, ValidationRecord};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Every hyper-parameter of the run configuration as a flag (unset flags keep the value of the
+/// config file, or of the run being resumed, or the default). Names follow the glossary; the
+/// paper's / reference's names are aliases.
+#[derive(clap::Args, Default, Debug)]
+pub struct ConfigFlags {
+    /// bmssl (eq. 3) or metassl (eq. 2).
+    #[arg(long)]
+    method: Option<Method>,
+    /// Bootstrap target: paper or query-step.
+    #[arg(long)]
+    target: Option<Target>,
+    /// `omniglot` or a path to an image folder root/<class>/<image>.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Split used as the unlabelled pool.
+    #[arg(long)]
+    split: Option<String>,
+    /// Omniglot rotations as extra classes (true/false).
+    #[arg(long)]
+    rotations: Option<bool>,
+    #[arg(long)]
+    image_size: Option<usize>,
+    #[arg(long)]
+    channels: Option<usize>,
+    /// conv4 or conv5.
+    #[arg(long)]
+    backbone: Option<Backbone>,
+    /// N: source images per meta-batch.
+    #[arg(long, visible_alias = "n-images")]
+    images_per_batch: Option<usize>,
+    /// M: views per image.
+    #[arg(long)]
+    views: Option<usize>,
+    /// K: tasks per meta-batch.
+    #[arg(long, visible_alias = "blocks")]
+    tasks_per_batch: Option<usize>,
+    /// M1: support views per image.
+    #[arg(long, visible_alias = "m1")]
+    support_views: Option<usize>,
+    /// M2: query views per image.
+    #[arg(long, visible_alias = "m2")]
+    query_views: Option<usize>,
+    /// L: inner steps.
+    #[arg(long)]
+    inner_steps: Option<usize>,
+    /// delta: bootstrap steps.
+    #[arg(long, visible_alias = "delta")]
+    bootstrap_steps: Option<usize>,
+    /// alpha: inner learning rate.
+    #[arg(long)]
+    inner_lr: Option<f64>,
+    /// beta: outer learning rate.
+    #[arg(long)]
+    outer_lr: Option<f64>,
+    /// adam or sgd.
+    #[arg(long)]
+    optimizer: Option<OptimizerKind>,
+    /// lambda: weight of the contrastive term.
+    #[arg(long, visible_alias = "lam")]
+    contrastive_weight: Option<f64>,
+    /// tau: contrastive temperature.
+    #[arg(long, visible_alias = "tau")]
+    temperature: Option<f64>,
+    /// Meta-steps (outer updates).
+    #[arg(long)]
+    meta_steps: Option<u64>,
+    /// First-order meta-gradient (true/false).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    first_order: Option<bool>,
+    /// default, a1, a2, a3 or a4.
+    #[arg(long)]
+    augment: Option<AugmentLevel>,
+    #[arg(long)]
+    seed: Option<u64>,
+    #[arg(long)]
+    checkpoint_every: Option<u64>,
+    #[arg(long)]
+    keep_checkpoints: Option<usize>,
+    #[arg(long)]
+    validate_every: Option<u64>,
+    #[arg(long)]
+    validation_episodes: Option<usize>,
+    /// adapt or proto.
+    #[arg(long)]
+    validation_mode: Option<Mode>,
+    #[arg(long)]
+    max_nonfinite_steps: Option<u32>,
+}
+
+macro_rules! apply {
+    ($flags:expr, $cfg:expr, $($f:ident),+) => { $( if let Some(v) = $flags.$f.clone() { $cfg.$f = v; } )+ };
+}
+
+impl ConfigFlags {
+    fn apply(&self, cfg: &mut TrainConfig) {
+        apply!(
+            self,
+            cfg,
+            method,
+            target,
+            dataset,
+            split,
+            rotations,
+            image_size,
+            channels,
+            backbone,
+            images_per_batch,
+            views,
+            tasks_per_batch,
+            support_views,
+            query_views,
+            inner_steps,
+            bootstrap_steps,
+            inner_lr,
+            outer_lr,
+            optimizer,
+            contrastive_weight,
+            temperature,
+            meta_steps,
+            first_order,
+            augment,
+            seed,
+            checkpoint_every,
+            keep_checkpoints,
+            validate_every,
+            validation_episodes,
+            validation_mode,
+            max_nonfinite_steps
+        );
+    }
+}
+
+/// Arguments of `train`.
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// A TOML run configuration (fields as in a run's config.toml); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run directory (default: runs/<method>-<target>-seed<seed>).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Continue the run in this directory from its newest good checkpoint (its config.toml is
+    /// used; `--meta-steps` may raise the budget).
+    #[arg(long, conflicts_with = "config")]
+    resume: Option<PathBuf>,
+    /// Data directory (default: $BMSSL_DATA, else the repository's data/).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// No progress bar: a log line every 50 meta-steps instead.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Test-set evaluation after training: settings (e.g. 5w1s,5w5s,20w1s).
+    #[arg(long, value_delimiter = ',', default_value = "5w1s,5w5s,20w1s")]
+    eval_settings: Vec<Setting>,
+    /// Test episodes per setting (the paper: 2000).
+    #[arg(long, default_value_t = 2000)]
+    eval_episodes: u64,
+    /// Test evaluation mode: adapt or proto.
+    #[arg(long, default_value = "adapt")]
+    eval_mode: Mode,
+    /// Skip the test evaluation.
+    #[arg(long)]
+    no_eval: bool,
+    #[command(flatten)]
+    flags: ConfigFlags,
+}
+
+struct Progress {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    loss_ema: Option<f64>,
+    speed_ema: Option<f64>,
+    last_val: Option<f64>,
+}
+
+impl Progress {
+    fn message(&self) -> String {
+        let mut m = format!(
+            "loss {:.4} · {:.2} meta-steps/s",
+            self.loss_ema.unwrap_or(f64::NAN),
+            self.speed_ema.unwrap_or(f64::NAN)
+        );
+        if let Some(v) = self.last_val {
+            m.push_str(&format!(" · val {:.2}%", 100.0 * v));
+        }
+        m
+    }
+    fn log(&self, line: &str) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn step(&mut self, r: &StepRecord) {
+        let ema = |old: Option<f64>, x: f64| {
+            if x.is_finite() {
+                Some(old.map_or(x, |o| 0.95 * o + 0.05 * x))
+            } else {
+                old
+            }
+        };
+        self.loss_ema = ema(self.loss_ema, r.outer_loss);
+        self.speed_ema = ema(self.speed_ema, r.meta_steps_per_s);
+        if let Some(b) = &self.bar {
+            b.set_position(r.step);
+            b.set_message(self.message());
+        } else if self.quiet && r.step % 50 == 0 {
+            eprintln!("step {} · {}", r.step, self.message());
+        }
+    }
+    fn validation(&mut self, r: &ValidationRecord) {
+        self.last_val = Some(r.val_accuracy);
+        if self.quiet {
+            eprintln!(
+                "step {} · validation 5w1s {:.2}% ± {:.2}%",
+                r.step,
+                100.0 * r.val_accuracy,
+                100.0 * r.val_ci95
+            );
+        }
+    }
+    fn warning(&mut self, message: &str) {
+        self.log(&format!("warning: {message}"));
+    }
+}
+
+/// Resolves the configuration: defaults < config file (or the resumed run's) < flags.
+fn resolve_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
+    let mut cfg = if let Some(dir) = &args.resume {
+        RunDir { root: dir.clone() }
+            .load_config()
+            .context("resuming")?
+    } else if let Some(path) = &args.config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        TrainConfig::from_toml(&text, &path.display().to_string())?
+    } else {
+        TrainConfig::default()
+    };
+    args.flags.apply(&mut cfg);
+    cfg.validate()?;
+    let dir = args
+        .resume
+        .clone()
+        .or_else(|| args.run_dir.clone())
+        .unwrap_or_else(|| {
+            let target = if cfg.method == Method::Bmssl {
+                format!(
+                    "-{}",
+                    serde_json::to_value(cfg.target)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
+                )
+            } else {
+                String::new()
+            };
+            PathBuf::from("runs").join(format!(
+                "{}{}-seed{}",
+                serde_json::to_value(cfg.method)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                target,
+                cfg.seed
+            ))
+        });
+    Ok((cfg, dir))
+}
+
+/// Runs `train`.
+pub fn run(args: TrainArgs) -> Result<()> {
+    let (cfg, dir) = resolve_config(&args)?;
+    let run_dir = RunDir::create(&dir)
+        .with_context(|| format!("creating run directory {}", dir.display()))?;
+    let shape = ImageShape::new(cfg.channels, cfg.image_size, cfg.image_size);
+    let t0 = Instant::now();
+    let split = open_split(
+        &cfg.dataset,
+        &cfg.split,
+        shape,
+        cfg.rotations,
+        args.data_dir.as_deref(),
+    )?;
+    let pool = UnlabelledPool::new(split);
+    let val = open_split(
+        &cfg.dataset,
+        if cfg.dataset == "omniglot" {
+            "val"
+        } else {
+            &cfg.split
+        },
+        shape,
+        cfg.rotations,
+        args.data_dir.as_deref(),
+    )?;
+    eprintln!(
+        "{} ({}{}), {} unlabelled images from {}/{} loaded in {:.1}s; run directory {}",
+        serde_json::to_value(cfg.method)?.as_str().unwrap_or("?"),
+        if cfg.first_order {
+            "first order"
+        } else {
+            "second order"
+        },
+        if cfg.method == Method::Bmssl {
+            format!(
+                ", target {}",
+                serde_json::to_value(cfg.target)?.as_str().unwrap_or("?")
+            )
+        } else {
+            String::new()
+        },
+        pool.len(),
+        cfg.dataset,
+        cfg.split,
+        t0.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    let bar = (!args.quiet).then(|| {
+        let b = ProgressBar::new(cfg.meta_steps);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{bar:30.cyan/blue} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        b
+    });
+    let mut progress = Progress {
+        bar,
+        quiet: args.quiet,
+        loss_ema: None,
+        speed_ema: None,
+        last_val: None,
+    };
+    let val_opts = |model: &Model| EvalOptions {
+        episodes: cfg.validation_episodes.max(2) as u64,
+        seed: bmssl::rng::STREAM_VALIDATION,
+        ..EvalOptions::new(cfg.validation_mode, model)
+    };
+    let mut validator = |learner: &Learner, params: &[f32]| -> bmssl::Result<(f64, f64)> {
+        let model = Model {
+            arch: learner.spec.clone(),
+            params: params.to_vec(),
+            inner_lr: cfg.inner_lr,
+            inner_steps: cfg.inner_steps,
+            inner_loss: cfg.meta_spec().inner_loss,
+        };
+        let r = eval::evaluate(
+            &model,
+            val.as_ref(),
+            Setting { ways: 5, shots: 1 },
+            &val_opts(&model),
+            &|| {},
+        )?;
+        Ok((r.summary.mean, r.summary.ci95))
+    };
+    let outcome = train::train(
+        &run_dir,
+        &cfg,
+        &pool,
+        if cfg.validation_episodes >= 2 {
+            Some(&mut validator)
+        } else {
+            None
+        },
+        &mut progress,
+        &Faults::default(),
+    );
+    if let Some(b) = &progress.bar {
+        b.finish_and_clear();
+    }
+    // Plots also after a failed run: they show what happened.
+    let plotted = plots::plot_run(&dir);
+    let outcome = outcome?;
+    match plotted {
+        Ok(files) => eprintln!(
+            "plots: {}",
+            files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Err(e) => eprintln!("warning: plotting failed: {e:#}"),
+    }
+    eprintln!("final checkpoint: {}", outcome.final_checkpoint.display());
+    if let Some((step, acc)) = outcome.best {
+        eprintln!(
+            "best validation (5w1s, {} episodes): {:.2}% at step {step}",
+            cfg.validation_episodes,
+            100.0 * acc
+        );
+    }
+    if args.no_eval {
+        return Ok(());
+    }
+    let test = open_split(
+        &cfg.dataset,
+        if cfg.dataset == "omniglot" {
+            "test"
+        } else {
+            &cfg.split
+        },
+        shape,
+        cfg.rotations,
+        args.data_dir.as_deref(),
+    )?;
+    let model = Model::from_checkpoint(&bmssl::checkpoint::load(&outcome.final_checkpoint)?)?;
+    let opts = EvalOptions {
+        episodes: args.eval_episodes,
+        ..EvalOptions::new(args.eval_mode, &model)
+    };
+    test_report(
+        &dir,
+        &model,
+        test.as_ref(),
+        &args.eval_settings,
+        &opts,
+        args.quiet,
+    )
+}
+
+/// Evaluates on the test split, prints one line per setting and writes `eval.json`.
+fn test_report(
+    dir: &Path,
+    model: &Model,
+    test: &dyn bmssl::data::Dataset,
+    settings: &[Setting],
+    opts: &EvalOptions,
+    quiet: bool,
+) -> Result<()> {
+    let mut results = Vec::new();
+    println!(
+        "test accuracy on {} ({} mode, {} episodes, {} queries per class, episode seed {}):",
+        test.name(),
+        serde_json::to_value(opts.mode)?.as_str().unwrap_or("?"),
+        opts.episodes,
+        opts.queries,
+        opts.seed
+    );
+    for &s in settings {
+        let bar = (!quiet).then(|| ProgressBar::new(opts.episodes).with_message(format!("{s}")));
+        if let Some(b) = &bar {
+            b.set_style(
+                ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{eta}]")
+                    .expect("valid template"),
+            );
+        }
+        let t0 = Instant::now();
+        let r = eval::evaluate(model, test, s, opts, &|| {
+            if let Some(b) = &bar {
+                b.inc(1)
+            }
+        })?;
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        println!(
+            "  {:>6}: {:6.2}% ± {:.2}%  ({:.1}s)",
+            s.to_string(),
+            100.0 * r.summary.mean,
+            100.0 * r.summary.ci95,
+            t0.elapsed().as_secs_f64()
+        );
+        results.push(serde_json::json!({
+            "setting": s.to_string(), "mean": r.summary.mean, "ci95": r.summary.ci95, "std": r.summary.std,
+            "episodes": r.summary.episodes, "seconds": t0.elapsed().as_secs_f64(),
+        }));
+    }
+    let path = dir.join("eval.json");
+    let json = serde_json::json!({ "dataset": test.name(), "mode": opts.mode, "episodes": opts.episodes, "queries": opts.queries, "episode_seed": opts.seed, "results": results });
+    bmssl::checkpoint::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    eprintln!("results: {}", path.display());
+    Ok(())
+}
