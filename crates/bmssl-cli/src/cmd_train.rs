@@ -223,7 +223,7 @@ impl Observer for Progress {
         if let Some(b) = &self.bar {
             b.set_position(r.step);
             b.set_message(self.message());
-        } else if self.quiet && r.step % 50 == 0 {
+        } else if self.quiet && r.step.is_multiple_of(50) {
             eprintln!("step {} · {}", r.step, self.message());
         }
     }

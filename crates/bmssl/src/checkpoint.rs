@@ -170,7 +170,7 @@ fn serialize_sorted(
         offset += bytes.len();
     }
     let mut text = serde_json::to_string(&header).expect("JSON values serialise");
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = Vec::with_capacity(8 + text.len() + offset);

@@ -247,6 +247,30 @@ impl TrainConfig {
     }
 }
 
+/// Parses a value by its configuration-file name, so flags and TOML files accept one spelling.
+fn parse_by_name<T: serde::de::DeserializeOwned>(s: &str, field: &str, choices: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| Error::config(field, format!("`{s}` is not one of {choices}")))
+}
+
+macro_rules! from_str_by_name {
+    ($($t:ty => $field:literal, $choices:literal;)+) => {$(
+        impl std::str::FromStr for $t {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                parse_by_name(s, $field, $choices)
+            }
+        }
+    )+};
+}
+
+from_str_by_name! {
+    Method => "method", "bmssl, metassl";
+    Target => "target", "paper, query-step";
+    Backbone => "backbone", "conv4, conv5";
+    OptimizerKind => "optimizer", "adam, sgd";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,28 +329,4 @@ mod tests {
         };
         c.validate().unwrap();
     }
-}
-
-/// Parses a value by its configuration-file name, so flags and TOML files accept one spelling.
-fn parse_by_name<T: serde::de::DeserializeOwned>(s: &str, field: &str, choices: &str) -> Result<T> {
-    serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .map_err(|_| Error::config(field, format!("`{s}` is not one of {choices}")))
-}
-
-macro_rules! from_str_by_name {
-    ($($t:ty => $field:literal, $choices:literal;)+) => {$(
-        impl std::str::FromStr for $t {
-            type Err = Error;
-            fn from_str(s: &str) -> Result<Self> {
-                parse_by_name(s, $field, $choices)
-            }
-        }
-    )+};
-}
-
-from_str_by_name! {
-    Method => "method", "bmssl, metassl";
-    Target => "target", "paper, query-step";
-    Backbone => "backbone", "conv4, conv5";
-    OptimizerKind => "optimizer", "adam, sgd";
 }

@@ -148,7 +148,7 @@ impl RunDir {
                 Some((step, e.path()))
             })
             .collect();
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
         found
     }
     /// The newest checkpoint that loads and verifies; corrupt ones are reported and skipped, so

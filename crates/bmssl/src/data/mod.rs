@@ -242,38 +242,6 @@ impl std::fmt::Debug for UnlabelledPool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_explicit_data_dir_wins() {
-        assert_eq!(
-            resolve_data_dir(Some(Path::new("/x/y"))),
-            PathBuf::from("/x/y")
-        );
-    }
-
-    #[test]
-    fn the_pool_lists_every_image_of_the_split_once() {
-        let shape = ImageShape::new(1, 2, 2);
-        let ds =
-            InMemoryDataset::from_classes("t", shape, vec![vec![1; 8], vec![2; 4], vec![3; 12]])
-                .unwrap();
-        let pool = UnlabelledPool::new(Arc::new(ds));
-        assert_eq!(pool.len(), 6);
-        let firsts: Vec<u8> = (0..6).map(|i| pool.image(i)[0]).collect();
-        assert_eq!(firsts, vec![1, 1, 2, 3, 3, 3]);
-    }
-
-    #[test]
-    fn a_ragged_class_buffer_is_an_error() {
-        let err = InMemoryDataset::from_classes("t", ImageShape::new(1, 2, 2), vec![vec![0; 5]])
-            .unwrap_err();
-        assert!(err.to_string().contains("class 0"), "{err}");
-    }
-}
-
 /// Opens one split of a dataset by name: `omniglot` (from `<data_dir>/omniglot`, Vinyals split,
 /// optional rotations) or a path to an image folder (`root/<class>/<image>`, one split: every
 /// split name gives the whole folder, resized to `shape`).
@@ -313,4 +281,36 @@ pub fn open_split(
         ));
     }
     Ok(Arc::new(image_folder::ImageFolder::load(root, shape)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_data_dir_wins() {
+        assert_eq!(
+            resolve_data_dir(Some(Path::new("/x/y"))),
+            PathBuf::from("/x/y")
+        );
+    }
+
+    #[test]
+    fn the_pool_lists_every_image_of_the_split_once() {
+        let shape = ImageShape::new(1, 2, 2);
+        let ds =
+            InMemoryDataset::from_classes("t", shape, vec![vec![1; 8], vec![2; 4], vec![3; 12]])
+                .unwrap();
+        let pool = UnlabelledPool::new(Arc::new(ds));
+        assert_eq!(pool.len(), 6);
+        let firsts: Vec<u8> = (0..6).map(|i| pool.image(i)[0]).collect();
+        assert_eq!(firsts, vec![1, 1, 2, 3, 3, 3]);
+    }
+
+    #[test]
+    fn a_ragged_class_buffer_is_an_error() {
+        let err = InMemoryDataset::from_classes("t", ImageShape::new(1, 2, 2), vec![vec![0; 5]])
+            .unwrap_err();
+        assert!(err.to_string().contains("class 0"), "{err}");
+    }
 }
