@@ -1,0 +1,223 @@
+//! `bmssl eval`: mean few-shot accuracy with a 95% interval over fixed test episodes
+//! (docs/evaluation.md).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use bmssl::checkpoint;
+use bmssl::data::{open_split, ImageShape};
+use bmssl::eval::{self, EvalOptions, Features, HeadInit, Mode, Model, Setting};
+use bmssl::model::ArchSpec;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+/// `bmssl eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Checkpoint file, or `random` for a freshly initialised Conv4 (no meta-training).
+    #[arg(long, value_name = "CKPT|random")]
+    checkpoint: String,
+    /// `omniglot`, or a path to a labelled image folder (root/<class>/<image>.png|jpg|jpeg).
+    #[arg(long, default_value = "omniglot")]
+    dataset: String,
+    /// Omniglot split (train, val, test); an image folder is one split.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// (ways, shots) settings, e.g. `--setting 5w1s --setting 5w5s` or `--setting 5w1s,20w1s`.
+    /// Default 5w1s.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["ways", "shots"])]
+    setting: Vec<Setting>,
+    /// Ways of a single setting (with --shots; or use --setting).
+    #[arg(long)]
+    ways: Option<usize>,
+    /// Shots of a single setting (with --ways; or use --setting).
+    #[arg(long)]
+    shots: Option<usize>,
+    /// Query images per class.
+    #[arg(long, default_value_t = 15)]
+    queries: usize,
+    /// Episodes per setting.
+    #[arg(long, default_value_t = 2000)]
+    episodes: u64,
+    /// `adapt` (inner-loop fine-tuning, fresh head) or `proto` (cosine prototypes, frozen).
+    #[arg(long, default_value = "adapt")]
+    mode: Mode,
+    /// Adapt mode: fresh head initialisation, `zero` or `proto` (Proto-MAML).
+    #[arg(long, default_value = "zero")]
+    head: HeadInit,
+    /// Proto mode: `backbone` (flattened Conv4 output) or `projection` features.
+    #[arg(long, default_value = "backbone")]
+    features: Features,
+    /// Adapt mode: inner steps (default: the checkpoint's).
+    #[arg(long)]
+    adapt_steps: Option<usize>,
+    /// Adapt mode: inner learning rate (default: the checkpoint's).
+    #[arg(long)]
+    adapt_lr: Option<f64>,
+    /// Episode seed: the same seed gives the same episodes for every model.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// `--checkpoint random`: initialisation seed.
+    #[arg(long, default_value_t = 0)]
+    init_seed: u64,
+    /// `--checkpoint random`: input channels (default: 1 for Omniglot, else 3).
+    #[arg(long)]
+    channels: Option<usize>,
+    /// `--checkpoint random`: input side in pixels.
+    #[arg(long, default_value_t = 28)]
+    image_size: usize,
+    /// Omniglot: no 90/180/270-degree rotation classes.
+    #[arg(long)]
+    no_rotations: bool,
+    /// Data directory (default: $BMSSL_DATA, else <exe>/../../data, else ./data).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Also write the results (with every episode's accuracy) to this JSON file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Loads `--checkpoint` (a file, or `random` with `arch`).
+pub fn load_model(
+    spec: &str,
+    random_arch: impl FnOnce() -> ArchSpec,
+    init_seed: u64,
+) -> anyhow::Result<Model> {
+    if spec == "random" {
+        return Ok(Model::random(random_arch(), init_seed)?);
+    }
+    let path = Path::new(spec);
+    let ckpt = checkpoint::load(path).with_context(|| format!("loading checkpoint {spec}"))?;
+    Model::from_checkpoint(&ckpt).with_context(|| format!("checkpoint {spec}"))
+}
+
+/// Runs `bmssl eval`.
+pub fn run(a: EvalArgs) -> anyhow::Result<()> {
+    let settings = match (a.ways, a.shots) {
+        (Some(ways), Some(shots)) => vec![format!("{ways}w{shots}s").parse::<Setting>()?],
+        (None, None) if a.setting.is_empty() => vec![Setting { ways: 5, shots: 1 }],
+        (None, None) => a.setting.clone(),
+        _ => bail!("--ways and --shots go together (or use --setting 5w1s)"),
+    };
+    let omniglot = a.dataset == "omniglot";
+    let channels = a.channels.unwrap_or(if omniglot { 1 } else { 3 });
+    let model = load_model(
+        &a.checkpoint,
+        || ArchSpec::conv4(channels, a.image_size, 5),
+        a.init_seed,
+    )?;
+    if a.checkpoint != "random" && a.channels.is_some_and(|c| c != model.arch.in_channels) {
+        bail!(
+            "--channels {} contradicts the checkpoint, whose model takes {} channel(s)",
+            a.channels.unwrap_or(0),
+            model.arch.in_channels
+        );
+    }
+    let shape: ImageShape = model.image_shape();
+    let start = Instant::now();
+    let data = open_split(
+        &a.dataset,
+        &a.split,
+        shape,
+        !a.no_rotations,
+        a.data_dir.as_deref(),
+    )
+    .with_context(|| format!("opening dataset {}", a.dataset))?;
+    if !a.quiet {
+        eprintln!(
+            "loaded {} ({} classes, {} images) in {:.1} s",
+            data.name(),
+            data.num_classes(),
+            data.num_images(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let opts = EvalOptions {
+        mode: a.mode,
+        queries: a.queries,
+        episodes: a.episodes,
+        seed: a.seed,
+        head: a.head,
+        adapt_steps: a.adapt_steps.unwrap_or(model.inner_steps),
+        adapt_lr: a.adapt_lr.unwrap_or(model.inner_lr),
+        features: a.features,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()?;
+    let method = match a.mode {
+        Mode::Adapt => format!(
+            "adapt ({} steps, lr {}, {:?} head)",
+            opts.adapt_steps, opts.adapt_lr, opts.head
+        )
+        .to_lowercase(),
+        Mode::Proto => format!("proto ({:?} features, cosine)", opts.features).to_lowercase(),
+    };
+    println!(
+        "{} on {} ({} queries per class, episode seed {}, {method})",
+        a.checkpoint,
+        data.name(),
+        a.queries,
+        a.seed
+    );
+    let mut results = Vec::new();
+    for s in settings {
+        let bar = if a.quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(a.episodes).with_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} episodes, {eta} left")?
+                    .progress_chars("=> "),
+            )
+        };
+        bar.set_message(s.to_string());
+        let t = Instant::now();
+        let r = pool
+            .install(|| eval::evaluate(&model, data.as_ref(), s, &opts, &|| bar.inc(1)))
+            .with_context(|| format!("evaluating {s}"))?;
+        bar.finish_and_clear();
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "{}-way {}-shot: {:.2}% +- {:.2}% ({} episodes, {secs:.1} s)",
+            s.ways,
+            s.shots,
+            100.0 * r.summary.mean,
+            100.0 * r.summary.ci95,
+            r.summary.episodes
+        );
+        results.push(json!({
+            "ways": s.ways,
+            "shots": s.shots,
+            "mean": r.summary.mean,
+            "std": r.summary.std,
+            "ci95": r.summary.ci95,
+            "episodes": r.summary.episodes,
+            "seconds": secs,
+            "accuracies": r.accuracies,
+        }));
+    }
+    if let Some(path) = &a.json {
+        let doc = json!({
+            "checkpoint": a.checkpoint,
+            "init_seed": if a.checkpoint == "random" { Some(a.init_seed) } else { None },
+            "dataset": data.name(),
+            "split": a.split,
+            "rotations": !a.no_rotations,
+            "options": opts,
+            "interval": "mean +- 1.96 * sample std (n - 1) / sqrt(episodes)",
+            "threads": pool.current_num_threads(),
+            "results": results,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
