@@ -3,13 +3,13 @@
 use crate::plots;
 use anyhow::{Context, Result};
 use bmssl::augment::AugmentLevel;
-use bmssl::config::TrainConfig;
+use bmssl::config::{TrainConfig, TrainMethod};
 use bmssl::data::{open_split, ImageShape, UnlabelledPool};
 use bmssl::eval::{self, EvalOptions, Mode, Model, Setting};
-use bmssl::meta::{Method, Target};
+use bmssl::meta::Target;
 use bmssl::model::{Backbone, Learner};
 use bmssl::optim::OptimizerKind;
-use bmssl::train::{self, Faults, Observer, RunDir, StepRecord, ValidationRecord};
+use bmssl::train::{self, Faults, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -19,9 +19,9 @@ use std::time::Instant;
 /// paper's / reference's names are aliases.
 #[derive(clap::Args, Default, Debug)]
 pub struct ConfigFlags {
-    /// bmssl (eq. 3) or metassl (eq. 2).
+    /// bmssl (eq. 3), metassl (eq. 2), or a baseline: maml, protonet, umtra, scratch.
     #[arg(long)]
-    method: Option<Method>,
+    method: Option<TrainMethod>,
     /// Bootstrap target: paper or query-step.
     #[arg(long)]
     target: Option<Target>,
@@ -243,6 +243,20 @@ impl Observer for Progress {
     }
 }
 
+/// Name of a run: method, target (BMSSL), seed.
+fn run_name(cfg: &TrainConfig) -> String {
+    let target = match cfg.target {
+        Target::Paper => "-paper",
+        Target::QueryStep => "-query-step",
+    };
+    let target = if cfg.method == TrainMethod::Bmssl {
+        target
+    } else {
+        ""
+    };
+    format!("{}{}-seed{}", cfg.method.as_str(), target, cfg.seed)
+}
+
 /// Resolves the configuration: defaults < config file (or the resumed run's) < flags.
 fn resolve_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
     let mut cfg = if let Some(dir) = &args.resume {
@@ -254,7 +268,7 @@ fn resolve_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         TrainConfig::from_toml(&text, &path.display().to_string())?
     } else {
-        TrainConfig::default()
+        TrainConfig::for_method(args.flags.method.unwrap_or(TrainMethod::Bmssl))
     };
     args.flags.apply(&mut cfg);
     cfg.validate()?;
@@ -262,28 +276,7 @@ fn resolve_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
         .resume
         .clone()
         .or_else(|| args.run_dir.clone())
-        .unwrap_or_else(|| {
-            let target = if cfg.method == Method::Bmssl {
-                format!(
-                    "-{}",
-                    serde_json::to_value(cfg.target)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
-                )
-            } else {
-                String::new()
-            };
-            PathBuf::from("runs").join(format!(
-                "{}{}-seed{}",
-                serde_json::to_value(cfg.method)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default(),
-                target,
-                cfg.seed
-            ))
-        });
+        .unwrap_or_else(|| PathBuf::from("runs").join(run_name(&cfg)));
     Ok((cfg, dir))
 }
 
@@ -301,7 +294,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         cfg.rotations,
         args.data_dir.as_deref(),
     )?;
-    let pool = UnlabelledPool::new(split);
+    let count = split.num_images();
+    // Only the supervised baselines ever see the labels; everything else gets an unlabelled pool.
+    let data = if cfg.method.uses_labels() {
+        TrainingData::Labelled(split)
+    } else {
+        TrainingData::Unlabelled(UnlabelledPool::new(split))
+    };
     let val = open_split(
         &cfg.dataset,
         if cfg.dataset == "omniglot" {
@@ -313,23 +312,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
         cfg.rotations,
         args.data_dir.as_deref(),
     )?;
+    let order = if cfg.first_order {
+        "first order"
+    } else {
+        "second order"
+    };
     eprintln!(
-        "{} ({}{}), {} unlabelled images from {}/{} loaded in {:.1}s; run directory {}",
-        serde_json::to_value(cfg.method)?.as_str().unwrap_or("?"),
-        if cfg.first_order {
-            "first order"
+        "{} ({order}), {count} {} images from {}/{} loaded in {:.1}s; run directory {}",
+        run_name(&cfg),
+        if cfg.method.uses_labels() {
+            "labelled"
         } else {
-            "second order"
+            "unlabelled"
         },
-        if cfg.method == Method::Bmssl {
-            format!(
-                ", target {}",
-                serde_json::to_value(cfg.target)?.as_str().unwrap_or("?")
-            )
-        } else {
-            String::new()
-        },
-        pool.len(),
         cfg.dataset,
         cfg.split,
         t0.elapsed().as_secs_f64(),
@@ -378,7 +373,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let outcome = train::train(
         &run_dir,
         &cfg,
-        &pool,
+        &data,
         if cfg.validation_episodes >= 2 {
             Some(&mut validator)
         } else {

@@ -108,6 +108,9 @@ pub fn smooth(points: &[(f64, f64)], window: usize) -> Vec<(f64, f64)> {
 /// Writes `plots/losses.png`, `plots/validation.png` and `plots/speed.png` from a run's metrics.
 pub fn plot_run(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let metrics = run_dir.join("metrics.jsonl");
+    if !metrics.exists() {
+        return Ok(Vec::new()); // nothing trained (e.g. `--method scratch`)
+    }
     let text = std::fs::read_to_string(&metrics)
         .with_context(|| format!("reading {}", metrics.display()))?;
     let rows: Vec<serde_json::Value> = text

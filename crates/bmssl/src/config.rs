@@ -11,12 +11,57 @@ use crate::tasks::TaskShape;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+/// What a run trains: the paper's two methods or a baseline of its Table 3
+/// (see [`crate::baselines`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainMethod {
+    /// Paper eq. (3), unlabelled.
+    Bmssl,
+    /// Paper eq. (2), unlabelled.
+    Metassl,
+    /// Supervised MAML on labelled episodes of the training classes.
+    Maml,
+    /// Supervised prototypical networks.
+    Protonet,
+    /// Unsupervised: MAML on tasks of (image, augmented copy).
+    Umtra,
+    /// No meta-training: the random initialisation, adapted on each test episode.
+    Scratch,
+}
+
+impl TrainMethod {
+    /// Whether the method reads class labels (only the supervised baselines do).
+    pub fn uses_labels(self) -> bool {
+        matches!(self, TrainMethod::Maml | TrainMethod::Protonet)
+    }
+    /// The outer objective of the meta-gradient (MAML and UMTRA use MetaSSL's, with CE only).
+    pub fn objective(self) -> Method {
+        if self == TrainMethod::Bmssl {
+            Method::Bmssl
+        } else {
+            Method::Metassl
+        }
+    }
+    /// Name as in configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrainMethod::Bmssl => "bmssl",
+            TrainMethod::Metassl => "metassl",
+            TrainMethod::Maml => "maml",
+            TrainMethod::Protonet => "protonet",
+            TrainMethod::Umtra => "umtra",
+            TrainMethod::Scratch => "scratch",
+        }
+    }
+}
+
 /// A meta-training run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// `bmssl` (eq. 3) or `metassl` (eq. 2).
-    pub method: Method,
+    /// `bmssl` (eq. 3), `metassl` (eq. 2), or a baseline: `maml`, `protonet`, `umtra`, `scratch`.
+    pub method: TrainMethod,
     /// Bootstrap target: `paper` (delta steps on the support views) or `query-step`.
     pub target: Target,
     /// `omniglot` (the vendored data) or a path to an image folder `root/<class>/<image>`.
@@ -79,7 +124,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
-            method: Method::Bmssl,
+            method: TrainMethod::Bmssl,
             target: Target::Paper,
             dataset: "omniglot".into(),
             split: "train".into(),
@@ -114,6 +159,50 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Defaults for a method: the paper's for BMSSL and MetaSSL, the original papers' Omniglot
+    /// settings for the baselines (MAML: Finn et al. 2017, 5-way, 1 inner step at lr 0.4, 32 tasks per
+    /// meta-batch, K query images per class; ProtoNet: Snell et al. 2017, 60-way episodes with 5
+    /// queries per class; UMTRA: Khodadadeh et al. 2019, MAML's settings on 5-way tasks of an image
+    /// and its augmented copy, 25 tasks per meta-batch).
+    pub fn for_method(method: TrainMethod) -> Self {
+        let d = TrainConfig {
+            method,
+            ..TrainConfig::default()
+        };
+        match method {
+            TrainMethod::Bmssl | TrainMethod::Metassl | TrainMethod::Scratch => d,
+            TrainMethod::Maml => TrainConfig {
+                images_per_batch: 5 * 32,
+                tasks_per_batch: 32,
+                views: 2,
+                support_views: 1,
+                query_views: 1,
+                inner_steps: 1,
+                contrastive_weight: 0.0,
+                ..d
+            },
+            TrainMethod::Protonet => TrainConfig {
+                images_per_batch: 60,
+                tasks_per_batch: 1,
+                views: 6,
+                support_views: 1,
+                query_views: 5,
+                contrastive_weight: 0.0,
+                ..d
+            },
+            TrainMethod::Umtra => TrainConfig {
+                images_per_batch: 5 * 25,
+                tasks_per_batch: 25,
+                views: 2,
+                support_views: 1,
+                query_views: 1,
+                inner_steps: 1,
+                contrastive_weight: 0.0,
+                ..d
+            },
+        }
+    }
+
     /// Parses a TOML configuration (unknown keys are rejected) and validates it.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
         let cfg: TrainConfig =
@@ -145,14 +234,19 @@ impl TrainConfig {
 
     /// The meta-gradient specification.
     pub fn meta_spec(&self) -> MetaSpec {
+        // MAML and UMTRA adapt with cross-entropy alone, whatever the contrastive weight says.
+        let contrastive_weight = match self.method {
+            TrainMethod::Maml | TrainMethod::Umtra => 0.0,
+            _ => self.contrastive_weight,
+        };
         MetaSpec {
-            method: self.method,
+            method: self.method.objective(),
             target: self.target,
             inner_steps: self.inner_steps,
             bootstrap_steps: self.bootstrap_steps,
             inner_lr: self.inner_lr,
             inner_loss: InnerLoss {
-                contrastive_weight: self.contrastive_weight,
+                contrastive_weight,
                 temperature: self.temperature,
             },
             first_order: self.first_order,
@@ -197,7 +291,15 @@ impl TrainConfig {
                 "must be at least 1 (L = 0 has no inner loop to meta-learn)",
             ));
         }
-        if self.method == Method::Bmssl && self.bootstrap_steps == 0 && self.target == Target::Paper
+        if self.method == TrainMethod::Umtra && (self.support_views != 1 || self.query_views != 1) {
+            return Err(Error::config(
+                "support_views",
+                "UMTRA uses M1 = M2 = 1 (the image and one augmented copy)",
+            ));
+        }
+        if self.method == TrainMethod::Bmssl
+            && self.bootstrap_steps == 0
+            && self.target == Target::Paper
         {
             return Err(Error::config("bootstrap_steps", "must be at least 1 for bmssl with the paper's target (delta = 0 makes the target equal pi_L and the loss zero)"));
         }
@@ -265,6 +367,7 @@ macro_rules! from_str_by_name {
 }
 
 from_str_by_name! {
+    TrainMethod => "method", "bmssl, metassl, maml, protonet, umtra, scratch";
     Method => "method", "bmssl, metassl";
     Target => "target", "paper, query-step";
     Backbone => "backbone", "conv4, conv5";
@@ -321,9 +424,24 @@ mod tests {
     }
 
     #[test]
+    fn every_method_has_valid_defaults_and_maml_adapts_with_cross_entropy_only() {
+        for m in ["bmssl", "metassl", "maml", "protonet", "umtra", "scratch"] {
+            let c = TrainConfig::for_method(m.parse().unwrap());
+            c.validate().unwrap();
+            assert_eq!(c.method.as_str(), m);
+        }
+        let maml = TrainConfig {
+            contrastive_weight: 1.0,
+            ..TrainConfig::for_method(TrainMethod::Maml)
+        };
+        assert_eq!(maml.meta_spec().inner_loss.contrastive_weight, 0.0);
+        assert_eq!(maml.ways(), 5);
+    }
+
+    #[test]
     fn metassl_needs_no_bootstrap_steps() {
         let c = TrainConfig {
-            method: Method::Metassl,
+            method: TrainMethod::Metassl,
             bootstrap_steps: 0,
             ..Default::default()
         };

@@ -252,6 +252,11 @@ mod tests {
     }
 
     #[test]
+    fn maml_cross_entropy_objective_agrees_with_pytorch() {
+        assert_agrees("maml-L1-cross-entropy.npz");
+    }
+
+    #[test]
     fn a_missing_golden_file_names_its_path() {
         let err = check_golden(Path::new("no/such/golden.npz"))
             .unwrap_err()

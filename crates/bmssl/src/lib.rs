@@ -28,6 +28,7 @@
 //! | lambda / tau | `contrastive_weight` / `temperature` | |
 
 pub mod augment;
+pub mod baselines;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;

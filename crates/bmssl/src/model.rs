@@ -473,6 +473,33 @@ impl Learner {
                 *a += b;
             }
         }
+        self.backbone_backward(params, tape, &dfeat, &mut grad);
+        grad
+    }
+
+    /// Backward pass of a loss defined on the backbone features alone (prototype losses): the
+    /// gradient with respect to every parameter (zero for the heads), given `dfeat [N, F]`.
+    pub fn backward_from_features<S: Scalar>(
+        &self,
+        params: &[S],
+        tape: &Tape<S>,
+        dfeat: &[S],
+    ) -> Vec<S> {
+        let mut grad = vec![S::default(); self.layout.len];
+        self.backbone_backward(params, tape, dfeat, &mut grad);
+        grad
+    }
+
+    /// Backward through the conv blocks from the gradient of the flattened features.
+    fn backbone_backward<S: Scalar>(
+        &self,
+        params: &[S],
+        tape: &Tape<S>,
+        dfeat: &[S],
+        grad: &mut [S],
+    ) {
+        let n = tape.n;
+        let f = self.spec.feature_dim();
         // Unflatten [N, C*h*w] -> CNHW.
         let side = self.spec.feature_side();
         let fhw = side * side;
@@ -497,7 +524,6 @@ impl Learner {
                 dact = dx;
             }
         }
-        grad
     }
 }
 

@@ -14,10 +14,10 @@
 //! was never interrupted.
 
 use crate::checkpoint::{self, AdaptSpec, Checkpoint};
-use crate::config::TrainConfig;
+use crate::config::{TrainConfig, TrainMethod};
+use crate::data::Dataset;
 use crate::data::UnlabelledPool;
 use crate::meta::outer::{meta_gradient, TaskStats, TaskTensors};
-use crate::meta::Method;
 use crate::model::{ArchSpec, Learner};
 use crate::optim::Optimizer;
 use crate::tasks::build_meta_batch;
@@ -25,6 +25,7 @@ use crate::{augment::Augmenter, rng, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// One line of `metrics.jsonl` for a meta-step.
@@ -78,6 +79,72 @@ pub type Validator<'a> = dyn FnMut(&Learner, &[f32]) -> Result<(f64, f64)> + 'a;
 pub struct Faults {
     /// Meta-steps (1-based) whose loss is replaced by NaN.
     pub nonfinite_at: Vec<u64>,
+}
+
+/// The images a run learns from. Self-supervised methods get a pool without labels; only the
+/// supervised baselines (MAML, ProtoNet) get the labelled split.
+pub enum TrainingData {
+    Unlabelled(UnlabelledPool),
+    Labelled(Arc<dyn Dataset>),
+}
+
+impl TrainingData {
+    fn image_shape(&self) -> crate::data::ImageShape {
+        match self {
+            TrainingData::Unlabelled(p) => p.shape(),
+            TrainingData::Labelled(d) => d.shape(),
+        }
+    }
+}
+
+/// The tasks of meta-step `step` (1-based) for the configured method.
+fn tasks_for_step(
+    cfg: &TrainConfig,
+    data: &TrainingData,
+    aug: &Augmenter,
+    step: u64,
+) -> Result<Vec<TaskTensors<f32>>> {
+    let shape = cfg.task_shape();
+    match (cfg.method, data) {
+        (TrainMethod::Bmssl | TrainMethod::Metassl, TrainingData::Unlabelled(pool)) => {
+            Ok(build_meta_batch(pool, &shape, aug, cfg.seed, step - 1)?
+                .tasks
+                .into_iter()
+                .map(|t| TaskTensors {
+                    support_x: t.support.data,
+                    support_y: t.support_labels,
+                    query_x: t.query.data,
+                    query_y: t.query_labels,
+                })
+                .collect())
+        }
+        (TrainMethod::Umtra, TrainingData::Unlabelled(pool)) => {
+            crate::baselines::umtra::tasks(pool, &shape, aug, cfg.seed, step)
+        }
+        (TrainMethod::Maml | TrainMethod::Protonet, TrainingData::Labelled(split)) => {
+            crate::baselines::labelled_tasks(
+                split.as_ref(),
+                cfg.ways(),
+                cfg.support_views,
+                cfg.query_views,
+                cfg.tasks_per_batch,
+                cfg.seed,
+                step,
+            )
+        }
+        (m, _) => Err(Error::config(
+            "method",
+            format!(
+                "{} needs {} data",
+                m.as_str(),
+                if m.uses_labels() {
+                    "labelled"
+                } else {
+                    "unlabelled"
+                }
+            ),
+        )),
+    }
 }
 
 /// How a run ended.
@@ -243,20 +310,21 @@ fn mean(stats: &[TaskStats], f: impl Fn(&TaskStats) -> f64) -> f64 {
 pub fn train(
     run: &RunDir,
     cfg: &TrainConfig,
-    pool: &UnlabelledPool,
+    data: &TrainingData,
     mut validator: Option<&mut Validator<'_>>,
     observer: &mut dyn Observer,
     faults: &Faults,
 ) -> Result<Outcome> {
     cfg.validate()?;
-    let shape = cfg.task_shape();
-    shape.validate(pool.len())?;
-    if pool.shape().channels != cfg.channels || pool.shape().height != cfg.image_size {
+    if let TrainingData::Unlabelled(pool) = data {
+        cfg.task_shape().validate(pool.len())?;
+    }
+    if data.image_shape().channels != cfg.channels || data.image_shape().height != cfg.image_size {
         return Err(Error::config(
             "image_size",
             format!(
-                "the pool's images are {}, the configuration asks for {}x{}x{}",
-                pool.shape(),
+                "the data's images are {}, the configuration asks for {}x{}x{}",
+                data.image_shape(),
                 cfg.channels,
                 cfg.image_size,
                 cfg.image_size
@@ -315,7 +383,7 @@ pub fn train(
             inner_steps: cfg.inner_steps,
             inner_loss: spec.inner_loss,
         },
-        method: format!("{:?}", cfg.method).to_lowercase(),
+        method: cfg.method.as_str().to_string(),
         step,
         seed: cfg.seed,
         optimizer: Some(opt.clone()),
@@ -324,20 +392,27 @@ pub fn train(
     let mut last_checkpoint = run.step_checkpoints().first().map(|(_, p)| p.clone());
     let mut consecutive_bad = 0u32;
     let session_start = Instant::now();
-    for step in start + 1..=cfg.meta_steps {
+    // Training from scratch means no meta-training: the random initialisation is the model.
+    let last_step = if cfg.method == TrainMethod::Scratch {
+        0
+    } else {
+        cfg.meta_steps
+    };
+    if last_step == 0 && start == 0 {
+        let path = run.step_checkpoint(0);
+        checkpoint::save(&path, &to_checkpoint(&theta, &opt, 0))?;
+        observer.checkpoint(&path);
+        last_checkpoint = Some(path);
+    }
+    for step in start + 1..=last_step {
         let t0 = Instant::now();
-        let batch = build_meta_batch(pool, &shape, &aug, cfg.seed, step - 1)?;
-        let tasks: Vec<TaskTensors<f32>> = batch
-            .tasks
-            .into_iter()
-            .map(|t| TaskTensors {
-                support_x: t.support.data,
-                support_y: t.support_labels,
-                query_x: t.query.data,
-                query_y: t.query_labels,
-            })
-            .collect();
-        let (grad, stats) = meta_gradient(&learner, &theta, &tasks, &spec);
+        let tasks = tasks_for_step(cfg, data, &aug, step)?;
+        let (grad, stats) = match cfg.method {
+            TrainMethod::Protonet => {
+                crate::baselines::protonet::meta_batch_gradient(&learner, &theta, &tasks)
+            }
+            _ => meta_gradient(&learner, &theta, &tasks, &spec),
+        };
         let mut outer_loss = mean(&stats, |s| s.outer_loss);
         if faults.nonfinite_at.contains(&step) {
             outer_loss = f64::NAN;
@@ -366,7 +441,7 @@ pub fn train(
             outer_loss,
             inner_loss_before: mean(&stats, |s| s.inner_loss_before),
             inner_loss_after: mean(&stats, |s| s.inner_loss_after),
-            kl: if cfg.method == Method::Bmssl {
+            kl: if cfg.method == TrainMethod::Bmssl {
                 outer_loss
             } else {
                 f64::NAN
@@ -380,7 +455,7 @@ pub fn train(
         )?;
         observer.step(&record);
 
-        let last = step == cfg.meta_steps;
+        let last = step == last_step;
         if let Some(v) = validator.as_deref_mut() {
             if (cfg.validate_every > 0 && step % cfg.validate_every == 0) || last {
                 let (acc, ci) = v(&learner, &theta)?;
@@ -457,7 +532,7 @@ mod tests {
         ))
     }
 
-    fn small_config(method: Method) -> TrainConfig {
+    fn small_config(method: TrainMethod) -> TrainConfig {
         TrainConfig {
             method,
             images_per_batch: 6,
@@ -481,7 +556,7 @@ mod tests {
         RunDir::create(&d).unwrap()
     }
 
-    fn outer_loss_falls_on_a_fixed_meta_batch(method: Method) {
+    fn outer_loss_falls_on_a_fixed_meta_batch(method: TrainMethod) {
         let cfg = small_config(method);
         let learner = learner_for(&cfg).unwrap();
         let aug = Augmenter::from_level(cfg.augment, 28, 28);
@@ -518,19 +593,27 @@ mod tests {
 
     #[test]
     fn bmssl_meta_steps_on_a_fixed_meta_batch_lower_the_outer_loss() {
-        outer_loss_falls_on_a_fixed_meta_batch(Method::Bmssl);
+        outer_loss_falls_on_a_fixed_meta_batch(TrainMethod::Bmssl);
     }
 
     #[test]
     fn metassl_meta_steps_on_a_fixed_meta_batch_lower_the_outer_loss() {
-        outer_loss_falls_on_a_fixed_meta_batch(Method::Metassl);
+        outer_loss_falls_on_a_fixed_meta_batch(TrainMethod::Metassl);
     }
 
     #[test]
     fn a_resumed_run_ends_with_the_same_checkpoint_bytes_as_an_uninterrupted_one() {
-        let cfg = small_config(Method::Bmssl);
+        let cfg = small_config(TrainMethod::Bmssl);
         let whole = temp_run("whole");
-        let a = train(&whole, &cfg, &pool(), None, &mut Silent, &Faults::default()).unwrap();
+        let a = train(
+            &whole,
+            &cfg,
+            &TrainingData::Unlabelled(pool()),
+            None,
+            &mut Silent,
+            &Faults::default(),
+        )
+        .unwrap();
         let halves = temp_run("halves");
         let half = TrainConfig {
             meta_steps: 3,
@@ -539,7 +622,7 @@ mod tests {
         train(
             &halves,
             &half,
-            &pool(),
+            &TrainingData::Unlabelled(pool()),
             None,
             &mut Silent,
             &Faults::default(),
@@ -548,7 +631,7 @@ mod tests {
         let b = train(
             &halves,
             &cfg,
-            &pool(),
+            &TrainingData::Unlabelled(pool()),
             None,
             &mut Silent,
             &Faults::default(),
@@ -578,7 +661,7 @@ mod tests {
 
     #[test]
     fn resuming_with_another_configuration_is_refused() {
-        let cfg = small_config(Method::Bmssl);
+        let cfg = small_config(TrainMethod::Bmssl);
         let run = temp_run("mismatch");
         train(
             &run,
@@ -586,7 +669,7 @@ mod tests {
                 meta_steps: 2,
                 ..cfg.clone()
             },
-            &pool(),
+            &TrainingData::Unlabelled(pool()),
             None,
             &mut Silent,
             &Faults::default(),
@@ -596,9 +679,16 @@ mod tests {
             inner_lr: 0.1,
             ..cfg
         };
-        let err = train(&run, &other, &pool(), None, &mut Silent, &Faults::default())
-            .unwrap_err()
-            .to_string();
+        let err = train(
+            &run,
+            &other,
+            &TrainingData::Unlabelled(pool()),
+            None,
+            &mut Silent,
+            &Faults::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("another configuration"), "{err}");
     }
 
@@ -607,7 +697,7 @@ mod tests {
     ) {
         let cfg = TrainConfig {
             max_nonfinite_steps: 2,
-            ..small_config(Method::Metassl)
+            ..small_config(TrainMethod::Metassl)
         };
         let run = temp_run("nan");
         struct Warnings(Vec<String>);
@@ -621,7 +711,7 @@ mod tests {
         train(
             &run,
             &cfg,
-            &pool(),
+            &TrainingData::Unlabelled(pool()),
             None,
             &mut w,
             &Faults {
@@ -637,7 +727,7 @@ mod tests {
         let err = train(
             &run,
             &cfg,
-            &pool(),
+            &TrainingData::Unlabelled(pool()),
             None,
             &mut Silent,
             &Faults {

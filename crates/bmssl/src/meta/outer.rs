@@ -111,12 +111,21 @@ pub fn meta_gradient<F: Real>(
     tasks: &[TaskTensors<F>],
     spec: &MetaSpec,
 ) -> (Vec<F>, Vec<TaskStats>) {
-    let per_task: Vec<(Vec<F>, TaskStats)> = tasks
-        .par_iter()
-        .map(|t| task_meta_gradient(learner, theta, t, spec))
-        .collect();
+    mean_over_tasks(theta.len(), tasks, |t| {
+        task_meta_gradient(learner, theta, t, spec)
+    })
+}
+
+/// Runs `per_task` on every task in parallel and averages the gradients in task order (so the
+/// result does not depend on the number of threads). Shared by every method's meta-batch.
+pub fn mean_over_tasks<F: Real, T: Sync>(
+    num_params: usize,
+    tasks: &[T],
+    per_task: impl Fn(&T) -> (Vec<F>, TaskStats) + Sync + Send,
+) -> (Vec<F>, Vec<TaskStats>) {
+    let per_task: Vec<(Vec<F>, TaskStats)> = tasks.par_iter().map(per_task).collect();
     let inv = 1.0 / tasks.len().max(1) as f64;
-    let mut total = vec![F::default(); theta.len()];
+    let mut total = vec![F::default(); num_params];
     let mut stats = Vec::with_capacity(tasks.len());
     for (g, s) in per_task {
         for (a, b) in total.iter_mut().zip(g) {
