@@ -1,7 +1,7 @@
 //! `bmssl data ...`: look at datasets and at the tasks built from them.
 //!
-//! * `bmssl data inspect <omniglot | PATH>`: classes and images per split, image shape,
-//!   rotations, load time.
+//! * `bmssl data inspect <omniglot | miniimagenet | cifar-fs | PATH>`: classes and images per
+//!   split, image shape, rotations or on-disk layout, decoded-image cache, load time.
 //! * `bmssl data tasks --preview tasks.png`: draw one meta-batch (a row per pseudo-class, support
 //!   views in blue frames, query views in orange frames, tasks separated by a grey bar).
 //! * `bmssl data tasks --bench`: meta-batches per second for the given task shape.
@@ -12,9 +12,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bmssl::augment::{AugmentLevel, Augmenter};
+use bmssl::data::cache::CacheOptions;
+use bmssl::data::cifar_fs::{self, CifarFs};
 use bmssl::data::image_folder::ImageFolder;
+use bmssl::data::mini_imagenet::{self, MiniImageNet};
 use bmssl::data::omniglot::{Omniglot, OmniglotOptions, Split};
-use bmssl::data::{resolve_data_dir, Dataset, ImageShape, UnlabelledPool};
+use bmssl::data::{
+    known_dataset, open_split_with_cache, resolve_data_dir, Dataset, ImageShape, UnlabelledPool,
+};
 use bmssl::tasks::{build_meta_batch, ImageBatch, MetaBatch, TaskShape};
 use clap::{Args, Subcommand};
 
@@ -36,18 +41,47 @@ pub struct SourceArgs {
     /// Omniglot: do not add the 90/180/270-degree rotations as extra classes.
     #[arg(long)]
     no_rotations: bool,
-    /// Side of the square images after resizing.
-    #[arg(long, default_value_t = 28, value_name = "PIXELS")]
-    image_size: usize,
-    /// Image folders: 1 (grey) or 3 (RGB) channels.
+    /// Side of the square images after resizing [default: 28; miniimagenet 84; cifar-fs 32].
+    #[arg(long, value_name = "PIXELS")]
+    image_size: Option<usize>,
+    /// Image folders, miniimagenet, cifar-fs: 1 (grey) or 3 (RGB) channels.
     #[arg(long, default_value_t = 3)]
     channels: usize,
+    /// miniimagenet, cifar-fs: directory of the decoded-image cache
+    /// [default: $BMSSL_CACHE_DIR, else <dataset root>/.bmssl-cache].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// miniimagenet, cifar-fs: decode every image, neither read nor write the cache
+    /// (also: BMSSL_NO_CACHE=1).
+    #[arg(long)]
+    no_cache: bool,
+}
+
+impl SourceArgs {
+    /// The image side: the flag, else the dataset's conventional size.
+    fn side(&self, dataset: &str) -> usize {
+        self.image_size.unwrap_or(match known_dataset(dataset) {
+            Some(mini_imagenet::NAME) => mini_imagenet::DEFAULT_SIZE,
+            Some(cifar_fs::NAME) => 32,
+            _ => 28,
+        })
+    }
+    /// Cache options: the flags over the environment.
+    fn cache(&self) -> CacheOptions {
+        let mut c = CacheOptions::from_env();
+        if self.cache_dir.is_some() {
+            c.dir = self.cache_dir.clone();
+        }
+        c.disabled |= self.no_cache;
+        c
+    }
 }
 
 /// `bmssl data inspect`.
 #[derive(Args)]
 pub struct InspectArgs {
-    /// `omniglot`, or a path to an image folder (root/<class>/<image>.png|jpg|jpeg).
+    /// `omniglot`, `miniimagenet`, `cifar-fs`, or a path to an image folder
+    /// (root/<class>/<image>.png|jpg|jpeg).
     dataset: String,
     #[command(flatten)]
     source: SourceArgs,
@@ -56,10 +90,10 @@ pub struct InspectArgs {
 /// `bmssl data tasks`.
 #[derive(Args)]
 pub struct TasksArgs {
-    /// `omniglot`, or a path to an image folder.
+    /// `omniglot`, `miniimagenet`, `cifar-fs`, or a path to an image folder.
     #[arg(long, default_value = "omniglot")]
     dataset: String,
-    /// Omniglot split to draw images from (train, val, test).
+    /// Split to draw images from (train, val, test; image folders have one).
     #[arg(long, default_value = "train")]
     split: String,
     #[command(flatten)]
@@ -97,9 +131,9 @@ pub struct TasksArgs {
     /// Augmentation: default (PsCo: crop + flip), a1, a2, a3, a4 (docs/augmentation.md).
     #[arg(long, default_value = "default")]
     augment: String,
-    /// Preview upscaling factor.
-    #[arg(long, default_value_t = 3)]
-    scale: usize,
+    /// Preview upscaling factor [default: 3 for 28 px, 2 for 32 px, 1 for 84 px].
+    #[arg(long)]
+    scale: Option<usize>,
 }
 
 /// Run a `bmssl data` subcommand.
@@ -111,14 +145,14 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
 }
 
 fn is_omniglot(name: &str) -> bool {
-    name.eq_ignore_ascii_case("omniglot")
+    known_dataset(name) == Some("omniglot")
 }
 
 fn load_omniglot(source: &SourceArgs) -> anyhow::Result<Omniglot> {
     let dir = resolve_data_dir(source.data_dir.as_deref()).join("omniglot");
     let options = OmniglotOptions {
         rotations: !source.no_rotations,
-        image_size: source.image_size,
+        image_size: source.side("omniglot"),
     };
     Omniglot::load(&dir, &options)
         .with_context(|| format!("loading Omniglot from {}", dir.display()))
@@ -131,7 +165,8 @@ fn load_folder(path: &Path, source: &SourceArgs) -> anyhow::Result<ImageFolder> 
             path.display()
         );
     }
-    let shape = ImageShape::new(source.channels, source.image_size, source.image_size);
+    let side = source.side("");
+    let shape = ImageShape::new(source.channels, side, side);
     ImageFolder::load(path, shape)
         .with_context(|| format!("loading image folder {}", path.display()))
 }
@@ -179,6 +214,9 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
             );
         }
         println!("load time    {:.2} s", load.as_secs_f64());
+    } else if let Some(name @ (mini_imagenet::NAME | cifar_fs::NAME)) = known_dataset(&args.dataset)
+    {
+        inspect_benchmark(name, &args.source)?;
     } else {
         let ds = load_folder(Path::new(&args.dataset), &args.source)?;
         let load = start.elapsed();
@@ -197,6 +235,88 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `data inspect miniimagenet | cifar-fs`: every split, with layout, split source and cache.
+fn inspect_benchmark(name: &str, source: &SourceArgs) -> anyhow::Result<()> {
+    let root = resolve_data_dir(source.data_dir.as_deref()).join(name);
+    let side = source.side(name);
+    let shape = ImageShape::new(source.channels, side, side);
+    let cache = source.cache();
+    let root_shown = root.canonicalize().unwrap_or_else(|_| root.clone());
+    println!("dataset      {name} ({})", root_shown.display());
+    let mut rows = Vec::new();
+    let total = Instant::now();
+    for split in Split::ALL {
+        let start = Instant::now();
+        let (ds, detail, split_src, status, decoded): (
+            Box<dyn Dataset>,
+            String,
+            String,
+            String,
+            usize,
+        ) = if name == mini_imagenet::NAME {
+            let d = MiniImageNet::load(&root, split, shape, &cache)
+                .with_context(|| format!("loading {name}/{split} from {}", root.display()))?;
+            let layout = d.layout().to_string();
+            let src = d.split_source().to_string();
+            let st = d.cache_status().to_string();
+            let n = d.decoded_images();
+            (Box::new(d), layout, src, st, n)
+        } else {
+            let d = CifarFs::load(&root, split, shape, &cache)
+                .with_context(|| format!("loading {name}/{split} from {}", root.display()))?;
+            let from = d.source().to_string();
+            let src = d.split_source().to_string();
+            let st = d.cache_status().to_string();
+            let n = d.decoded_images();
+            (Box::new(d), from, src, st, n)
+        };
+        rows.push((
+            split,
+            ds.num_classes(),
+            ds.num_images(),
+            start.elapsed(),
+            status,
+            decoded,
+        ));
+        if split == Split::Train {
+            println!(
+                "{:<12} {detail}",
+                if name == mini_imagenet::NAME {
+                    "layout"
+                } else {
+                    "source"
+                }
+            );
+            println!("class split  {split_src}");
+            println!(
+                "image shape  {shape} ({})",
+                if name == cifar_fs::NAME && side == 32 {
+                    "native 32x32, no resize"
+                } else {
+                    "resized, Triangle filter"
+                }
+            );
+            match cache.file_for(&root, "") {
+                Some(f) => println!(
+                    "cache dir    {}",
+                    f.parent().map_or(f.clone(), Path::to_path_buf).display()
+                ),
+                None => println!("cache dir    off"),
+            }
+        }
+    }
+    println!("split        classes   images  load s  decoded  cache");
+    for (split, classes, images, secs, status, decoded) in rows {
+        println!(
+            "  {:<10} {classes:>7} {images:>8} {:>7.2} {decoded:>8}  {status}",
+            split.as_str(),
+            secs.as_secs_f64()
+        );
+    }
+    println!("load time    {:.2} s", total.elapsed().as_secs_f64());
+    Ok(())
+}
+
 fn tasks(args: &TasksArgs) -> anyhow::Result<()> {
     if args.preview.is_none() && !args.bench {
         bail!("nothing to do: pass --preview <PNG> and/or --bench");
@@ -212,9 +332,21 @@ fn tasks(args: &TasksArgs) -> anyhow::Result<()> {
     // Fail fast on an impossible shape; the pool size is checked once the data is loaded.
     shape.validate(usize::MAX)?;
     let start = Instant::now();
+    let side = args.source.side(&args.dataset);
     let split: Arc<dyn Dataset> = if is_omniglot(&args.dataset) {
         let s: Split = args.split.parse()?;
         Arc::new(load_omniglot(&args.source)?.split(s))
+    } else if known_dataset(&args.dataset).is_some() {
+        let shape = ImageShape::new(args.source.channels, side, side);
+        open_split_with_cache(
+            &args.dataset,
+            &args.split,
+            shape,
+            false,
+            args.source.data_dir.as_deref(),
+            &args.source.cache(),
+        )
+        .with_context(|| format!("loading {}/{}", args.dataset, args.split))?
     } else {
         Arc::new(load_folder(Path::new(&args.dataset), &args.source)?)
     };
@@ -226,12 +358,12 @@ fn tasks(args: &TasksArgs) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64()
     );
     shape.validate(pool.len())?;
-    let side = args.source.image_size;
     let aug = Augmenter::from_level(level, side, side);
 
     if let Some(path) = &args.preview {
         let mb = build_meta_batch(&pool, &shape, &aug, args.seed, args.batch_index)?;
-        write_preview(&mb, args.scale.max(1), path)?;
+        let scale = args.scale.unwrap_or((84 / side.max(1)).clamp(1, 3));
+        write_preview(&mb, scale.max(1), path)?;
         println!(
             "wrote {}: {} tasks x {} ways, {} support + {} query views per way, augment {level}",
             path.display(),

@@ -16,7 +16,10 @@ use std::sync::Arc;
 
 use crate::{Error, Result};
 
+pub mod cache;
+pub mod cifar_fs;
 pub mod image_folder;
+pub mod mini_imagenet;
 pub mod omniglot;
 
 /// Environment variable naming the data directory when `--data-dir` is not given.
@@ -242,9 +245,19 @@ impl std::fmt::Debug for UnlabelledPool {
     }
 }
 
-/// Opens one split of a dataset by name: `omniglot` (from `<data_dir>/omniglot`, Vinyals split,
-/// optional rotations) or a path to an image folder (`root/<class>/<image>`, one split: every
-/// split name gives the whole folder, resized to `shape`).
+/// Opens one split of a dataset by name:
+///
+/// * `omniglot`: from `<data_dir>/omniglot`, Vinyals split, optional rotations;
+/// * `miniimagenet` (or `mini-imagenet`): from `<data_dir>/miniimagenet`, either layout (see
+///   [`mini_imagenet`]), Ravi & Larochelle split;
+/// * `cifar-fs` (or `cifarfs`): from `<data_dir>/cifar-fs`, CIFAR-100 binary files or archive
+///   (see [`cifar_fs`]), CIFAR-FS split;
+/// * otherwise a path to an image folder (`root/<class>/<image>`, one split: every split name
+///   gives the whole folder).
+///
+/// Images are resized to `shape`. `rotations` applies to Omniglot only. miniImageNet and CIFAR-FS
+/// use the decoded-image cache as `$BMSSL_CACHE_DIR` / `$BMSSL_NO_CACHE` say
+/// ([`cache::CacheOptions::from_env`]); [`open_split_with_cache`] takes the options explicitly.
 pub fn open_split(
     dataset: &str,
     split: &str,
@@ -252,32 +265,80 @@ pub fn open_split(
     rotations: bool,
     data_dir: Option<&Path>,
 ) -> Result<Arc<dyn Dataset>> {
-    if dataset == "omniglot" {
-        if shape.channels != 1 {
-            return Err(Error::config(
-                "channels",
-                format!("Omniglot is grey (1 channel), not {}", shape.channels),
-            ));
+    open_split_with_cache(
+        dataset,
+        split,
+        shape,
+        rotations,
+        data_dir,
+        &cache::CacheOptions::from_env(),
+    )
+}
+
+/// The dataset names [`open_split`] knows besides image-folder paths, with their aliases
+/// normalised: `Some("omniglot" | "miniimagenet" | "cifar-fs")`, or `None` for a folder path.
+pub fn known_dataset(name: &str) -> Option<&'static str> {
+    match name.to_ascii_lowercase().as_str() {
+        "omniglot" => Some("omniglot"),
+        "miniimagenet" | "mini-imagenet" | "mini_imagenet" => Some(mini_imagenet::NAME),
+        "cifar-fs" | "cifarfs" | "cifar_fs" => Some(cifar_fs::NAME),
+        _ => None,
+    }
+}
+
+/// [`open_split`] with explicit cache options (the CLI's `--cache-dir` / `--no-cache`).
+pub fn open_split_with_cache(
+    dataset: &str,
+    split: &str,
+    shape: ImageShape,
+    rotations: bool,
+    data_dir: Option<&Path>,
+    cache: &cache::CacheOptions,
+) -> Result<Arc<dyn Dataset>> {
+    match known_dataset(dataset) {
+        Some("omniglot") => {
+            if shape.channels != 1 {
+                return Err(Error::config(
+                    "channels",
+                    format!("Omniglot is grey (1 channel), not {}", shape.channels),
+                ));
+            }
+            if shape.height != shape.width {
+                return Err(Error::config("image_size", "Omniglot images are square"));
+            }
+            let dir = resolve_data_dir(data_dir).join("omniglot");
+            let o = omniglot::Omniglot::load(
+                &dir,
+                &omniglot::OmniglotOptions {
+                    rotations,
+                    image_size: shape.height,
+                },
+            )?;
+            let split: omniglot::Split = split.parse()?;
+            return Ok(Arc::new(o.split(split)));
         }
-        if shape.height != shape.width {
-            return Err(Error::config("image_size", "Omniglot images are square"));
+        Some(mini_imagenet::NAME) => {
+            let split: omniglot::Split = split.parse()?;
+            let root = resolve_data_dir(data_dir).join(mini_imagenet::NAME);
+            return Ok(Arc::new(mini_imagenet::MiniImageNet::load(
+                &root, split, shape, cache,
+            )?));
         }
-        let dir = resolve_data_dir(data_dir).join("omniglot");
-        let o = omniglot::Omniglot::load(
-            &dir,
-            &omniglot::OmniglotOptions {
-                rotations,
-                image_size: shape.height,
-            },
-        )?;
-        let split: omniglot::Split = split.parse()?;
-        return Ok(Arc::new(o.split(split)));
+        Some(cifar_fs::NAME) => {
+            let split: omniglot::Split = split.parse()?;
+            let root = resolve_data_dir(data_dir).join(cifar_fs::NAME);
+            return Ok(Arc::new(cifar_fs::CifarFs::load(
+                &root, split, shape, cache,
+            )?));
+        }
+        _ => {}
     }
     let root = Path::new(dataset);
     if !root.is_dir() {
         return Err(Error::dataset(
             dataset,
-            "is neither `omniglot` nor an existing image folder (root/<class>/<image>.png|jpg)",
+            "is neither `omniglot`, `miniimagenet`, `cifar-fs` nor an existing image folder \
+             (root/<class>/<image>.png|jpg)",
         ));
     }
     Ok(Arc::new(image_folder::ImageFolder::load(root, shape)?))
