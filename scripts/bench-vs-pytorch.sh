@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Side-by-side speed of `bmssl bench` and the PyTorch reference (`bmssl_torch.py bench`) on this
+# machine, in one go: meta-steps/s for BMSSL second order, BMSSL first order and MetaSSL second order
+# at the reference's default configuration, the ratio, Conv4 forward and forward+backward on a batch
+# of 80, and the peak RSS of meta-steps with delta = 1 and delta = 20.
+#
+#   PYTHON=/path/to/python-with-torch scripts/bench-vs-pytorch.sh [STEPS]
+#
+# Needs `pip install torch numpy` for PYTHON (never needed by the product or its tests). Run it on an
+# otherwise idle machine: both implementations use every core.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PYTHON=${PYTHON:-python3}
+STEPS=${1:-10}
+REF=${REF:-../shared/reference/bmssl_torch.py}
+cargo build --release -p bmssl-cli >&2
+BIN=target/release/bmssl
+field() { "$PYTHON" -c "import json,sys; print(json.loads(sys.stdin.read())['$1'])"; }
+printf '%-28s %12s %12s %8s\n' configuration "pytorch/s" "bmssl-rs/s" ratio
+for cfg in "" "--first-order" "--method metassl"; do
+  torch=$("$PYTHON" "$REF" bench --steps "$STEPS" $cfg | field meta_steps_per_s)
+  ours=$($BIN bench --json --steps "$STEPS" $cfg | field meta_steps_per_s)
+  printf '%-28s %12.3f %12.3f %7.2fx\n' "bmssl-default ${cfg:-(second order)}" "$torch" "$ours" \
+    "$("$PYTHON" -c "print($ours/$torch)")"
+done
+echo
+echo "Conv4 on a batch of 80 x 1x28x28, one thread (median of 20):"
+$BIN bench --json --steps 1 --threads 1 --conv4-batch 80 | "$PYTHON" -c "
+import json,sys; d=json.loads(sys.stdin.read())
+print(f\"  bmssl-rs: forward {d['conv4_forward_ms']:.1f} ms ({d['conv4_forward_gflops']:.1f} GFLOP/s), forward+backward {d['conv4_forward_backward_ms']:.1f} ms ({d['conv4_forward_backward_gflops']:.1f} GFLOP/s)\")"
+"$PYTHON" - "$REF" <<'PY'
+import importlib.util, sys, time, torch, torch.nn.functional as F
+spec = importlib.util.spec_from_file_location("ref", sys.argv[1]); ref = importlib.util.module_from_spec(spec); spec.loader.exec_module(ref)
+torch.set_num_threads(1)
+g = torch.Generator().manual_seed(0)
+p = {k: v.requires_grad_() for k, v in ref.init_params(1, 5, gen=g).items()}
+x = torch.randn(80, 1, 28, 28, generator=g); y = torch.arange(80) % 5
+def med(f):
+    f(); t = []
+    for _ in range(20):
+        t0 = time.perf_counter(); f(); t.append(time.perf_counter() - t0)
+    return sorted(t)[10] * 1e3
+fwd = med(lambda: ref.forward(p, x))
+fb = med(lambda: torch.autograd.grad(F.cross_entropy(ref.forward(p, x)[0], y), list(p.values()), allow_unused=True))
+print(f"  pytorch:  forward {fwd:.1f} ms, forward+backward {fb:.1f} ms")
+PY
+echo
+echo "Peak RSS of the process after meta-steps (BMSSL second order, L = 5):"
+for d in 1 20; do
+  printf '  delta = %-3s %s MiB\n' "$d" "$($BIN bench --json --steps 3 --delta "$d" | field peak_rss_mib)"
+done
