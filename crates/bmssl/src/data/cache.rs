@@ -418,6 +418,12 @@ fn parse_body(
     let header_len = u32_at(12)?;
     let classes = u32_at(28)?;
     let total = u64::from_le_bytes(bytes[32..40].try_into().unwrap_or([0; 8])) as usize;
+    if classes > bytes.len() / 8 {
+        return Err(format!(
+            "{classes} classes cannot fit in {} bytes",
+            bytes.len()
+        ));
+    }
     let mut at = FIXED_HEADER;
     let mut class_start = vec![0usize];
     for _ in 0..classes {
