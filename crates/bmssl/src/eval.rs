@@ -441,7 +441,7 @@ impl<'a> Scorer<'a> {
                     opts.adapt_steps,
                     opts.adapt_lr,
                 );
-                let (out, _) = self.episode.forward(&w, &ep.query.data, false);
+                let (out, _) = self.episode.infer(&w, &ep.query.data, false);
                 argmax_rows(&out.logits, self.episode.spec.ways)
             }
             Mode::Proto => self.proto_predict(
@@ -471,7 +471,7 @@ impl<'a> Scorer<'a> {
     ) -> Vec<f32> {
         let mut w = self.theta0.clone();
         if head == HeadInit::Proto {
-            let (_, tape) = self.episode.forward(&w, x, false);
+            let (_, tape) = self.episode.infer(&w, x, false);
             let f = self.episode.spec.feature_dim();
             let mu = class_means(
                 self.episode.features(&tape),
@@ -541,7 +541,7 @@ impl<'a> Scorer<'a> {
     /// L2-normalised features of a batch (one forward pass: its own batch-norm statistics).
     fn embed(&self, x: &[f32], features: Features) -> (Vec<f32>, usize) {
         let want_proj = features == Features::Projection;
-        let (out, tape) = self.base.forward(&self.model.params, x, want_proj);
+        let (out, tape) = self.base.infer(&self.model.params, x, want_proj);
         let (v, dim) = match out.projection {
             Some(z) => (z, self.base.spec.proj_dim),
             None => (

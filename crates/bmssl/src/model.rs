@@ -321,6 +321,29 @@ impl Learner {
         x: &[S],
         want_projection: bool,
     ) -> (Output<S>, Tape<S>) {
+        self.forward_impl(params, x, want_projection, true)
+    }
+
+    /// Forward pass for prediction only: each block's im2col matrix and normalised activations
+    /// are freed as soon as the next block starts (tens of megabytes for a 75-image query batch),
+    /// so the buffers stay in cache and memory. The returned tape holds the features only and
+    /// cannot be used for [`Learner::backward`].
+    pub fn infer<S: Scalar>(
+        &self,
+        params: &[S],
+        x: &[S],
+        want_projection: bool,
+    ) -> (Output<S>, Tape<S>) {
+        self.forward_impl(params, x, want_projection, false)
+    }
+
+    fn forward_impl<S: Scalar>(
+        &self,
+        params: &[S],
+        x: &[S],
+        want_projection: bool,
+        keep_tape: bool,
+    ) -> (Output<S>, Tape<S>) {
         let n = self.check_input(params, x);
         let (c, side) = (self.spec.in_channels, self.spec.image_size);
         // NCHW -> CNHW (a no-op for one channel).
@@ -362,6 +385,12 @@ impl Learner {
                 &params[bp.bn_b.clone()],
                 &pool_shape,
             );
+            if !keep_tape {
+                act = pooled;
+                c_in = self.spec.hidden;
+                h /= 2;
+                continue;
+            }
             act = pooled.clone();
             tapes.push(BlockTape {
                 conv: shape,

@@ -86,7 +86,7 @@ impl Learner {
 
     /// Class probabilities `[N, ways]` at `params`.
     pub fn predict<S: Scalar>(&self, params: &[S], x: &[S]) -> Vec<S> {
-        let (out, _) = self.forward(params, x, false);
+        let (out, _) = self.infer(params, x, false);
         loss::softmax(&out.logits, self.spec.ways)
     }
 

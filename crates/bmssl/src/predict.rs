@@ -296,7 +296,7 @@ pub fn adapt_and_predict(
         opts.lr,
     );
     let learner = scorer.episode_learner();
-    let (out, _) = learner.forward(&w, &x, false);
+    let (out, _) = learner.infer(&w, &x, false);
     let probs = softmax(&out.logits, ways);
     Ok(files
         .into_iter()

@@ -34,32 +34,36 @@ impl ConvShape {
 pub fn im2col<S: Scalar>(x: &[S], s: &ConvShape) -> Vec<S> {
     let (h, w, k, pad) = (s.h as isize, s.w as isize, s.k, (s.k / 2) as isize);
     let hw = s.h * s.w;
-    let mut cols = vec![S::default(); s.patch() * s.positions()];
+    let zero = S::default();
+    // Written strictly in order, each element once (no zero-fill pass over the whole matrix, which
+    // is tens of megabytes for a 75-image query batch).
+    let mut cols = Vec::with_capacity(s.patch() * s.positions());
     for ci in 0..s.c_in {
         for ky in 0..k {
             for kx in 0..k {
-                let row = (ci * k + ky) * k + kx;
-                let dst_row = &mut cols[row * s.positions()..(row + 1) * s.positions()];
                 let (dy, dx) = (ky as isize - pad, kx as isize - pad);
                 // Valid output columns for this horizontal shift.
-                let x0 = (-dx).max(0) as usize;
-                let x1 = (w - dx).min(w).max(0) as usize;
+                let x0 = ((-dx).max(0) as usize).min(s.w);
+                let x1 = ((w - dx).min(w).max(0) as usize).max(x0);
                 for b in 0..s.n {
                     let src_img = &x[(ci * s.n + b) * hw..(ci * s.n + b + 1) * hw];
                     for y in 0..s.h {
                         let sy = y as isize + dy;
-                        if sy < 0 || sy >= h || x0 >= x1 {
+                        if sy < 0 || sy >= h {
+                            cols.extend(std::iter::repeat_n(zero, s.w));
                             continue;
                         }
                         let src = &src_img[sy as usize * s.w..(sy as usize + 1) * s.w];
-                        let dst = &mut dst_row[(b * s.h + y) * s.w..(b * s.h + y + 1) * s.w];
                         let sx0 = (x0 as isize + dx) as usize;
-                        dst[x0..x1].copy_from_slice(&src[sx0..sx0 + (x1 - x0)]);
+                        cols.extend(std::iter::repeat_n(zero, x0));
+                        cols.extend_from_slice(&src[sx0..sx0 + (x1 - x0)]);
+                        cols.extend(std::iter::repeat_n(zero, s.w - x1));
                     }
                 }
             }
         }
     }
+    debug_assert_eq!(cols.len(), s.patch() * s.positions());
     cols
 }
 
@@ -103,10 +107,10 @@ pub fn col2im<S: Scalar>(cols: &[S], s: &ConvShape) -> Vec<S> {
 pub fn forward<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> (Vec<S>, Vec<S>) {
     let cols = im2col(x, s);
     let p = s.positions();
-    let mut y = vec![S::default(); s.c_out * p];
-    for (row, &b) in y.chunks_mut(p).zip(bias) {
-        row.fill(b);
-    }
+    let mut y: Vec<S> = bias
+        .iter()
+        .flat_map(|&b| std::iter::repeat_n(b, p))
+        .collect();
     S::matmul(
         &mut y,
         true,
