@@ -25,7 +25,7 @@ pub struct ConfigFlags {
     /// Bootstrap target: paper or query-step.
     #[arg(long)]
     target: Option<Target>,
-    /// `omniglot` or a path to an image folder root/<class>/<image>.
+    /// `omniglot`, `miniimagenet`, `cifar-fs` or a path to an image folder root/<class>/<image>.
     #[arg(long)]
     dataset: Option<String>,
     /// Split used as the unlabelled pool.
@@ -243,6 +243,28 @@ impl Observer for Progress {
     }
 }
 
+/// The validation or test split of the run's dataset; an image folder has a single split, so it is
+/// used as it is (say so in your report: such numbers are not held-out).
+fn open_held_out(
+    cfg: &TrainConfig,
+    split: &str,
+    data_dir: Option<&Path>,
+) -> Result<std::sync::Arc<dyn bmssl::data::Dataset>> {
+    let shape = ImageShape::new(cfg.channels, cfg.image_size, cfg.image_size);
+    let split = if bmssl::data::known_dataset(&cfg.dataset).is_some() {
+        split
+    } else {
+        &cfg.split
+    };
+    Ok(open_split(
+        &cfg.dataset,
+        split,
+        shape,
+        cfg.rotations,
+        data_dir,
+    )?)
+}
+
 /// Name of a run: method, target (BMSSL), seed.
 fn run_name(cfg: &TrainConfig) -> String {
     let target = match cfg.target {
@@ -301,17 +323,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     } else {
         TrainingData::Unlabelled(UnlabelledPool::new(split))
     };
-    let val = open_split(
-        &cfg.dataset,
-        if cfg.dataset == "omniglot" {
-            "val"
-        } else {
-            &cfg.split
-        },
-        shape,
-        cfg.rotations,
-        args.data_dir.as_deref(),
-    )?;
+    let val = open_held_out(&cfg, "val", args.data_dir.as_deref())?;
     let order = if cfg.first_order {
         "first order"
     } else {
@@ -410,17 +422,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.no_eval {
         return Ok(());
     }
-    let test = open_split(
-        &cfg.dataset,
-        if cfg.dataset == "omniglot" {
-            "test"
-        } else {
-            &cfg.split
-        },
-        shape,
-        cfg.rotations,
-        args.data_dir.as_deref(),
-    )?;
+    let test = open_held_out(&cfg, "test", args.data_dir.as_deref())?;
     let model = Model::from_checkpoint(&bmssl::checkpoint::load(&outcome.final_checkpoint)?)?;
     let opts = EvalOptions {
         episodes: args.eval_episodes,
