@@ -140,6 +140,12 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             start.elapsed().as_secs_f64()
         );
     }
+    // Every setting is checked before any is evaluated: a typo in the last one must not cost the
+    // time of the first ones.
+    for &s in &settings {
+        bmssl::episodes::sample_episode(data.as_ref(), s.ways, s.shots, a.queries, a.seed, 0)
+            .with_context(|| format!("setting {s}"))?;
+    }
     let opts = EvalOptions {
         mode: a.mode,
         queries: a.queries,

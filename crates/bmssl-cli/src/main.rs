@@ -2,7 +2,8 @@
 //!
 //! Cargo-style subcommands, one module each (`cmd_<name>.rs`). To add one: declare the module,
 //! add a variant to [`Command`] and an arm to [`run`].
-//! Errors: one line `error: <message: cause: cause...>` on stderr and exit code 1.
+//! Errors: one line `error: <message: cause: cause...>` on stderr and exit code 1 (2 for a
+//! command-line usage error, also one line).
 
 use std::process::ExitCode;
 
@@ -59,12 +60,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// A command-line usage error as one line (the message and clap's tip, without the usage block),
+/// so that every failure of `bmssl` is one `error: ` line; help and version print as usual.
+fn parse_args() -> Result<Cli, ExitCode> {
+    Cli::try_parse().map_err(|e| {
+        if !e.use_stderr() {
+            e.exit();
+        }
+        let text = e.render().to_string();
+        let mut parts = text
+            .lines()
+            .map(str::trim)
+            .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+            .filter(|l| !l.is_empty());
+        let first = parts.next().unwrap_or("invalid arguments");
+        let first = first.strip_prefix("error: ").unwrap_or(first);
+        let rest: Vec<&str> = parts.collect();
+        if rest.is_empty() {
+            eprintln!("error: {first} (see --help)");
+        } else {
+            eprintln!("error: {first}; {} (see --help)", rest.join("; "));
+        }
+        ExitCode::from(2)
+    })
+}
+
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = match parse_args() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // `{:#}` joins the context chain with ": " on one line.
-            eprintln!("error: {err:#}");
+            // `{:#}` joins the context chain with ": " on one line; a cause that spans lines
+            // (some decoders' messages do) is joined too.
+            let message = format!("{err:#}");
+            let lines: Vec<&str> = message
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("error: {}", lines.join(" "));
             ExitCode::from(1)
         }
     }

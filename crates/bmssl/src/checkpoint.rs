@@ -237,6 +237,16 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
         .map_err(|e| format!("not a safetensors file ({e})"))?;
     let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| format!("not a safetensors file ({e})"))?;
+    // The checksum covers the header's content, not its layout: the padding after the JSON must be
+    // spaces (as the format says), so that no byte of the file can change unnoticed.
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap_or_default()) as usize;
+    let header_bytes = &bytes[8..8 + header_len];
+    let json_end = header_bytes.iter().rposition(|&b| b == b'}').unwrap_or(0);
+    if header_bytes[json_end + 1..].iter().any(|&b| b != b' ') {
+        return Err(
+            "the header is padded with something other than spaces: the file is corrupt".into(),
+        );
+    }
     let meta: BTreeMap<String, String> = header
         .metadata()
         .clone()

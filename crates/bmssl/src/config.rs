@@ -205,8 +205,8 @@ impl TrainConfig {
 
     /// Parses a TOML configuration (unknown keys are rejected) and validates it.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        let cfg: TrainConfig =
-            toml::from_str(text).map_err(|e| Error::config(origin, e.message().to_string()))?;
+        let cfg: TrainConfig = toml::from_str(text)
+            .map_err(|e| Error::config(origin, describe_toml_error(&e, text)))?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -349,6 +349,69 @@ impl TrainConfig {
     }
 }
 
+/// One line saying what is wrong with a configuration file: the line at fault, and for an unknown
+/// key the nearest valid one.
+fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
+    let mut message = e.message().trim().replace('\n', " ");
+    if let Some(key) = message
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split('`').next())
+        .map(str::to_string)
+    {
+        message = match nearest_key(&key) {
+            Some(k) => format!("unknown key `{key}`; did you mean `{k}`?"),
+            None => format!(
+                "unknown key `{key}`; valid keys: {}",
+                config_keys().join(", ")
+            ),
+        };
+    }
+    match e.span() {
+        Some(span) if span.start <= text.len() => {
+            let line = text[..span.start].matches('\n').count() + 1;
+            let content = text.lines().nth(line - 1).unwrap_or("").trim();
+            let content: String = content.chars().take(80).collect();
+            format!("line {line} (`{content}`): {message}")
+        }
+        _ => message,
+    }
+}
+
+/// Every key of the configuration file.
+pub fn config_keys() -> Vec<String> {
+    match toml::Value::try_from(TrainConfig::default()) {
+        Ok(toml::Value::Table(t)) => t.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The valid key closest to `key` by edit distance, if it is close enough to be a typo.
+pub fn nearest_key(key: &str) -> Option<String> {
+    let key = key.to_ascii_lowercase().replace('-', "_");
+    config_keys()
+        .into_iter()
+        .map(|k| (edit_distance(&key, &k), k))
+        .min()
+        .filter(|(d, k)| *d <= 3.max(k.len() / 3))
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// Parses a value by its configuration-file name, so flags and TOML files accept one spelling.
 fn parse_by_name<T: serde::de::DeserializeOwned>(s: &str, field: &str, choices: &str) -> Result<T> {
     serde_json::from_value(serde_json::Value::String(s.to_string()))
@@ -417,10 +480,27 @@ mod tests {
             err.contains("inner_lrr") && err.contains("run.toml"),
             "{err}"
         );
+        assert!(err.contains("did you mean `inner_lr`?"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
         let err = TrainConfig::from_toml("inner_steps = \"five\"\n", "run.toml")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("run.toml"), "{err}");
+        assert!(
+            err.contains("run.toml") && err.contains("line 1 (`inner_steps = \"five\"`)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn typos_get_the_nearest_key() {
+        assert_eq!(nearest_key("inner_lrr").as_deref(), Some("inner_lr"));
+        assert_eq!(nearest_key("outer-lr").as_deref(), Some("outer_lr"));
+        assert_eq!(
+            nearest_key("tasks_per_bach").as_deref(),
+            Some("tasks_per_batch")
+        );
+        assert_eq!(nearest_key("zzzzzzzzzzzzzzzzzzzz"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 
     #[test]

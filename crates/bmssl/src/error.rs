@@ -7,11 +7,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file or directory could not be read or written.
-    #[error("{path}: {source}")]
+    ///
+    /// The OS error is part of the message and deliberately not a `source()`: the CLI prints the
+    /// error chain on one line, which would otherwise repeat it.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file exists but its contents are not what we expect (corrupt image, bad zip, bad npz...).
     #[error("{path}: {reason}")]
@@ -38,7 +40,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
     /// A corrupt-file error that names its path.

@@ -229,6 +229,19 @@ impl RunDir {
         }
         None
     }
+    /// Removes temporary files left by a process killed in the middle of an atomic write
+    /// (`.<name>.tmp-<pid>`, never read: the file they were to replace is intact).
+    fn remove_stale_temp_files(&self) {
+        for dir in [self.root.clone(), self.root.join("checkpoints")] {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') && name.contains(".tmp-") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
     /// The configuration saved in the run directory.
     pub fn load_config(&self) -> Result<TrainConfig> {
         let p = self.config_path();
@@ -338,6 +351,7 @@ pub fn train(
     // Fresh start or resume.
     let mut warn = |m: &str| observer.warning(m);
     let resumed = run.latest_good(&mut warn);
+    run.remove_stale_temp_files();
     let (mut theta, mut opt, start, wall_before) = match resumed {
         Some((c, path)) => {
             let saved = TrainConfig::from_toml(&c.config_toml, &path.display().to_string())?;

@@ -141,11 +141,59 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Largest width or height decoded (pixels): larger images are refused before decoding.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+/// Most memory one image's decoder may allocate (bytes).
+pub const MAX_IMAGE_ALLOC: u64 = 512 * 1024 * 1024;
+
+/// Decodes an image (format from `format`, else guessed from the bytes) within
+/// [`MAX_IMAGE_SIDE`] and [`MAX_IMAGE_ALLOC`], so that a header claiming a huge image is refused
+/// with a message naming the limit instead of exhausting memory. The error is the reason only
+/// (callers add the path).
+pub(crate) fn decode_limited(
+    bytes: &[u8],
+    format: Option<image::ImageFormat>,
+) -> std::result::Result<image::DynamicImage, String> {
+    let reader = || -> std::result::Result<_, String> {
+        let cursor = std::io::Cursor::new(bytes);
+        let mut r = match format {
+            Some(f) => image::ImageReader::with_format(cursor, f),
+            None => image::ImageReader::new(cursor)
+                .with_guessed_format()
+                .map_err(|e| format!("not a readable image: {e}"))?,
+        };
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(MAX_IMAGE_SIDE);
+        limits.max_image_height = Some(MAX_IMAGE_SIDE);
+        limits.max_alloc = Some(MAX_IMAGE_ALLOC);
+        r.limits(limits);
+        Ok(r)
+    };
+    let limit_message = |dims: String| {
+        format!(
+            "image{dims} is over the decoding limit ({MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels, {} MiB); refusing it",
+            MAX_IMAGE_ALLOC >> 20
+        )
+    };
+    // The header alone tells the size (read without limits: it allocates nothing): refuse
+    // before decoding.
+    let mut probe = reader()?;
+    probe.no_limits();
+    if let Ok((w, h)) = probe.into_dimensions() {
+        if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE {
+            return Err(limit_message(format!(" of {w}x{h} pixels")));
+        }
+    }
+    reader()?.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => limit_message(String::new()),
+        e => format!("not a readable image: {e}"),
+    })
+}
+
 /// One file -> CHW `u8` of `shape`.
 fn load_image(path: &Path, shape: ImageShape) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let img = image::load_from_memory(&bytes)
-        .map_err(|e| Error::corrupt(path, format!("not a readable image: {e}")))?;
+    let img = decode_limited(&bytes, None).map_err(|reason| Error::corrupt(path, reason))?;
     let (w, h) = (shape.width as u32, shape.height as u32);
     let resize = |dims: (u32, u32)| dims != (w, h);
     Ok(if shape.channels == 1 {

@@ -278,6 +278,9 @@ struct RawEntry {
     bytes: Vec<u8>,
 }
 
+/// Largest zip entry read (bytes): an Omniglot PNG is about 1 KiB.
+const MAX_ENTRY_BYTES: u64 = 64 << 20;
+
 /// Read every PNG entry of one zip (sequentially), refusing paths that escape the folder.
 pub(crate) fn read_zip_pngs(zip_path: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> {
     let file = File::open(zip_path).map_err(|e| {
@@ -312,10 +315,22 @@ pub(crate) fn read_zip_pngs(zip_path: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>> 
         {
             continue;
         }
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry
+        // The size in the zip is only a claim: cap the allocation and the read (zip bombs).
+        let mut bytes = Vec::with_capacity(entry.size().min(MAX_ENTRY_BYTES) as usize);
+        (&mut entry)
+            .take(MAX_ENTRY_BYTES + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| Error::corrupt(zip_path, format!("entry `{}`: {e}", name.display())))?;
+        if bytes.len() as u64 > MAX_ENTRY_BYTES {
+            return Err(Error::corrupt(
+                zip_path,
+                format!(
+                    "entry `{}` is larger than {} MiB; refusing it",
+                    name.display(),
+                    MAX_ENTRY_BYTES >> 20
+                ),
+            ));
+        }
         out.push((name, bytes));
     }
     Ok(out)
@@ -406,8 +421,7 @@ fn load_store(dir: &Path, size: usize) -> Result<Store> {
 
 /// PNG bytes -> `size x size` grey, antialiased Triangle filter, inverted (strokes 255).
 fn decode_resize_invert(bytes: &[u8], size: usize) -> std::result::Result<Vec<u8>, String> {
-    let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Png)
-        .map_err(|e| e.to_string())?;
+    let img = super::image_folder::decode_limited(bytes, Some(image::ImageFormat::Png))?;
     let grey = img.to_luma8();
     let resized = if grey.width() as usize == size && grey.height() as usize == size {
         grey

@@ -1,0 +1,240 @@
+//! Issue 11, "nothing lost": a training run killed with SIGKILL at random moments (also in the
+//! middle of a checkpoint write), a run whose newest checkpoints are corrupt, and a run whose
+//! checkpoint write fails (file-size limit, as a full disk) all end, once resumed, with the same
+//! final checkpoint bytes as a run that was never interrupted.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The dataset and the final checkpoint of one uninterrupted run (computed once, shared by the
+/// tests of this file), and how long that run took.
+struct Reference {
+    _dir: tempfile::TempDir,
+    dataset: PathBuf,
+    final_bytes: Vec<u8>,
+    seconds: f64,
+}
+
+fn reference() -> &'static Reference {
+    static R: OnceLock<Reference> = OnceLock::new();
+    R.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("bmssl-reliability-ref")
+            .tempdir()
+            .unwrap();
+        let dataset = dir.path().join("images");
+        image_folder(&dataset);
+        let run_dir = dir.path().join("run");
+        let t0 = Instant::now();
+        assert_ok(&run(&tiny_train_args(&dataset, &run_dir)));
+        let seconds = t0.elapsed().as_secs_f64();
+        let final_bytes = std::fs::read(step_checkpoint(&run_dir, 12)).unwrap();
+        Reference {
+            _dir: dir,
+            dataset,
+            final_bytes,
+            seconds,
+        }
+    })
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new(bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Kills `child` once a checkpoint temporary file appears (or after `limit`); returns whether the
+/// process was still running when killed.
+fn kill_during_checkpoint_write(child: &mut Child, run_dir: &Path, limit: Duration) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if temp_files(run_dir).iter().any(|n| n.starts_with(".step-")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let alive = child.try_wait().unwrap().is_none();
+    child.kill().unwrap_or(()); // SIGKILL on Unix
+    child.wait().unwrap();
+    alive
+}
+
+#[test]
+fn a_run_killed_at_random_moments_and_resumed_ends_with_the_bytes_of_an_uninterrupted_run() {
+    let r = reference();
+    let dir = tempfile::Builder::new()
+        .prefix("bmssl-reliability-kill")
+        .tempdir()
+        .unwrap();
+    let run_dir = dir.path().join("run");
+    let mut rng = SplitMix(11);
+    let (mut kills, mut mid_write_leftovers) = (0, 0);
+    let budget = Instant::now();
+    // Six kills: every third waits for a checkpoint's temporary file, the others come after a
+    // random delay within the length of a whole run.
+    while kills < 6 && budget.elapsed() < Duration::from_secs(40) {
+        // Killed before config.toml exists, there is nothing to resume: the first command again.
+        let args = if run_dir.join("config.toml").exists() {
+            resume_args(&run_dir)
+        } else {
+            tiny_train_args(&r.dataset, &run_dir)
+        };
+        let mut child = spawn(&args);
+        let killed = if kills % 3 == 0 {
+            let k = kill_during_checkpoint_write(&mut child, &run_dir, Duration::from_secs(10));
+            if k && temp_files(&run_dir).iter().any(|n| n.starts_with(".step-")) {
+                mid_write_leftovers += 1;
+            }
+            k
+        } else {
+            std::thread::sleep(Duration::from_secs_f64(rng.unit() * r.seconds));
+            let alive = child.try_wait().unwrap().is_none();
+            child.kill().unwrap_or(());
+            child.wait().unwrap();
+            alive
+        };
+        if killed {
+            kills += 1;
+        }
+        if step_checkpoint(&run_dir, 12).exists() {
+            // Finished before the kill landed: start over, so that the kills hit a live run.
+            std::fs::remove_dir_all(&run_dir).unwrap();
+        }
+    }
+    assert!(kills >= 5, "only {kills} kills landed");
+    eprintln!("{kills} kills, {mid_write_leftovers} left a half-written checkpoint behind");
+    let args = if run_dir.join("config.toml").exists() {
+        resume_args(&run_dir)
+    } else {
+        tiny_train_args(&r.dataset, &run_dir)
+    };
+    assert_ok(&run(&args));
+    assert!(
+        std::fs::read(step_checkpoint(&run_dir, 12)).unwrap() == r.final_bytes,
+        "the resumed run's final checkpoint differs from the uninterrupted run's"
+    );
+    assert_eq!(
+        temp_files(&run_dir),
+        Vec::<String>::new(),
+        "stale temp files"
+    );
+    // metrics.jsonl: each of the 12 steps exactly once, in order, whatever was cut mid-line.
+    let steps: Vec<u64> = std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["step"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(steps, (1..=12).collect::<Vec<u64>>());
+}
+
+#[test]
+fn corrupt_newest_checkpoints_are_skipped_with_a_warning_and_the_run_resumes_from_the_last_good_one(
+) {
+    let r = reference();
+    let dir = tempfile::Builder::new()
+        .prefix("bmssl-reliability-corrupt")
+        .tempdir()
+        .unwrap();
+    let run_dir = dir.path().join("run");
+    let mut first = tiny_train_args(&r.dataset, &run_dir);
+    let i = first.iter().position(|a| a == "--meta-steps").unwrap();
+    first[i + 1] = "6".into();
+    assert_ok(&run(&first));
+    // step 6 truncated (a crash of the file system), step 4 with one flipped bit: back to step 2.
+    let six = step_checkpoint(&run_dir, 6);
+    let bytes = std::fs::read(&six).unwrap();
+    std::fs::write(&six, &bytes[..bytes.len() / 2]).unwrap();
+    let four = step_checkpoint(&run_dir, 4);
+    let mut bytes = std::fs::read(&four).unwrap();
+    let n = bytes.len();
+    bytes[n - 100] ^= 0x04;
+    std::fs::write(&four, &bytes).unwrap();
+
+    let mut resume = resume_args(&run_dir);
+    resume.extend(["--meta-steps".into(), "12".into()]);
+    let out = run(&resume);
+    assert_ok(&out);
+    let err = stderr(&out);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(
+        warnings[0].starts_with("warning: skipping unusable checkpoint: ")
+            && warnings[0].contains("step-0000006.safetensors: not a safetensors file"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[1].contains("step-0000004.safetensors: checksum mismatch"),
+        "{}",
+        warnings[1]
+    );
+    assert!(
+        std::fs::read(step_checkpoint(&run_dir, 12)).unwrap() == r.final_bytes,
+        "the run resumed from step 2 differs from the uninterrupted run"
+    );
+}
+
+#[test]
+fn a_failed_checkpoint_write_stops_the_run_keeps_the_previous_checkpoint_and_loses_nothing() {
+    let r = reference();
+    let dir = tempfile::Builder::new()
+        .prefix("bmssl-reliability-fsize")
+        .tempdir()
+        .unwrap();
+    let run_dir = dir.path().join("run");
+    let mut first = tiny_train_args(&r.dataset, &run_dir);
+    let i = first.iter().position(|a| a == "--meta-steps").unwrap();
+    first[i + 1] = "4".into();
+    assert_ok(&run(&first));
+    // A file-size limit of 128 KiB: writing the next (1.4 MB) checkpoint fails with EFBIG, as on
+    // a full disk. SIGXFSZ is ignored so that the write returns the error instead of killing.
+    let mut resume = resume_args(&run_dir);
+    resume.extend(["--meta-steps".into(), "12".into()]);
+    let script = "trap '' XFSZ; ulimit -f 256; exec \"$0\" \"$@\"";
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(bin())
+        .args(&resume)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("error: ")
+            && last.contains("step-0000006.safetensors")
+            && last.contains("File too large"),
+        "{err}"
+    );
+    assert_eq!(last.matches("os error").count(), 1, "{last}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Nothing half-written, the previous checkpoint intact.
+    assert!(!step_checkpoint(&run_dir, 6).exists());
+    assert_eq!(temp_files(&run_dir), Vec::<String>::new());
+    let c = bmssl::checkpoint::load(&step_checkpoint(&run_dir, 4)).unwrap();
+    assert_eq!(c.step, 4);
+    // With room again, the run resumes from step 4 and ends as if nothing had happened.
+    let out = run(&resume);
+    assert_ok(&out);
+    assert!(stderr(&out).lines().all(|l| !l.starts_with("warning:")));
+    assert!(
+        std::fs::read(step_checkpoint(&run_dir, 12)).unwrap() == r.final_bytes,
+        "the run resumed after the failed write differs from the uninterrupted run"
+    );
+}
