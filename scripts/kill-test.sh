@@ -56,11 +56,12 @@ REF=$WORK/ref/checkpoints/step-0000012.safetensors
 echo "  ${ms} ms, $(sha256sum "$REF" | cut -c1-16)"
 
 RUN=$WORK/killed
-kills=0 midwrite=0
+kills=0 midwrite=0 attempts=0
 while (( kills < KILLS )); do
   start "$RUN" 2>/dev/null &
   pid=$!
-  if (( kills % 3 == 0 )); then
+  attempts=$((attempts + 1))
+  if (( attempts % 3 == 1 )); then
     # Wait for a checkpoint's temporary file (.step-*.tmp-*), then kill.
     for _ in $(seq 5000); do
       compgen -G "$RUN/checkpoints/.step-*.tmp-*" >/dev/null && break
