@@ -20,6 +20,7 @@ mod cmd_bench;
 mod cmd_check;
 mod cmd_data;
 mod cmd_eval;
+mod cmd_plot;
 mod cmd_train;
 mod plots;
 
@@ -46,6 +47,8 @@ enum Command {
     /// Adapt a model to your own labelled images (support/<class>/) and classify a folder.
     Adapt(cmd_adapt::AdaptArgs),
     /// Meta-train with BMSSL or MetaSSL on unlabelled images, then evaluate on the test split.
+    /// (Re)draw a run's PNG plots from its metrics.jsonl.
+    Plot(cmd_plot::PlotArgs),
     Train(Box<cmd_train::TrainArgs>),
 }
 
@@ -56,6 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => cmd_bench::run(args),
         Command::Eval(args) => cmd_eval::run(*args),
         Command::Adapt(args) => cmd_adapt::run(args),
+        Command::Plot(args) => cmd_plot::run(args),
         Command::Train(args) => cmd_train::run(*args),
     }
 }

@@ -83,8 +83,10 @@ pub fn load_image(path: &Path, shape: ImageShape, invert: Invert) -> Result<Vec<
         ));
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let img = image::load_from_memory(&bytes)
-        .map_err(|e| Error::corrupt(path, format!("not a readable image: {e}")))?;
+    // Header-first decoding with size and allocation limits (a crafted file is refused, not
+    // allocated).
+    let img = crate::data::image_folder::decode_limited(&bytes, None)
+        .map_err(|reason| Error::corrupt(path, reason))?;
     let (w, h) = (shape.width as u32, shape.height as u32);
     let raw: Vec<u8> = if shape.channels == 1 {
         let g = img.to_luma8();

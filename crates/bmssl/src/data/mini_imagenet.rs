@@ -463,8 +463,10 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Decode one image file into `out` (CHW, `shape`): convert channels, resize with Triangle.
 pub(crate) fn decode_into(path: &Path, shape: ImageShape, out: &mut [u8]) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let img = image::load_from_memory(&bytes)
-        .map_err(|e| Error::corrupt(path, format!("not a readable image: {e}")))?;
+    // Header-first decoding with size and allocation limits (a crafted file is refused, not
+    // allocated).
+    let img = crate::data::image_folder::decode_limited(&bytes, None)
+        .map_err(|reason| Error::corrupt(path, reason))?;
     if shape.channels == 1 {
         image_to_chw(image::DynamicImage::ImageLuma8(img.to_luma8()), shape, out);
     } else {
