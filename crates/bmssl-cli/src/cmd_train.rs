@@ -146,7 +146,6 @@ impl ConfigFlags {
     }
 }
 
-/// Arguments of `train`.
 #[derive(clap::Args)]
 pub struct TrainArgs {
     /// A TOML run configuration (fields as in a run's config.toml); flags override it.

@@ -46,10 +46,10 @@ enum Command {
     Eval(Box<cmd_eval::EvalArgs>),
     /// Adapt a model to your own labelled images (support/<class>/) and classify a folder.
     Adapt(cmd_adapt::AdaptArgs),
-    /// Meta-train with BMSSL or MetaSSL on unlabelled images, then evaluate on the test split.
+    /// Meta-train (BMSSL, MetaSSL or a baseline), then evaluate on the test split.
+    Train(Box<cmd_train::TrainArgs>),
     /// (Re)draw a run's PNG plots from its metrics.jsonl.
     Plot(cmd_plot::PlotArgs),
-    Train(Box<cmd_train::TrainArgs>),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
