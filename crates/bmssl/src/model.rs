@@ -187,8 +187,8 @@ impl Layout {
 /// The forward activations the backward pass needs, for one conv block.
 struct BlockTape<S> {
     conv: conv::ConvShape,
-    /// im2col of the block's input (for the weight gradient).
-    cols: Vec<S>,
+    /// The block's input `[C_in, N, H, W]` (its im2col is rebuilt for the weight gradient).
+    input: Vec<S>,
     /// Batch-normalised conv output, before the affine part `[C, N, H, W]`.
     xhat: Vec<S>,
     inv_std: Vec<S>,
@@ -324,9 +324,8 @@ impl Learner {
         self.forward_impl(params, x, want_projection, true)
     }
 
-    /// Forward pass for prediction only: each block's im2col matrix and normalised activations
-    /// are freed as soon as the next block starts (tens of megabytes for a 75-image query batch),
-    /// so the buffers stay in cache and memory. The returned tape holds the features only and
+    /// Forward pass for prediction only: each block's input and normalised activations are freed
+    /// as soon as the next block starts, so the buffers stay in cache and memory. The returned tape holds the features only and
     /// cannot be used for [`Learner::backward`].
     pub fn infer<S: Scalar>(
         &self,
@@ -367,7 +366,7 @@ impl Learner {
                 k: 3,
             };
             // conv -> batch-norm (normalised in place) -> fused affine + ReLU + 2x2 max-pool.
-            let (mut xhat, cols) = conv::forward(
+            let mut xhat = conv::forward(
                 &act,
                 &params[bp.conv_w.clone()],
                 &params[bp.conv_b.clone()],
@@ -391,10 +390,10 @@ impl Learner {
                 h /= 2;
                 continue;
             }
-            act = pooled.clone();
+            let input = std::mem::replace(&mut act, pooled.clone());
             tapes.push(BlockTape {
                 conv: shape,
-                cols,
+                input,
                 xhat,
                 inv_std,
                 pooled,
@@ -546,7 +545,7 @@ impl Learner {
                 batchnorm::backward_in_place(&mut d, &t.xhat, &t.inv_std, &params[bp.bn_w.clone()]);
             grad[bp.bn_w.clone()].copy_from_slice(&dg);
             grad[bp.bn_b.clone()].copy_from_slice(&db);
-            let g = conv::backward(&d, &t.cols, &params[bp.conv_w.clone()], &t.conv, i > 0);
+            let g = conv::backward(&d, &t.input, &params[bp.conv_w.clone()], &t.conv, i > 0);
             grad[bp.conv_w.clone()].copy_from_slice(&g.weight);
             grad[bp.conv_b.clone()].copy_from_slice(&g.bias);
             if let Some(dx) = g.input {

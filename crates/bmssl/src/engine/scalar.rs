@@ -86,15 +86,32 @@ pub trait Scalar:
         self * Self::from_f64(k)
     }
     /// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] * rhs[k x n]`, `dst` row-major.
-    fn matmul(dst: &mut [Self], accumulate: bool, lhs: MatRef<'_, Self>, rhs: MatRef<'_, Self>);
+    fn matmul(dst: &mut [Self], accumulate: bool, lhs: MatRef<'_, Self>, rhs: MatRef<'_, Self>) {
+        assert_eq!(
+            dst.len(),
+            lhs.rows * rhs.cols,
+            "matmul: destination has the wrong size"
+        );
+        Self::matmul_rs(dst, rhs.cols, accumulate, lhs, rhs);
+    }
+    /// As [`Scalar::matmul`] into a destination whose rows are `dst_rs` apart (a column block of
+    /// a wider row-major matrix): element (i, j) is `dst[i * dst_rs + j]`.
+    fn matmul_rs(
+        dst: &mut [Self],
+        dst_rs: usize,
+        accumulate: bool,
+        lhs: MatRef<'_, Self>,
+        rhs: MatRef<'_, Self>,
+    );
 }
 
-fn check_matmul<S>(dst: &[S], lhs: &MatRef<'_, S>, rhs: &MatRef<'_, S>) {
+fn check_matmul<S>(dst: &[S], dst_rs: usize, lhs: &MatRef<'_, S>, rhs: &MatRef<'_, S>) {
     assert_eq!(lhs.cols, rhs.rows, "matmul: inner dimensions differ");
-    assert_eq!(
-        dst.len(),
-        lhs.rows * rhs.cols,
-        "matmul: destination has the wrong size"
+    let (m, n) = (lhs.rows, rhs.cols);
+    assert!(dst_rs >= n, "matmul: destination rows overlap");
+    assert!(
+        m == 0 || n == 0 || (m - 1) * dst_rs + n <= dst.len(),
+        "matmul: destination too small"
     );
     lhs.check("matmul lhs");
     rhs.check("matmul rhs");
@@ -123,15 +140,16 @@ macro_rules! real_scalar {
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
             }
-            fn matmul(
+            fn matmul_rs(
                 dst: &mut [Self],
+                dst_rs: usize,
                 accumulate: bool,
                 lhs: MatRef<'_, Self>,
                 rhs: MatRef<'_, Self>,
             ) {
-                check_matmul(dst, &lhs, &rhs);
+                check_matmul(dst, dst_rs, &lhs, &rhs);
                 let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
-                <$t as Real>::matmul_strided(dst, m, n, n, 1, accumulate, lhs, rhs, k);
+                <$t as Real>::matmul_strided(dst, m, n, dst_rs, 1, accumulate, lhs, rhs, k);
             }
         }
     };
@@ -343,6 +361,7 @@ fn tangent_is_zero<F: Real>(m: &MatRef<'_, Dual<F>>) -> bool {
 /// `dst (+)= lhs . rhs` for real strided views and an interleaved destination part.
 fn matmul_part<F: Real>(
     dst: &mut [Dual<F>],
+    dst_rs: usize,
     p: usize,
     accumulate: bool,
     lhs: MatRef<'_, F>,
@@ -352,7 +371,17 @@ fn matmul_part<F: Real>(
     // SAFETY: as in `part`; `dst` is exclusively borrowed for the call.
     let reals: &mut [F] =
         unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut F, dst.len() * 2) };
-    F::matmul_strided(&mut reals[p..], m, n, 2 * n, 2, accumulate, lhs, rhs, k);
+    F::matmul_strided(
+        &mut reals[p..],
+        m,
+        n,
+        2 * dst_rs,
+        2,
+        accumulate,
+        lhs,
+        rhs,
+        k,
+    );
 }
 
 impl<F: Real> Scalar for Dual<F> {
@@ -400,22 +429,44 @@ impl<F: Real> Scalar for Dual<F> {
     }
     /// Three real products on the interleaved storage, no copies: `v = Av Bv`,
     /// `t = At Bv + Av Bt`, skipping a product with an all-zero tangent.
-    fn matmul(dst: &mut [Self], accumulate: bool, lhs: MatRef<'_, Self>, rhs: MatRef<'_, Self>) {
-        check_matmul(dst, &lhs, &rhs);
+    fn matmul_rs(
+        dst: &mut [Self],
+        dst_rs: usize,
+        accumulate: bool,
+        lhs: MatRef<'_, Self>,
+        rhs: MatRef<'_, Self>,
+    ) {
+        check_matmul(dst, dst_rs, &lhs, &rhs);
         let (a_zero, b_zero) = (tangent_is_zero(&lhs), tangent_is_zero(&rhs));
-        matmul_part(dst, 0, accumulate, part(&lhs, 0), part(&rhs, 0));
+        matmul_part(dst, dst_rs, 0, accumulate, part(&lhs, 0), part(&rhs, 0));
         let mut tangent_written = accumulate;
         if !a_zero {
-            matmul_part(dst, 1, tangent_written, part(&lhs, 1), part(&rhs, 0));
+            matmul_part(
+                dst,
+                dst_rs,
+                1,
+                tangent_written,
+                part(&lhs, 1),
+                part(&rhs, 0),
+            );
             tangent_written = true;
         }
         if !b_zero {
-            matmul_part(dst, 1, tangent_written, part(&lhs, 0), part(&rhs, 1));
+            matmul_part(
+                dst,
+                dst_rs,
+                1,
+                tangent_written,
+                part(&lhs, 0),
+                part(&rhs, 1),
+            );
             tangent_written = true;
         }
         if !tangent_written {
-            for d in dst.iter_mut() {
-                d.t = F::default();
+            for row in dst.chunks_mut(dst_rs).take(lhs.rows) {
+                for d in row.iter_mut().take(rhs.cols) {
+                    d.t = F::default();
+                }
             }
         }
     }
