@@ -46,6 +46,7 @@ pub mod objective;
 pub mod optim;
 pub mod predict;
 pub mod rng;
+pub mod ssl;
 pub mod tasks;
 pub mod train;
 

@@ -28,7 +28,7 @@ pub fn softmax<S: Scalar>(logits: &[S], classes: usize) -> Vec<S> {
 }
 
 /// `log(sum(exp(v)))`, shifted by the largest value for stability.
-fn log_sum_exp<S: Scalar>(values: impl Iterator<Item = S> + Clone) -> S {
+pub(crate) fn log_sum_exp<S: Scalar>(values: impl Iterator<Item = S> + Clone) -> S {
     let shift = values.clone().fold(f64::NEG_INFINITY, |m, v| m.max(v.re()));
     let shift = S::from_f64(if shift.is_finite() { shift } else { 0.0 });
     values.map(|v| (v - shift).exp()).sum::<S>().ln() + shift
