@@ -105,6 +105,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             inner_loss: InnerLoss {
                 contrastive_weight: a.lam,
                 temperature: a.tau,
+                ..InnerLoss::PAPER
             },
             first_order: a.first_order,
         },

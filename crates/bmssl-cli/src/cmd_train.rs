@@ -3,11 +3,12 @@
 use crate::plots;
 use anyhow::{Context, Result};
 use bmssl::augment::AugmentLevel;
-use bmssl::config::{TrainConfig, TrainMethod};
+use bmssl::config::{LrSchedule, TrainConfig, TrainMethod};
 use bmssl::data::{open_split, ImageShape, UnlabelledPool};
 use bmssl::eval::{self, EvalOptions, Mode, Model, Setting};
 use bmssl::meta::Target;
 use bmssl::model::{Backbone, Learner};
+use bmssl::objective::ContrastiveLoss;
 use bmssl::optim::OptimizerKind;
 use bmssl::train::{self, Faults, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -19,7 +20,8 @@ use std::time::Instant;
 /// paper's / reference's names are aliases.
 #[derive(clap::Args, Default, Debug)]
 pub struct ConfigFlags {
-    /// bmssl (eq. 3), metassl (eq. 2), or a baseline: maml, protonet, umtra, scratch.
+    /// bmssl (eq. 3), metassl (eq. 2), or a baseline: maml, protonet, umtra, scratch, simclr,
+    /// moco, swav, barlowtwins, psco.
     #[arg(long)]
     method: Option<TrainMethod>,
     /// Bootstrap target: paper or query-step.
@@ -101,6 +103,46 @@ pub struct ConfigFlags {
     validation_mode: Option<Mode>,
     #[arg(long)]
     max_nonfinite_steps: Option<u32>,
+    /// Inner-loop self-supervised term: supcon (the paper's), or an "-o" variant: simclr, moco,
+    /// swav, barlowtwins (needs --support-views 2 or more).
+    #[arg(long)]
+    inner_loss: Option<ContrastiveLoss>,
+    /// SGD momentum of the outer optimiser.
+    #[arg(long)]
+    sgd_momentum: Option<f64>,
+    /// L2 weight decay of the outer optimiser.
+    #[arg(long, visible_alias = "wd")]
+    weight_decay: Option<f64>,
+    /// Outer learning-rate schedule: constant or cosine.
+    #[arg(long)]
+    lr_schedule: Option<LrSchedule>,
+    /// MoCo / PsCo: momentum of the key encoder's moving average.
+    #[arg(long)]
+    momentum: Option<f64>,
+    /// MoCo / PsCo: keys in the queue.
+    #[arg(long)]
+    queue_size: Option<usize>,
+    /// MoCo / PsCo: predictor MLP on the online branch (true/false).
+    #[arg(long, visible_alias = "prediction", num_args = 0..=1, default_missing_value = "true")]
+    predictor: Option<bool>,
+    /// SwAV: number of prototypes.
+    #[arg(long, visible_alias = "n-prototypes")]
+    prototypes: Option<usize>,
+    /// SwAV / PsCo: Sinkhorn rounds.
+    #[arg(long, visible_alias = "sinkhorn-iter")]
+    sinkhorn_iters: Option<usize>,
+    /// SwAV / PsCo: Sinkhorn's entropic regularisation.
+    #[arg(long)]
+    sinkhorn_eps: Option<f64>,
+    /// Barlow Twins: weight of the off-diagonal term.
+    #[arg(long)]
+    redundancy_weight: Option<f64>,
+    /// PsCo: shots per pseudo-class drawn from the queue.
+    #[arg(long, visible_alias = "num-shots")]
+    shots: Option<usize>,
+    /// PsCo: temperature of the few-shot term.
+    #[arg(long)]
+    temperature2: Option<f64>,
 }
 
 macro_rules! apply {
@@ -141,7 +183,20 @@ impl ConfigFlags {
             validate_every,
             validation_episodes,
             validation_mode,
-            max_nonfinite_steps
+            max_nonfinite_steps,
+            inner_loss,
+            sgd_momentum,
+            weight_decay,
+            lr_schedule,
+            momentum,
+            queue_size,
+            predictor,
+            prototypes,
+            sinkhorn_iters,
+            sinkhorn_eps,
+            redundancy_weight,
+            shots,
+            temperature2
         );
     }
 }
@@ -275,7 +330,13 @@ fn run_name(cfg: &TrainConfig) -> String {
     } else {
         ""
     };
-    format!("{}{}-seed{}", cfg.method.as_str(), target, cfg.seed)
+    // The paper's "-o" variants: the SSL objective inside BMSSL's loop.
+    let inner = if cfg.inner_loss == ContrastiveLoss::Supcon {
+        String::new()
+    } else {
+        format!("-{}-o", cfg.inner_loss.as_str())
+    };
+    format!("{}{}{inner}-seed{}", cfg.method.as_str(), target, cfg.seed)
 }
 
 /// Resolves the configuration: defaults < config file (or the resumed run's) < flags.
@@ -323,7 +384,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
         TrainingData::Unlabelled(UnlabelledPool::new(split))
     };
     let val = open_held_out(&cfg, "val", args.data_dir.as_deref())?;
-    let order = if cfg.first_order {
+    let order = if cfg.method.is_ssl() || cfg.method == TrainMethod::Scratch {
+        "no inner loop"
+    } else if cfg.method == TrainMethod::Protonet {
+        "episodic, no inner loop"
+    } else if cfg.first_order {
         "first order"
     } else {
         "second order"

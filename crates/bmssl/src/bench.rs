@@ -114,6 +114,7 @@ pub fn bench_conv4(batch: usize, channels: usize, size: usize, reps: usize) -> R
     let spec = InnerLoss {
         contrastive_weight: 0.0,
         temperature: 1.0,
+        ..InnerLoss::PAPER
     };
     let median = |f: &mut dyn FnMut()| {
         f();

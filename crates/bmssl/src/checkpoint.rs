@@ -47,6 +47,9 @@ pub struct Checkpoint {
     pub optimizer: Option<Optimizer>,
     /// The resolved run configuration (TOML), empty when not from a training run.
     pub config_toml: String,
+    /// Training state outside the learner (the self-supervised baselines' momentum encoder and
+    /// queue), stored as 1-D tensors `state/<name>`, so that a resumed run is bit-identical.
+    pub state: BTreeMap<String, Vec<f32>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -54,6 +57,14 @@ struct OptimizerScalars {
     kind: OptimizerKind,
     lr: f64,
     t: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    momentum: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    weight_decay: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -110,20 +121,23 @@ pub fn to_bytes(ckpt: &Checkpoint) -> Result<Vec<u8>> {
             e.name.clone(),
             (e.shape.clone(), f32_bytes(&ckpt.params[e.range()])),
         );
-        if let Some(o) = ckpt
-            .optimizer
-            .as_ref()
-            .filter(|o| o.kind == OptimizerKind::Adam)
-        {
-            tensors.insert(
-                format!("optimizer.m/{}", e.name),
-                (e.shape.clone(), f32_bytes(&o.m[e.range()])),
-            );
-            tensors.insert(
-                format!("optimizer.v/{}", e.name),
-                (e.shape.clone(), f32_bytes(&o.v[e.range()])),
-            );
+        if let Some(o) = ckpt.optimizer.as_ref() {
+            if o.m.len() == ckpt.params.len() {
+                tensors.insert(
+                    format!("optimizer.m/{}", e.name),
+                    (e.shape.clone(), f32_bytes(&o.m[e.range()])),
+                );
+            }
+            if o.v.len() == ckpt.params.len() {
+                tensors.insert(
+                    format!("optimizer.v/{}", e.name),
+                    (e.shape.clone(), f32_bytes(&o.v[e.range()])),
+                );
+            }
         }
+    }
+    for (name, v) in &ckpt.state {
+        tensors.insert(format!("state/{name}"), (vec![v.len()], f32_bytes(v)));
     }
     let json = |v: &dyn erased::Json| v.to_json();
     let mut meta = BTreeMap::new();
@@ -142,6 +156,8 @@ pub fn to_bytes(ckpt: &Checkpoint) -> Result<Vec<u8>> {
                 kind: o.kind,
                 lr: o.lr,
                 t: o.t,
+                momentum: o.momentum,
+                weight_decay: o.weight_decay,
             }),
         );
     }
@@ -305,8 +321,16 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
         Some(s) => {
             let sc: OptimizerScalars =
                 serde_json::from_str(s).map_err(|e| format!("metadata optimizer: {e}"))?;
-            let mut o = Optimizer::new(sc.kind, sc.lr, params.len());
+            let mut o = Optimizer::new(sc.kind, sc.lr, params.len())
+                .with_options(sc.momentum, sc.weight_decay);
             o.t = sc.t;
+            if o.momentum > 0.0 && o.t > 0 {
+                o.m = vec![0.0; params.len()];
+                for e in &learner.layout.entries {
+                    o.m[e.range()]
+                        .copy_from_slice(&floats(&format!("optimizer.m/{}", e.name), &e.shape)?);
+                }
+            }
             if sc.kind == OptimizerKind::Adam {
                 for e in &learner.layout.entries {
                     o.m[e.range()]
@@ -327,6 +351,21 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
         seed: parse("seed")?,
         optimizer,
         config_toml: get("config_toml")?.clone(),
+        state: tensors
+            .iter()
+            .filter_map(|(name, (shape, bytes))| {
+                let name = name.strip_prefix("state/")?;
+                (shape.len() == 1).then(|| {
+                    (
+                        name.to_string(),
+                        bytes
+                            .chunks_exact(4)
+                            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                            .collect(),
+                    )
+                })
+            })
+            .collect(),
     })
 }
 
@@ -354,6 +393,7 @@ mod tests {
                 inner_loss: InnerLoss {
                     contrastive_weight: 1.0,
                     temperature: 0.5,
+                    ..InnerLoss::PAPER
                 },
             },
             method: "bmssl".into(),
@@ -361,6 +401,7 @@ mod tests {
             seed: 3,
             optimizer: Some(optimizer),
             config_toml: "method = \"bmssl\"\n".into(),
+            state: Default::default(),
         }
     }
 

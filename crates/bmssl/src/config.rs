@@ -5,7 +5,7 @@
 use crate::augment::AugmentLevel;
 use crate::meta::{MetaSpec, Method, Target};
 use crate::model::Backbone;
-use crate::objective::InnerLoss;
+use crate::objective::{ContrastiveLoss, InnerLoss};
 use crate::optim::OptimizerKind;
 use crate::tasks::TaskShape;
 use crate::{Error, Result};
@@ -28,9 +28,51 @@ pub enum TrainMethod {
     Umtra,
     /// No meta-training: the random initialisation, adapted on each test episode.
     Scratch,
+    /// SimCLR (Chen et al. 2020): NT-Xent between two views of each image of a batch.
+    Simclr,
+    /// MoCo v2 (Chen et al. 2020): InfoNCE against a momentum encoder's keys and a queue.
+    Moco,
+    /// SwAV (Caron et al. 2020): swapped prediction of Sinkhorn codes over prototypes.
+    Swav,
+    /// Barlow Twins (Zbontar et al. 2021): cross-correlation of two views towards the identity.
+    Barlowtwins,
+    /// PsCo (Jang et al. 2023): MoCo plus a pseudo-labelled few-shot task drawn from the queue.
+    Psco,
 }
 
 impl TrainMethod {
+    /// Every method, in the order of the paper's Table 3.
+    pub const ALL: [TrainMethod; 11] = [
+        TrainMethod::Bmssl,
+        TrainMethod::Metassl,
+        TrainMethod::Maml,
+        TrainMethod::Protonet,
+        TrainMethod::Umtra,
+        TrainMethod::Scratch,
+        TrainMethod::Simclr,
+        TrainMethod::Moco,
+        TrainMethod::Swav,
+        TrainMethod::Barlowtwins,
+        TrainMethod::Psco,
+    ];
+
+    /// The self-supervised baselines of [`crate::ssl`] (one batch of two views per step, no inner loop).
+    pub fn is_ssl(self) -> bool {
+        matches!(
+            self,
+            TrainMethod::Simclr
+                | TrainMethod::Moco
+                | TrainMethod::Swav
+                | TrainMethod::Barlowtwins
+                | TrainMethod::Psco
+        )
+    }
+
+    /// Whether the method keeps a momentum encoder and a queue of keys.
+    pub fn uses_queue(self) -> bool {
+        matches!(self, TrainMethod::Moco | TrainMethod::Psco)
+    }
+
     /// Whether the method reads class labels (only the supervised baselines do).
     pub fn uses_labels(self) -> bool {
         matches!(self, TrainMethod::Maml | TrainMethod::Protonet)
@@ -52,6 +94,11 @@ impl TrainMethod {
             TrainMethod::Protonet => "protonet",
             TrainMethod::Umtra => "umtra",
             TrainMethod::Scratch => "scratch",
+            TrainMethod::Simclr => "simclr",
+            TrainMethod::Moco => "moco",
+            TrainMethod::Swav => "swav",
+            TrainMethod::Barlowtwins => "barlowtwins",
+            TrainMethod::Psco => "psco",
         }
     }
 }
@@ -119,6 +166,56 @@ pub struct TrainConfig {
     pub validation_mode: crate::eval::Mode,
     /// Consecutive non-finite meta-steps tolerated (each skipped) before the run stops.
     pub max_nonfinite_steps: u32,
+    /// The inner loop's self-supervised term: `supcon` (the paper's) or an "-o" variant
+    /// (`simclr`, `moco`, `swav`, `barlowtwins`: the SSL objective inside BMSSL's loop; needs
+    /// support_views >= 2).
+    pub inner_loss: ContrastiveLoss,
+    /// SGD momentum of the outer optimiser (0 = plain SGD; the SSL baselines use 0.9, as PsCo's code).
+    pub sgd_momentum: f64,
+    /// L2 weight decay added to the outer gradient (PsCo's code: 5e-4).
+    pub weight_decay: f64,
+    /// Outer learning-rate schedule: `constant` or `cosine` (annealed to 0 at meta_steps, as PsCo's code).
+    pub lr_schedule: LrSchedule,
+    /// MoCo / PsCo: momentum of the key encoder's moving average (PsCo's code: 0.99).
+    pub momentum: f64,
+    /// MoCo / PsCo: keys in the queue (PsCo's code: 16384).
+    pub queue_size: usize,
+    /// MoCo / PsCo: a predictor MLP on the online branch (PsCo's `--prediction`, used on Omniglot).
+    pub predictor: bool,
+    /// SwAV: number of prototypes (PsCo's SwAV: 2048).
+    pub prototypes: usize,
+    /// SwAV / PsCo: Sinkhorn rounds (3) and entropic regularisation (0.05), as SwAV.
+    pub sinkhorn_iters: usize,
+    pub sinkhorn_eps: f64,
+    /// Barlow Twins: weight of the off-diagonal (redundancy) term, 5e-3 as the paper.
+    pub redundancy_weight: f64,
+    /// PsCo: shots drawn from the queue per pseudo-class (1 on Omniglot, as the official command).
+    pub shots: usize,
+    /// PsCo: temperature of the few-shot term (`temperature2`, 1.0).
+    pub temperature2: f64,
+}
+
+/// Outer learning-rate schedule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    #[default]
+    Constant,
+    /// `lr * (1 + cos(pi * t / meta_steps)) / 2` at step t (0-based), as `CosineAnnealingLR`.
+    Cosine,
+}
+
+impl LrSchedule {
+    /// Learning rate for meta-step `step` (1-based) of `total`.
+    pub fn at(self, base: f64, step: u64, total: u64) -> f64 {
+        match self {
+            LrSchedule::Constant => base,
+            LrSchedule::Cosine => {
+                let t = (step - 1) as f64 / total.max(1) as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -154,6 +251,19 @@ impl Default for TrainConfig {
             validation_episodes: 200,
             validation_mode: crate::eval::Mode::Adapt,
             max_nonfinite_steps: 5,
+            inner_loss: ContrastiveLoss::Supcon,
+            sgd_momentum: 0.0,
+            weight_decay: 0.0,
+            lr_schedule: LrSchedule::Constant,
+            momentum: 0.99,
+            queue_size: 16384,
+            predictor: false,
+            prototypes: 2048,
+            sinkhorn_iters: 3,
+            sinkhorn_eps: 0.05,
+            redundancy_weight: 5e-3,
+            shots: 1,
+            temperature2: 1.0,
         }
     }
 }
@@ -198,6 +308,30 @@ impl TrainConfig {
                 query_views: 1,
                 inner_steps: 1,
                 contrastive_weight: 0.0,
+                ..d
+            },
+            // The settings of PsCo's official code for every self-supervised baseline: batch
+            // 256 of two views, SGD (momentum 0.9, weight decay 5e-4) at lr 0.03 with a cosine
+            // schedule, temperature 0.2; validation by prototypes, since these methods train no
+            // classifier to adapt.
+            TrainMethod::Simclr
+            | TrainMethod::Moco
+            | TrainMethod::Swav
+            | TrainMethod::Barlowtwins
+            | TrainMethod::Psco => TrainConfig {
+                images_per_batch: 256,
+                tasks_per_batch: 1,
+                views: 2,
+                support_views: 1,
+                query_views: 1,
+                optimizer: OptimizerKind::Sgd,
+                outer_lr: 0.03,
+                sgd_momentum: 0.9,
+                weight_decay: 5e-4,
+                lr_schedule: LrSchedule::Cosine,
+                temperature: 0.2,
+                predictor: method == TrainMethod::Psco,
+                validation_mode: crate::eval::Mode::Proto,
                 ..d
             },
         }
@@ -248,6 +382,10 @@ impl TrainConfig {
             inner_loss: InnerLoss {
                 contrastive_weight,
                 temperature: self.temperature,
+                contrastive: self.inner_loss,
+                redundancy_weight: self.redundancy_weight,
+                sinkhorn_eps: self.sinkhorn_eps,
+                sinkhorn_iters: self.sinkhorn_iters,
             },
             first_order: self.first_order,
         }
@@ -302,6 +440,91 @@ impl TrainConfig {
             && self.target == Target::Paper
         {
             return Err(Error::config("bootstrap_steps", "must be at least 1 for bmssl with the paper's target (delta = 0 makes the target equal pi_L and the loss zero)"));
+        }
+        positive("sinkhorn_eps", self.sinkhorn_eps)?;
+        positive("temperature2", self.temperature2)?;
+        for (field, v) in [
+            ("sgd_momentum", self.sgd_momentum),
+            ("momentum", self.momentum),
+        ] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(Error::config(field, format!("must be in [0, 1), got {v}")));
+            }
+        }
+        for (field, v) in [
+            ("weight_decay", self.weight_decay),
+            ("redundancy_weight", self.redundancy_weight),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::config(
+                    field,
+                    format!("must be finite and >= 0, got {v}"),
+                ));
+            }
+        }
+        if self.method.is_ssl() {
+            if self.views != 2
+                || self.support_views != 1
+                || self.query_views != 1
+                || self.tasks_per_batch != 1
+            {
+                return Err(Error::config(
+                    "views",
+                    format!(
+                        "{} trains on batches of two views per image: views = 2, support_views = 1, query_views = 1, tasks_per_batch = 1",
+                        self.method.as_str()
+                    ),
+                ));
+            }
+            if self.inner_loss != ContrastiveLoss::Supcon {
+                return Err(Error::config(
+                    "inner_loss",
+                    "applies to bmssl and metassl only (the -o variants); the self-supervised methods have no inner loop",
+                ));
+            }
+        }
+        if self.method.uses_queue() && self.queue_size < self.images_per_batch {
+            return Err(Error::config(
+                "queue_size",
+                format!(
+                    "{} keys cannot hold one batch of {} (queue_size >= images_per_batch)",
+                    self.queue_size, self.images_per_batch
+                ),
+            ));
+        }
+        if self.method == TrainMethod::Psco && (self.shots == 0 || self.shots > self.queue_size) {
+            return Err(Error::config(
+                "shots",
+                format!("must be between 1 and queue_size = {}", self.queue_size),
+            ));
+        }
+        if (self.method == TrainMethod::Swav || self.inner_loss == ContrastiveLoss::Swav)
+            && self.prototypes == 0
+        {
+            return Err(Error::config(
+                "prototypes",
+                "SwAV needs at least 1 prototype",
+            ));
+        }
+        if self.inner_loss != ContrastiveLoss::Supcon {
+            if !matches!(self.method, TrainMethod::Bmssl | TrainMethod::Metassl) {
+                return Err(Error::config(
+                    "inner_loss",
+                    format!(
+                        "the -o variants are bmssl or metassl with another inner loss; {} has its own",
+                        self.method.as_str()
+                    ),
+                ));
+            }
+            if self.support_views < 2 {
+                return Err(Error::config(
+                    "support_views",
+                    format!(
+                        "inner_loss = {} compares two views of each image: support_views must be at least 2 (e.g. --support-views 2 --query-views 2 --views 4)",
+                        self.inner_loss.as_str()
+                    ),
+                ));
+            }
         }
         if self.support_views + self.query_views != self.views {
             return Err(Error::config(
@@ -430,7 +653,9 @@ macro_rules! from_str_by_name {
 }
 
 from_str_by_name! {
-    TrainMethod => "method", "bmssl, metassl, maml, protonet, umtra, scratch";
+    TrainMethod => "method", "bmssl, metassl, maml, protonet, umtra, scratch, simclr, moco, swav, barlowtwins, psco";
+    ContrastiveLoss => "inner_loss", "supcon, simclr, moco, swav, barlowtwins";
+    LrSchedule => "lr_schedule", "constant, cosine";
     Method => "method", "bmssl, metassl";
     Target => "target", "paper, query-step";
     Backbone => "backbone", "conv4, conv5";
@@ -505,7 +730,7 @@ mod tests {
 
     #[test]
     fn every_method_has_valid_defaults_and_maml_adapts_with_cross_entropy_only() {
-        for m in ["bmssl", "metassl", "maml", "protonet", "umtra", "scratch"] {
+        for m in TrainMethod::ALL.map(TrainMethod::as_str) {
             let c = TrainConfig::for_method(m.parse().unwrap());
             c.validate().unwrap();
             assert_eq!(c.method.as_str(), m);

@@ -49,6 +49,7 @@ pub const DEFAULT_INNER_STEPS: usize = 5;
 pub const DEFAULT_INNER_LOSS: InnerLoss = InnerLoss {
     contrastive_weight: 1.0,
     temperature: 0.5,
+    ..InnerLoss::PAPER
 };
 
 /// A model to evaluate: an architecture, its weights and how it adapts to a task.

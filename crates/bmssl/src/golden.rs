@@ -67,6 +67,7 @@ impl ReferenceOptions {
             inner_loss: InnerLoss {
                 contrastive_weight: self.lam,
                 temperature: self.tau,
+                ..InnerLoss::PAPER
             },
             first_order: self.first_order,
         })

@@ -54,6 +54,13 @@ pub struct ArchSpec {
     pub proj_dim: usize,
     /// Classifier outputs: the ways of a task (N/K).
     pub ways: usize,
+    /// SwAV's prototypes `[P, proj_dim]` (`prototypes.weight`), 0 when the method has none.
+    #[serde(default)]
+    pub prototypes: usize,
+    /// A predictor MLP on the projection (`pred.0`, `pred.2`: Linear -> ReLU -> Linear, as PsCo's
+    /// `--prediction` and BYOL), used by MoCo and PsCo.
+    #[serde(default)]
+    pub predictor: bool,
 }
 
 impl ArchSpec {
@@ -66,6 +73,8 @@ impl ArchSpec {
             hidden: 64,
             proj_dim: 64,
             ways,
+            prototypes: 0,
+            predictor: false,
         }
     }
 
@@ -166,6 +175,20 @@ impl Layout {
         push("proj.2.bias".into(), vec![spec.proj_dim]);
         push("classifier.weight".into(), vec![spec.ways, f]);
         push("classifier.bias".into(), vec![spec.ways]);
+        // Heads of the self-supervised baselines, after the reference's tensors so that the
+        // layout of every other learner is unchanged.
+        if spec.prototypes > 0 {
+            push(
+                "prototypes.weight".into(),
+                vec![spec.prototypes, spec.proj_dim],
+            );
+        }
+        if spec.predictor {
+            push("pred.0.weight".into(), vec![spec.proj_dim, spec.proj_dim]);
+            push("pred.0.bias".into(), vec![spec.proj_dim]);
+            push("pred.2.weight".into(), vec![spec.proj_dim, spec.proj_dim]);
+            push("pred.2.bias".into(), vec![spec.proj_dim]);
+        }
         Layout {
             entries,
             len: offset,

@@ -16,13 +16,185 @@ pub struct Batch<F> {
     pub labels: Vec<usize>,
 }
 
-/// The inner (task) loss of the paper: `CE(logits, y) + lambda * SupCon(z, y; tau)`.
+/// The inner (task) loss of the paper: `CE(logits, y) + lambda * SupCon(z, y; tau)`, or, for the
+/// paper's "-o" variants (Tables 1-2), another self-supervised objective in SupCon's place.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InnerLoss {
     /// lambda: weight of the contrastive term (0 turns the projection head off).
     pub contrastive_weight: f64,
     /// tau: temperature of the contrastive term.
     pub temperature: f64,
+    /// Which self-supervised term (SupCon, the paper's, unless an "-o" variant is asked for).
+    #[serde(default)]
+    pub contrastive: ContrastiveLoss,
+    /// Barlow Twins' off-diagonal weight (the "-o" variant only).
+    #[serde(default = "default_redundancy_weight")]
+    pub redundancy_weight: f64,
+    /// Sinkhorn's regularisation and rounds (SwAV's "-o" variant only).
+    #[serde(default = "default_sinkhorn_eps")]
+    pub sinkhorn_eps: f64,
+    #[serde(default = "default_sinkhorn_iters")]
+    pub sinkhorn_iters: usize,
+}
+
+fn default_redundancy_weight() -> f64 {
+    InnerLoss::PAPER.redundancy_weight
+}
+fn default_sinkhorn_eps() -> f64 {
+    InnerLoss::PAPER.sinkhorn_eps
+}
+fn default_sinkhorn_iters() -> usize {
+    InnerLoss::PAPER.sinkhorn_iters
+}
+
+impl InnerLoss {
+    /// lambda = 1, tau = 0.5, SupCon; the self-supervised settings at their papers' values.
+    pub const PAPER: InnerLoss = InnerLoss {
+        contrastive_weight: 1.0,
+        temperature: 0.5,
+        contrastive: ContrastiveLoss::Supcon,
+        redundancy_weight: 5e-3,
+        sinkhorn_eps: 0.05,
+        sinkhorn_iters: 3,
+    };
+}
+
+/// The self-supervised term of the inner loss. Every choice but SupCon compares the first two
+/// support views of each image (the "-o" variants need M1 >= 2):
+///
+/// | kind | term on the views (a, b) of the task's images |
+/// |---|---|
+/// | `supcon` | paper eq. (1) over all views, pseudo-labels as classes |
+/// | `simclr` | NT-Xent over the 2 x (N/K) views (equal to SupCon when M1 = 2) |
+/// | `moco` | InfoNCE of view a against the keys of view b, computed by the same fast weights under a stop-gradient (a momentum encoder over a 5-step inner loop would barely leave theta, and theta's keys would carry no information about the task); the other images' keys are the negatives (the task's queue) |
+/// | `barlowtwins` | Barlow Twins' cross-correlation of views a and b over the task's images, divided by D (its sum over D dimensions would otherwise dwarf CE) |
+/// | `swav` | SwAV's swapped prediction over the learner's `prototypes.weight` (meta-learned with theta) |
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContrastiveLoss {
+    #[default]
+    Supcon,
+    Simclr,
+    Moco,
+    Barlowtwins,
+    Swav,
+}
+
+impl ContrastiveLoss {
+    /// Name as in configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContrastiveLoss::Supcon => "supcon",
+            ContrastiveLoss::Simclr => "simclr",
+            ContrastiveLoss::Moco => "moco",
+            ContrastiveLoss::Barlowtwins => "barlowtwins",
+            ContrastiveLoss::Swav => "swav",
+        }
+    }
+}
+
+/// Rows of the first and second occurrence of each label, in order of first appearance: the two
+/// views (a, b) of every image that has at least two.
+pub fn view_pairs(labels: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let mut first: Vec<(usize, usize)> = Vec::new();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for (row, &y) in labels.iter().enumerate() {
+        match first.iter_mut().find(|(label, _)| *label == y) {
+            None => first.push((y, row)),
+            Some((_, f)) if *f != usize::MAX => {
+                a.push(*f);
+                b.push(row);
+                *f = usize::MAX;
+            }
+            Some(_) => {}
+        }
+    }
+    (a, b)
+}
+
+/// The self-supervised term on projections `z [B, D]` with pseudo-labels: `(loss, dz, dprototypes)`.
+fn contrastive_term<S: Scalar>(
+    spec: &InnerLoss,
+    z: &[S],
+    labels: &[usize],
+    dim: usize,
+    prototypes: Option<&[S]>,
+) -> (S, Vec<S>, Option<Vec<S>>) {
+    use crate::ssl::losses;
+    if spec.contrastive == ContrastiveLoss::Supcon {
+        let (l, dz) = loss::supervised_contrastive(z, labels, dim, spec.temperature);
+        return (l, dz, None);
+    }
+    let (a, b) = view_pairs(labels);
+    let rows = |idx: &[usize]| -> Vec<S> {
+        idx.iter()
+            .flat_map(|&r| z[r * dim..(r + 1) * dim].iter().copied())
+            .collect()
+    };
+    let (za, zb) = (rows(&a), rows(&b));
+    let mut dz = vec![S::default(); z.len()];
+    let mut scatter = |idx: &[usize], g: &[S]| {
+        for (k, &r) in idx.iter().enumerate() {
+            for (d, &v) in dz[r * dim..(r + 1) * dim]
+                .iter_mut()
+                .zip(&g[k * dim..(k + 1) * dim])
+            {
+                *d += v;
+            }
+        }
+    };
+    let n = a.len();
+    if n == 0 {
+        return (S::default(), dz, None);
+    }
+    let mut dproto = None;
+    let loss = match spec.contrastive {
+        ContrastiveLoss::Supcon => unreachable!("handled above"),
+        ContrastiveLoss::Simclr | ContrastiveLoss::Swav => {
+            let pair: Vec<S> = za.iter().chain(&zb).copied().collect();
+            let (l, g) = if spec.contrastive == ContrastiveLoss::Simclr {
+                losses::nt_xent(&pair, dim, spec.temperature)
+            } else {
+                let c = prototypes.expect("the swav inner loss needs prototypes in the learner");
+                let (l, g, dc) = losses::swav(
+                    &pair,
+                    c,
+                    dim,
+                    losses::SwavSpec {
+                        tau: spec.temperature,
+                        eps: spec.sinkhorn_eps,
+                        iters: spec.sinkhorn_iters,
+                    },
+                );
+                dproto = Some(dc);
+                (l, g)
+            };
+            scatter(&a, &g[..n * dim]);
+            scatter(&b, &g[n * dim..]);
+            l
+        }
+        ContrastiveLoss::Moco => {
+            // No gradient flows into the keys (info_nce returns none for them), but on dual
+            // numbers their tangent does: an inner step's Jacobian sees them move with w.
+            let keys: Vec<S> = losses::normalize_rows(&zb, dim).0;
+            let (l, g) = losses::info_nce_in_batch(&za, &keys, dim, spec.temperature);
+            scatter(&a, &g);
+            l
+        }
+        ContrastiveLoss::Barlowtwins => {
+            // Barlow Twins' loss sums D diagonal terms (up to D = 64 at the start, against CE's
+            // ln(ways)); divided by D, lambda means the same for it as for the other terms and the
+            // inner SGD steps stay in the range alpha was chosen for.
+            let (l, ga, gb) = losses::barlow_twins(&za, &zb, dim, spec.redundancy_weight);
+            let inv_d = 1.0 / dim as f64;
+            let ga: Vec<S> = ga.into_iter().map(|v| v.scale(inv_d)).collect();
+            let gb: Vec<S> = gb.into_iter().map(|v| v.scale(inv_d)).collect();
+            scatter(&a, &ga);
+            scatter(&b, &gb);
+            l.scale(inv_d)
+        }
+    };
+    (loss, dz, dproto)
 }
 
 /// A loss on a batch.
@@ -56,12 +228,15 @@ impl Learner {
                 let (out, tape) = self.forward(params, x, use_proj);
                 let (ce, dlogits) = loss::cross_entropy(&out.logits, labels, ways);
                 let (mut total, mut dproj) = (ce, None);
+                let protos = self.layout.get("prototypes.weight").map(|e| e.range());
+                let mut dprotos = None;
                 if let Some(z) = &out.projection {
-                    let (sc, dz) = loss::supervised_contrastive(
+                    let (sc, dz, dc) = contrastive_term(
+                        &spec,
                         z,
                         labels,
                         self.spec.proj_dim,
-                        spec.temperature,
+                        protos.clone().map(|r| &params[r]),
                     );
                     total += sc.scale(spec.contrastive_weight);
                     dproj = Some(
@@ -69,8 +244,14 @@ impl Learner {
                             .map(|v| v.scale(spec.contrastive_weight))
                             .collect::<Vec<_>>(),
                     );
+                    dprotos = dc;
                 }
-                let grad = self.backward(params, &tape, &dlogits, dproj.as_deref());
+                let mut grad = self.backward(params, &tape, &dlogits, dproj.as_deref());
+                if let (Some(r), Some(dc)) = (protos, dprotos) {
+                    for (g, d) in grad[r].iter_mut().zip(dc) {
+                        *g += d.scale(spec.contrastive_weight);
+                    }
+                }
                 LossGrad { loss: total, grad }
             }
             Objective::KlTo(target) => {
@@ -141,6 +322,7 @@ mod tests {
     const SPEC: InnerLoss = InnerLoss {
         contrastive_weight: 0.7,
         temperature: 0.5,
+        ..InnerLoss::PAPER
     };
 
     #[test]
@@ -195,5 +377,91 @@ mod tests {
             g, g0,
             "the value part of the dual pass is the ordinary gradient"
         );
+    }
+
+    /// A learner with prototypes (for SwAV's "-o" term) and two views of each of 3 images.
+    fn small_with_prototypes() -> (Learner, Vec<f64>, Vec<f64>, Vec<usize>) {
+        let spec = ArchSpec {
+            hidden: 4,
+            proj_dim: 5,
+            prototypes: 4,
+            ..ArchSpec::conv4(2, 16, 3)
+        };
+        let l = Learner::new(spec).unwrap();
+        let jitter = test_values(l.num_params(), 43);
+        let p: Vec<f64> = l
+            .init(&mut rand_chacha::ChaCha8Rng::seed_from_u64(1))
+            .into_iter()
+            .zip(jitter)
+            .map(|(v, j)| f64::from(v) + 0.02 * j)
+            .collect();
+        let labels = vec![0, 1, 2, 0, 1, 2];
+        let x = test_values(labels.len() * l.image_len(), 41);
+        (l, p, x, labels)
+    }
+
+    #[test]
+    fn view_pairs_are_the_first_two_occurrences_of_each_label() {
+        assert_eq!(
+            view_pairs(&[0, 1, 2, 0, 1, 2]),
+            (vec![0, 1, 2], vec![3, 4, 5])
+        );
+        assert_eq!(view_pairs(&[0, 0, 1, 0, 1]), (vec![0, 2], vec![1, 4]));
+        assert_eq!(view_pairs(&[0, 1, 2]), (vec![], vec![]));
+    }
+
+    #[test]
+    fn every_o_variant_has_exact_gradients_and_hessian_vector_products() {
+        let (l, p, x, y) = small_with_prototypes();
+        for kind in [
+            ContrastiveLoss::Simclr,
+            ContrastiveLoss::Moco,
+            ContrastiveLoss::Barlowtwins,
+            ContrastiveLoss::Swav,
+        ] {
+            let spec = InnerLoss {
+                contrastive: kind,
+                redundancy_weight: 0.2,
+                ..SPEC
+            };
+            let obj = Objective::Inner(spec);
+            let g = l.loss_grad(&p, &x, &y, obj).grad;
+            // SimCLR and Barlow Twins have no stop-gradient: their gradient is the loss's.
+            // MoCo's keys and SwAV's codes are constants by definition, so only the Hessian-vector
+            // product (the derivative of that gradient, what second order needs) is differenced.
+            if matches!(kind, ContrastiveLoss::Simclr | ContrastiveLoss::Barlowtwins) {
+                assert_gradient(
+                    kind.as_str(),
+                    &mut |v| l.loss_grad(v, &x, &y, obj).loss,
+                    &p,
+                    &g,
+                    1e-5,
+                );
+            }
+            let v = test_values(p.len(), 44);
+            let (g2, hv) = l.inner_hvp(&p, &v, &x, &y, spec);
+            assert_eq!(g2, g);
+            let h = 1e-7;
+            let at = |s: f64| {
+                let q: Vec<f64> = p.iter().zip(&v).map(|(a, b)| a + s * b).collect();
+                l.loss_grad(&q, &x, &y, obj).grad
+            };
+            let (gp, gm) = (at(h), at(-h));
+            let numeric: Vec<f64> = gp
+                .iter()
+                .zip(&gm)
+                .map(|(a, b)| (a - b) / (2.0 * h))
+                .collect();
+            let err = crate::engine::gradcheck::max_relative_error(&hv, &numeric, 1e-8);
+            assert!(
+                err < 1e-5,
+                "{}: H v differs from finite differences by {err:e}",
+                kind.as_str()
+            );
+            if kind == ContrastiveLoss::Swav {
+                let r = l.layout.get("prototypes.weight").unwrap().range();
+                assert!(g[r].iter().any(|v| *v != 0.0), "the prototypes learn");
+            }
+        }
     }
 }

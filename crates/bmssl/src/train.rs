@@ -20,6 +20,7 @@ use crate::data::UnlabelledPool;
 use crate::meta::outer::{meta_gradient, TaskStats, TaskTensors};
 use crate::model::{ArchSpec, Learner};
 use crate::optim::Optimizer;
+use crate::ssl::step::SslState;
 use crate::tasks::build_meta_batch;
 use crate::{augment::Augmenter, rng, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -106,18 +107,27 @@ fn tasks_for_step(
 ) -> Result<Vec<TaskTensors<f32>>> {
     let shape = cfg.task_shape();
     match (cfg.method, data) {
-        (TrainMethod::Bmssl | TrainMethod::Metassl, TrainingData::Unlabelled(pool)) => {
-            Ok(build_meta_batch(pool, &shape, aug, cfg.seed, step - 1)?
-                .tasks
-                .into_iter()
-                .map(|t| TaskTensors {
-                    support_x: t.support.data,
-                    support_y: t.support_labels,
-                    query_x: t.query.data,
-                    query_y: t.query_labels,
-                })
-                .collect())
-        }
+        // The self-supervised baselines' batch is the same construction with K = 1, M1 = M2 = 1:
+        // the support views are the first view of each image, the query views the second.
+        (
+            TrainMethod::Bmssl
+            | TrainMethod::Metassl
+            | TrainMethod::Simclr
+            | TrainMethod::Moco
+            | TrainMethod::Swav
+            | TrainMethod::Barlowtwins
+            | TrainMethod::Psco,
+            TrainingData::Unlabelled(pool),
+        ) => Ok(build_meta_batch(pool, &shape, aug, cfg.seed, step - 1)?
+            .tasks
+            .into_iter()
+            .map(|t| TaskTensors {
+                support_x: t.support.data,
+                support_y: t.support_labels,
+                query_x: t.query.data,
+                query_y: t.query_labels,
+            })
+            .collect()),
         (TrainMethod::Umtra, TrainingData::Unlabelled(pool)) => {
             crate::baselines::umtra::tasks(pool, &shape, aug, cfg.seed, step)
         }
@@ -296,6 +306,14 @@ pub fn learner_for(cfg: &TrainConfig) -> Result<Learner> {
         hidden: 64,
         proj_dim: 64,
         ways: cfg.ways(),
+        prototypes: if cfg.method == TrainMethod::Swav
+            || cfg.inner_loss == crate::objective::ContrastiveLoss::Swav
+        {
+            cfg.prototypes
+        } else {
+            0
+        },
+        predictor: cfg.method.uses_queue() && cfg.predictor,
     })
 }
 
@@ -304,7 +322,12 @@ pub fn learner_for(cfg: &TrainConfig) -> Result<Learner> {
 fn identity(cfg: &TrainConfig) -> String {
     let d = TrainConfig::default();
     TrainConfig {
-        meta_steps: d.meta_steps,
+        // A cosine schedule anneals to zero at meta_steps: another budget is another run.
+        meta_steps: if cfg.lr_schedule == crate::config::LrSchedule::Cosine {
+            cfg.meta_steps
+        } else {
+            d.meta_steps
+        },
         checkpoint_every: d.checkpoint_every,
         keep_checkpoints: d.keep_checkpoints,
         validate_every: d.validate_every,
@@ -352,7 +375,7 @@ pub fn train(
     let mut warn = |m: &str| observer.warning(m);
     let resumed = run.latest_good(&mut warn);
     run.remove_stale_temp_files();
-    let (mut theta, mut opt, start, wall_before) = match resumed {
+    let (mut theta, mut opt, start, wall_before, mut ssl_state) = match resumed {
         Some((c, path)) => {
             let saved = TrainConfig::from_toml(&c.config_toml, &path.display().to_string())?;
             if identity(&saved) != identity(cfg) {
@@ -371,14 +394,22 @@ pub fn train(
                 .optimizer
                 .clone()
                 .ok_or_else(|| Error::corrupt(&path, "checkpoint has no optimiser state"))?;
+            let state = SslState::from_tensors(&c.state, cfg, &learner).ok_or_else(|| {
+                Error::corrupt(
+                    &path,
+                    "the momentum encoder or queue is missing or does not fit the configuration",
+                )
+            })?;
             let wall = run.truncate_metrics(c.step)?;
-            (c.params, opt, c.step, wall)
+            (c.params, opt, c.step, wall, state)
         }
         None => {
             let theta = learner.init(&mut rng::derive(cfg.seed, &[rng::STREAM_INIT]));
-            let opt = Optimizer::new(cfg.optimizer, cfg.outer_lr, theta.len());
+            let opt = Optimizer::new(cfg.optimizer, cfg.outer_lr, theta.len())
+                .with_options(cfg.sgd_momentum, cfg.weight_decay);
             let _ = std::fs::remove_file(run.metrics_path());
-            (theta, opt, 0, 0.0)
+            let state = SslState::new(cfg, &learner, &theta);
+            (theta, opt, 0, 0.0, state)
         }
     };
     checkpoint::write_atomic(&run.config_path(), cfg.to_toml().as_bytes())?;
@@ -389,7 +420,7 @@ pub fn train(
             .filter(|b| b.step <= start)
             .map(|b| (b.step, b.accuracy));
 
-    let to_checkpoint = |theta: &[f32], opt: &Optimizer, step: u64| Checkpoint {
+    let to_checkpoint = |theta: &[f32], opt: &Optimizer, step: u64, state: &SslState| Checkpoint {
         arch: learner.spec.clone(),
         params: theta.to_vec(),
         adapt: AdaptSpec {
@@ -402,6 +433,7 @@ pub fn train(
         seed: cfg.seed,
         optimizer: Some(opt.clone()),
         config_toml: cfg.to_toml(),
+        state: state.to_tensors(),
     };
     let mut last_checkpoint = run.step_checkpoints().first().map(|(_, p)| p.clone());
     let mut consecutive_bad = 0u32;
@@ -414,7 +446,7 @@ pub fn train(
     };
     if last_step == 0 && start == 0 {
         let path = run.step_checkpoint(0);
-        checkpoint::save(&path, &to_checkpoint(&theta, &opt, 0))?;
+        checkpoint::save(&path, &to_checkpoint(&theta, &opt, 0, &ssl_state))?;
         observer.checkpoint(&path);
         last_checkpoint = Some(path);
     }
@@ -425,6 +457,22 @@ pub fn train(
             TrainMethod::Protonet => {
                 crate::baselines::protonet::meta_batch_gradient(&learner, &theta, &tasks)
             }
+            m if m.is_ssl() => {
+                let r = crate::ssl::step::step(
+                    cfg,
+                    &learner,
+                    &theta,
+                    &mut ssl_state,
+                    &tasks[0].support_x,
+                    &tasks[0].query_x,
+                );
+                let stats = TaskStats {
+                    outer_loss: r.loss,
+                    inner_loss_before: f64::NAN,
+                    inner_loss_after: f64::NAN,
+                };
+                (r.grad, vec![stats])
+            }
             _ => meta_gradient(&learner, &theta, &tasks, &spec),
         };
         let mut outer_loss = mean(&stats, |s| s.outer_loss);
@@ -433,7 +481,11 @@ pub fn train(
         }
         let finite = outer_loss.is_finite() && grad.iter().all(|g| g.is_finite());
         if finite {
-            opt.step(&mut theta, &grad);
+            opt.step_at(
+                &mut theta,
+                &grad,
+                cfg.lr_schedule.at(cfg.outer_lr, step, cfg.meta_steps),
+            );
             consecutive_bad = 0;
         } else {
             consecutive_bad += 1;
@@ -485,7 +537,10 @@ pub fn train(
                 observer.validation(&rec);
                 if best.is_none_or(|(_, b)| acc > b) {
                     best = Some((step, acc));
-                    checkpoint::save(&run.best_checkpoint(), &to_checkpoint(&theta, &opt, step))?;
+                    checkpoint::save(
+                        &run.best_checkpoint(),
+                        &to_checkpoint(&theta, &opt, step, &ssl_state),
+                    )?;
                     let json = serde_json::to_string(&Best {
                         step,
                         accuracy: acc,
@@ -500,7 +555,7 @@ pub fn train(
         }
         if step % cfg.checkpoint_every == 0 || last {
             let path = run.step_checkpoint(step);
-            checkpoint::save(&path, &to_checkpoint(&theta, &opt, step))?;
+            checkpoint::save(&path, &to_checkpoint(&theta, &opt, step, &ssl_state))?;
             observer.checkpoint(&path);
             last_checkpoint = Some(path);
             for (_, old) in run
@@ -617,8 +672,36 @@ mod tests {
 
     #[test]
     fn a_resumed_run_ends_with_the_same_checkpoint_bytes_as_an_uninterrupted_one() {
-        let cfg = small_config(TrainMethod::Bmssl);
-        let whole = temp_run("whole");
+        resume_is_bit_identical(small_config(TrainMethod::Bmssl), "bmssl");
+    }
+
+    /// MoCo carries a momentum encoder, a queue and SGD's momentum buffer across steps: all three
+    /// must survive a resume bit for bit.
+    #[test]
+    fn a_resumed_moco_run_restores_its_momentum_encoder_queue_and_sgd_momentum() {
+        let cfg = TrainConfig {
+            images_per_batch: 6,
+            queue_size: 10,
+            meta_steps: 6,
+            checkpoint_every: 2,
+            validate_every: 0,
+            lr_schedule: crate::config::LrSchedule::Constant,
+            ..TrainConfig::for_method(TrainMethod::Moco)
+        };
+        resume_is_bit_identical(cfg, "moco");
+    }
+
+    #[test]
+    fn the_cosine_schedule_anneals_from_the_base_rate_to_zero() {
+        use crate::config::LrSchedule;
+        assert_eq!(LrSchedule::Cosine.at(0.03, 1, 100), 0.03);
+        assert!((LrSchedule::Cosine.at(0.03, 51, 100) - 0.015).abs() < 1e-12);
+        assert!(LrSchedule::Cosine.at(0.03, 100, 100) < 1e-4);
+        assert_eq!(LrSchedule::Constant.at(0.03, 100, 100), 0.03);
+    }
+
+    fn resume_is_bit_identical(cfg: TrainConfig, name: &str) {
+        let whole = temp_run(&format!("whole-{name}"));
         let a = train(
             &whole,
             &cfg,
@@ -628,7 +711,7 @@ mod tests {
             &Faults::default(),
         )
         .unwrap();
-        let halves = temp_run("halves");
+        let halves = temp_run(&format!("halves-{name}"));
         let half = TrainConfig {
             meta_steps: 3,
             ..cfg.clone()

@@ -203,6 +203,7 @@ fn valid_checkpoint() -> &'static [u8] {
                 inner_loss: InnerLoss {
                     contrastive_weight: 1.0,
                     temperature: 0.5,
+                    ..InnerLoss::PAPER
                 },
             },
             method: "bmssl".into(),
@@ -210,6 +211,7 @@ fn valid_checkpoint() -> &'static [u8] {
             seed: 3,
             optimizer: Some(optimizer),
             config_toml: "method = \"bmssl\"\n".into(),
+            state: Default::default(),
         };
         let bytes = checkpoint::to_bytes(&c).unwrap();
         assert_eq!(checkpoint::from_bytes(&bytes).unwrap(), c);

@@ -181,6 +181,7 @@ mod tests {
             inner_loss: InnerLoss {
                 contrastive_weight: 0.5,
                 temperature: 0.5,
+                ..InnerLoss::PAPER
             },
             first_order,
         }

@@ -12,16 +12,14 @@
 //! | [`swav`] | SwAV (Caron et al. 2020) | swapped prediction of Sinkhorn codes over learnable prototypes |
 //! | [`psco`] | PsCo (Jang et al. 2023) | a pseudo-labelled few-shot task drawn from the queue by Sinkhorn, plus MoCo |
 //!
-//! Stop-gradients (momentum keys, queues, Sinkhorn codes) are taken by [`detach`]: the value is
-//! kept and every derivative, first or second order, is dropped, as `torch.no_grad` does.
+//! Stop-gradients (momentum keys, queues, Sinkhorn codes) are structural: the functions return no
+//! gradient for those inputs, as `torch.no_grad` gives none. Their values still depend on the
+//! parameters, and on dual numbers their tangents flow through normally, so that inside BMSSL's inner
+//! loop the Jacobian of an SGD step (what the second-order meta-gradient differentiates) is exact:
+//! the update `w - alpha g(w)` changes with w through the keys and codes too.
 
 use crate::engine::{MatRef, Scalar};
 use crate::loss::{log_sum_exp, supervised_contrastive};
-
-/// The value of `v` as a constant: no gradient flows through it.
-pub fn detach<S: Scalar>(v: S) -> S {
-    S::from_f64(v.re())
-}
 
 /// Rows of `z [B, D]` scaled to unit length (`F.normalize`: `z / max(|z|, 1e-12)`); returns the
 /// normalised rows and each row's divisor.
@@ -249,34 +247,44 @@ fn standardize_backward<S: Scalar>(
     dx
 }
 
-/// Sinkhorn-Knopp codes for `scores [B, K]` (constants), as SwAV and PsCo compute them:
+/// Sinkhorn-Knopp codes for `scores [B, K]`, as SwAV and PsCo compute them:
 /// `Q = exp(scores / eps)`, normalised to sum 1, then `iters` rounds of "every column (prototype or
 /// queue entry) gets mass 1/K, every row (sample) mass 1/B"; finally rows scaled to sum to 1, so
-/// each row is a soft assignment. Computed in f64 after a global shift (which the first
-/// normalisation cancels), so no `exp` overflows.
-pub fn sinkhorn(scores: &[f64], rows: usize, cols: usize, eps: f64, iters: usize) -> Vec<f64> {
-    let shift = scores.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
-    let mut q: Vec<f64> = scores.iter().map(|&s| ((s - shift) / eps).exp()).collect();
-    let total: f64 = q.iter().sum();
-    q.iter_mut().for_each(|v| *v /= total);
+/// each row is a soft assignment. A global shift first (which the first normalisation cancels)
+/// keeps `exp` from overflowing.
+pub fn sinkhorn<S: Scalar>(
+    scores: &[S],
+    rows: usize,
+    cols: usize,
+    eps: f64,
+    iters: usize,
+) -> Vec<S> {
+    let shift = scores.iter().fold(f64::NEG_INFINITY, |m, v| m.max(v.re()));
+    let shift = S::from_f64(if shift.is_finite() { shift } else { 0.0 });
+    let mut q: Vec<S> = scores
+        .iter()
+        .map(|&s| (s - shift).scale(1.0 / eps).exp())
+        .collect();
+    let total: S = q.iter().copied().sum();
+    q.iter_mut().for_each(|v| *v = *v / total);
     for _ in 0..iters {
-        let mut col = vec![0.0; cols];
+        let mut col = vec![S::default(); cols];
         for row in q.chunks(cols) {
-            for (c, v) in col.iter_mut().zip(row) {
+            for (c, &v) in col.iter_mut().zip(row) {
                 *c += v;
             }
         }
         for row in q.chunks_mut(cols) {
-            for (v, c) in row.iter_mut().zip(&col) {
-                *v /= c * cols as f64;
+            for (v, &c) in row.iter_mut().zip(&col) {
+                *v = *v / c.scale(cols as f64);
             }
         }
         for row in q.chunks_mut(cols) {
-            let s: f64 = row.iter().sum();
-            row.iter_mut().for_each(|v| *v /= s * rows as f64);
+            let s: S = row.iter().copied().sum();
+            row.iter_mut().for_each(|v| *v = *v / s.scale(rows as f64));
         }
     }
-    q.iter_mut().for_each(|v| *v *= rows as f64);
+    q.iter_mut().for_each(|v| *v = v.scale(rows as f64));
     q
 }
 
@@ -298,29 +306,56 @@ pub struct SwavSpec {
 /// update; the forward values are the same and the gradient is the one of the normalised layer).
 /// Returns `(loss, dz, dc)`.
 pub fn swav<S: Scalar>(z: &[S], c: &[S], dim: usize, spec: SwavSpec) -> (S, Vec<S>, Vec<S>) {
+    let codes = swav_codes(z, c, dim, spec);
+    swav_given_codes(z, c, &codes, dim, spec.tau)
+}
+
+/// SwAV's Sinkhorn codes `[2B, P]` for `z [2B, D]` and prototypes `c [P, D]`, one Sinkhorn per view
+/// (targets: [`swav_given_codes`] returns no gradient for them).
+pub fn swav_codes<S: Scalar>(z: &[S], c: &[S], dim: usize, spec: SwavSpec) -> Vec<S> {
+    let b2 = z.len() / dim;
+    let b = b2 / 2;
+    let p = c.len() / dim;
+    let s = swav_scores(
+        &normalize_rows(z, dim).0,
+        &normalize_rows(c, dim).0,
+        b2,
+        p,
+        dim,
+    );
+    [0, 1]
+        .iter()
+        .flat_map(|&v| sinkhorn(&s[v * b * p..(v + 1) * b * p], b, p, spec.eps, spec.iters))
+        .collect()
+}
+
+/// `zn cn^T [2B, P]`.
+fn swav_scores<S: Scalar>(zn: &[S], cn: &[S], b2: usize, p: usize, dim: usize) -> Vec<S> {
+    let mut s = vec![S::default(); b2 * p];
+    S::matmul(
+        &mut s,
+        false,
+        MatRef::rows(zn, b2, dim),
+        MatRef::rows(cn, p, dim).t(),
+    );
+    s
+}
+
+/// SwAV's swapped-prediction loss with given codes `[2B, P]` (see [`swav`]): `(loss, dz, dc)`.
+pub fn swav_given_codes<S: Scalar>(
+    z: &[S],
+    c: &[S],
+    codes: &[S],
+    dim: usize,
+    tau: f64,
+) -> (S, Vec<S>, Vec<S>) {
     let b2 = z.len() / dim;
     let b = b2 / 2;
     let p = c.len() / dim;
     let (zn, zs) = normalize_rows(z, dim);
     let (cn, cs) = normalize_rows(c, dim);
-    let mut s = vec![S::default(); b2 * p];
-    S::matmul(
-        &mut s,
-        false,
-        MatRef::rows(&zn, b2, dim),
-        MatRef::rows(&cn, p, dim).t(),
-    );
-    let codes: Vec<f64> = [0, 1]
-        .iter()
-        .flat_map(|&v| {
-            let vals: Vec<f64> = s[v * b * p..(v + 1) * b * p]
-                .iter()
-                .map(|x| x.re())
-                .collect();
-            sinkhorn(&vals, b, p, spec.eps, spec.iters)
-        })
-        .collect();
-    let inv_tau = 1.0 / spec.tau;
+    let s = swav_scores(&zn, &cn, b2, p, dim);
+    let inv_tau = 1.0 / tau;
     let inv_b = 1.0 / b as f64;
     let mut loss = S::default();
     let mut ds = vec![S::default(); b2 * p];
@@ -333,11 +368,11 @@ pub fn swav<S: Scalar>(z: &[S], c: &[S], dim: usize, spec: SwavSpec) -> (S, Vec<
             .map(|&x| x.scale(inv_tau))
             .collect();
         let lse = log_sum_exp(logits.iter().copied());
-        let mass: f64 = q.iter().sum();
+        let mass: S = q.iter().copied().sum();
         for k in 0..p {
             let log_p = logits[k] - lse;
-            loss -= log_p.scale(q[k] * inv_b);
-            ds[r * p + k] = (log_p.exp().scale(mass) - S::from_f64(q[k])).scale(inv_b * inv_tau);
+            loss -= (log_p * q[k]).scale(inv_b);
+            ds[r * p + k] = (log_p.exp() * mass - q[k]).scale(inv_b * inv_tau);
         }
     }
     let mut dzn = vec![S::default(); b2 * dim];

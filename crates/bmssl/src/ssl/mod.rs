@@ -2,3 +2,4 @@
 //! ([`losses`]) and their training step ([`step`]).
 
 pub mod losses;
+pub mod step;
