@@ -19,7 +19,7 @@ use std::time::Instant;
 /// paper's / reference's names are aliases.
 #[derive(clap::Args, Default, Debug)]
 pub struct ConfigFlags {
-    /// bmssl (eq. 3), metassl (eq. 2), or a baseline: maml, protonet, umtra, scratch.
+    /// bmssl (eq. 3), metassl (eq. 2), or a baseline: maml, protonet, umtra, scratch, onelevel.
     #[arg(long)]
     method: Option<TrainMethod>,
     /// Bootstrap target: paper or query-step.

@@ -26,11 +26,47 @@ pub enum TrainMethod {
     Protonet,
     /// Unsupervised: MAML on tasks of (image, augmented copy).
     Umtra,
-    /// No meta-training: the random initialisation, adapted on each test episode.
+    /// No meta-training: the random initialisation, adapted on each test episode (Table 6's M1).
     Scratch,
+    /// One-level optimisation (Table 6's M2): theta minimises the inner loss on all views of
+    /// BMSSL's pseudo-labelled tasks directly, with no inner loop ([`crate::baselines::onelevel`]).
+    Onelevel,
 }
 
 impl TrainMethod {
+    /// Every method, in the order of the paper's Table 3 (the ablation-only ones last). Code that
+    /// must cover every method (the reproduction plan) iterates over this list.
+    pub const ALL: &'static [TrainMethod] = &[
+        TrainMethod::Bmssl,
+        TrainMethod::Metassl,
+        TrainMethod::Maml,
+        TrainMethod::Protonet,
+        TrainMethod::Umtra,
+        TrainMethod::Scratch,
+        TrainMethod::Onelevel,
+    ];
+
+    /// Whether the method is a row of the paper's Table 3 (every method but the ablation-only
+    /// structure M2 of Table 6).
+    pub fn in_comparison(self) -> bool {
+        !matches!(self, TrainMethod::Onelevel)
+    }
+
+    /// How the method is evaluated on a few-shot episode: `adapt` (inner-loop fine-tuning from a
+    /// fresh classifier) for every method that meta-learns an initialisation to adapt, `proto`
+    /// (nearest prototype on frozen features) for a method with no classifier to adapt.
+    pub fn eval_mode(self) -> crate::eval::Mode {
+        match self {
+            TrainMethod::Protonet => crate::eval::Mode::Proto,
+            TrainMethod::Bmssl
+            | TrainMethod::Metassl
+            | TrainMethod::Maml
+            | TrainMethod::Umtra
+            | TrainMethod::Scratch
+            | TrainMethod::Onelevel => crate::eval::Mode::Adapt,
+        }
+    }
+
     /// Whether the method reads class labels (only the supervised baselines do).
     pub fn uses_labels(self) -> bool {
         matches!(self, TrainMethod::Maml | TrainMethod::Protonet)
@@ -52,6 +88,7 @@ impl TrainMethod {
             TrainMethod::Protonet => "protonet",
             TrainMethod::Umtra => "umtra",
             TrainMethod::Scratch => "scratch",
+            TrainMethod::Onelevel => "onelevel",
         }
     }
 }
@@ -60,7 +97,8 @@ impl TrainMethod {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// `bmssl` (eq. 3), `metassl` (eq. 2), or a baseline: `maml`, `protonet`, `umtra`, `scratch`.
+    /// `bmssl` (eq. 3), `metassl` (eq. 2), or a baseline: `maml`, `protonet`, `umtra`, `scratch`,
+    /// `onelevel` (Table 6's M2).
     pub method: TrainMethod,
     /// Bootstrap target: `paper` (delta steps on the support views) or `query-step`.
     pub target: Target,
@@ -170,7 +208,10 @@ impl TrainConfig {
             ..TrainConfig::default()
         };
         match method {
-            TrainMethod::Bmssl | TrainMethod::Metassl | TrainMethod::Scratch => d,
+            TrainMethod::Bmssl
+            | TrainMethod::Metassl
+            | TrainMethod::Scratch
+            | TrainMethod::Onelevel => d,
             TrainMethod::Maml => TrainConfig {
                 images_per_batch: 5 * 32,
                 tasks_per_batch: 32,
@@ -430,7 +471,7 @@ macro_rules! from_str_by_name {
 }
 
 from_str_by_name! {
-    TrainMethod => "method", "bmssl, metassl, maml, protonet, umtra, scratch";
+    TrainMethod => "method", "bmssl, metassl, maml, protonet, umtra, scratch, onelevel";
     Method => "method", "bmssl, metassl";
     Target => "target", "paper, query-step";
     Backbone => "backbone", "conv4, conv5";
@@ -505,10 +546,10 @@ mod tests {
 
     #[test]
     fn every_method_has_valid_defaults_and_maml_adapts_with_cross_entropy_only() {
-        for m in ["bmssl", "metassl", "maml", "protonet", "umtra", "scratch"] {
-            let c = TrainConfig::for_method(m.parse().unwrap());
+        for &m in TrainMethod::ALL {
+            let c = TrainConfig::for_method(m.as_str().parse().unwrap());
             c.validate().unwrap();
-            assert_eq!(c.method.as_str(), m);
+            assert_eq!(c.method, m);
         }
         let maml = TrainConfig {
             contrastive_weight: 1.0,

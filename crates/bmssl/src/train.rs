@@ -106,18 +106,19 @@ fn tasks_for_step(
 ) -> Result<Vec<TaskTensors<f32>>> {
     let shape = cfg.task_shape();
     match (cfg.method, data) {
-        (TrainMethod::Bmssl | TrainMethod::Metassl, TrainingData::Unlabelled(pool)) => {
-            Ok(build_meta_batch(pool, &shape, aug, cfg.seed, step - 1)?
-                .tasks
-                .into_iter()
-                .map(|t| TaskTensors {
-                    support_x: t.support.data,
-                    support_y: t.support_labels,
-                    query_x: t.query.data,
-                    query_y: t.query_labels,
-                })
-                .collect())
-        }
+        (
+            TrainMethod::Bmssl | TrainMethod::Metassl | TrainMethod::Onelevel,
+            TrainingData::Unlabelled(pool),
+        ) => Ok(build_meta_batch(pool, &shape, aug, cfg.seed, step - 1)?
+            .tasks
+            .into_iter()
+            .map(|t| TaskTensors {
+                support_x: t.support.data,
+                support_y: t.support_labels,
+                query_x: t.query.data,
+                query_y: t.query_labels,
+            })
+            .collect()),
         (TrainMethod::Umtra, TrainingData::Unlabelled(pool)) => {
             crate::baselines::umtra::tasks(pool, &shape, aug, cfg.seed, step)
         }
@@ -425,6 +426,12 @@ pub fn train(
             TrainMethod::Protonet => {
                 crate::baselines::protonet::meta_batch_gradient(&learner, &theta, &tasks)
             }
+            TrainMethod::Onelevel => crate::baselines::onelevel::meta_batch_gradient(
+                &learner,
+                &theta,
+                &tasks,
+                spec.inner_loss,
+            ),
             _ => meta_gradient(&learner, &theta, &tasks, &spec),
         };
         let mut outer_loss = mean(&stats, |s| s.outer_loss);
