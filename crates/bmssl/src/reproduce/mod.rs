@@ -161,8 +161,11 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 /// Whether a stored result is the finished work of `part` under `plan`.
+/// Configurations are compared parsed, so a configuration key added to the toolkit later (read
+/// with its default) does not make finished parts look unfinished.
 fn is_done(result: &PartResult, part: &Part, plan: &Plan) -> bool {
-    result.config_toml == part.config.to_toml()
+    crate::config::TrainConfig::from_toml(&result.config_toml, &result.id)
+        .is_ok_and(|c| c == part.config)
         && result.budget == plan.budget.name
         && part.settings.iter().all(|s| {
             result
