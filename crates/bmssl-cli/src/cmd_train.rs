@@ -21,7 +21,8 @@ use std::time::Instant;
 #[derive(clap::Args, Default, Debug)]
 pub struct ConfigFlags {
     /// bmssl (eq. 3), metassl (eq. 2), or a baseline: maml, protonet, umtra, scratch, simclr,
-    /// moco, swav, barlowtwins, psco.
+    /// moco, swav, barlowtwins, psco, onelevel
+    /// (Table 6's one-level structure).
     #[arg(long)]
     method: Option<TrainMethod>,
     /// Bootstrap target: paper or query-step.

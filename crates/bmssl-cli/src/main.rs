@@ -21,6 +21,7 @@ mod cmd_check;
 mod cmd_data;
 mod cmd_eval;
 mod cmd_plot;
+mod cmd_reproduce;
 mod cmd_train;
 mod plots;
 
@@ -50,6 +51,8 @@ enum Command {
     Train(Box<cmd_train::TrainArgs>),
     /// (Re)draw a run's PNG plots from its metrics.jsonl.
     Plot(cmd_plot::PlotArgs),
+    /// The paper's Tables 3, 5, 6, 7 under one budget, resumably; writes OUT/report.md.
+    Reproduce(Box<cmd_reproduce::ReproduceArgs>),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -61,6 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Adapt(args) => cmd_adapt::run(args),
         Command::Plot(args) => cmd_plot::run(args),
         Command::Train(args) => cmd_train::run(*args),
+        Command::Reproduce(args) => cmd_reproduce::run(*args),
     }
 }
 

@@ -26,7 +26,7 @@ pub enum TrainMethod {
     Protonet,
     /// Unsupervised: MAML on tasks of (image, augmented copy).
     Umtra,
-    /// No meta-training: the random initialisation, adapted on each test episode.
+    /// No meta-training: the random initialisation, adapted on each test episode (Table 6's M1).
     Scratch,
     /// SimCLR (Chen et al. 2020): NT-Xent between two views of each image of a batch.
     Simclr,
@@ -38,11 +38,15 @@ pub enum TrainMethod {
     Barlowtwins,
     /// PsCo (Jang et al. 2023): MoCo plus a pseudo-labelled few-shot task drawn from the queue.
     Psco,
+    /// One-level optimisation (Table 6's M2): theta minimises the inner loss on all views of
+    /// BMSSL's pseudo-labelled tasks directly, with no inner loop ([`crate::baselines::onelevel`]).
+    Onelevel,
 }
 
 impl TrainMethod {
-    /// Every method, in the order of the paper's Table 3.
-    pub const ALL: [TrainMethod; 11] = [
+    /// Every method, in the order of the paper's Table 3 (the ablation-only ones last). Code that
+    /// must cover every method (the reproduction plan) iterates over this list.
+    pub const ALL: &'static [TrainMethod] = &[
         TrainMethod::Bmssl,
         TrainMethod::Metassl,
         TrainMethod::Maml,
@@ -54,6 +58,7 @@ impl TrainMethod {
         TrainMethod::Swav,
         TrainMethod::Barlowtwins,
         TrainMethod::Psco,
+        TrainMethod::Onelevel,
     ];
 
     /// The self-supervised baselines of [`crate::ssl`] (one batch of two views per step, no inner loop).
@@ -71,6 +76,34 @@ impl TrainMethod {
     /// Whether the method keeps a momentum encoder and a queue of keys.
     pub fn uses_queue(self) -> bool {
         matches!(self, TrainMethod::Moco | TrainMethod::Psco)
+    }
+
+    /// Whether the method is a row of the paper's Table 3 (every method but the ablation-only
+    /// structure M2 of Table 6).
+    pub fn in_comparison(self) -> bool {
+        !matches!(self, TrainMethod::Onelevel)
+    }
+
+    /// How the method is evaluated on a few-shot episode: `adapt` (inner-loop fine-tuning from a
+    /// fresh classifier) for every method that meta-learns an initialisation to adapt, `proto`
+    /// (nearest prototype on frozen features) for a method with no classifier to adapt.
+    pub fn eval_mode(self) -> crate::eval::Mode {
+        match self {
+            // The self-supervised baselines train no classifier either: PsCo evaluates them by
+            // prototypes, and so do we.
+            TrainMethod::Protonet
+            | TrainMethod::Simclr
+            | TrainMethod::Moco
+            | TrainMethod::Swav
+            | TrainMethod::Barlowtwins
+            | TrainMethod::Psco => crate::eval::Mode::Proto,
+            TrainMethod::Bmssl
+            | TrainMethod::Metassl
+            | TrainMethod::Maml
+            | TrainMethod::Umtra
+            | TrainMethod::Scratch
+            | TrainMethod::Onelevel => crate::eval::Mode::Adapt,
+        }
     }
 
     /// Whether the method reads class labels (only the supervised baselines do).
@@ -99,6 +132,7 @@ impl TrainMethod {
             TrainMethod::Swav => "swav",
             TrainMethod::Barlowtwins => "barlowtwins",
             TrainMethod::Psco => "psco",
+            TrainMethod::Onelevel => "onelevel",
         }
     }
 }
@@ -107,7 +141,8 @@ impl TrainMethod {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// `bmssl` (eq. 3), `metassl` (eq. 2), or a baseline: `maml`, `protonet`, `umtra`, `scratch`.
+    /// `bmssl` (eq. 3), `metassl` (eq. 2), or a baseline: `maml`, `protonet`, `umtra`, `scratch`,
+    /// `onelevel` (Table 6's M2).
     pub method: TrainMethod,
     /// Bootstrap target: `paper` (delta steps on the support views) or `query-step`.
     pub target: Target,
@@ -280,7 +315,10 @@ impl TrainConfig {
             ..TrainConfig::default()
         };
         match method {
-            TrainMethod::Bmssl | TrainMethod::Metassl | TrainMethod::Scratch => d,
+            TrainMethod::Bmssl
+            | TrainMethod::Metassl
+            | TrainMethod::Scratch
+            | TrainMethod::Onelevel => d,
             TrainMethod::Maml => TrainConfig {
                 images_per_batch: 5 * 32,
                 tasks_per_batch: 32,
@@ -653,7 +691,7 @@ macro_rules! from_str_by_name {
 }
 
 from_str_by_name! {
-    TrainMethod => "method", "bmssl, metassl, maml, protonet, umtra, scratch, simclr, moco, swav, barlowtwins, psco";
+    TrainMethod => "method", "bmssl, metassl, maml, protonet, umtra, scratch, simclr, moco, swav, barlowtwins, psco, onelevel";
     ContrastiveLoss => "inner_loss", "supcon, simclr, moco, swav, barlowtwins";
     LrSchedule => "lr_schedule", "constant, cosine";
     Method => "method", "bmssl, metassl";
@@ -730,10 +768,10 @@ mod tests {
 
     #[test]
     fn every_method_has_valid_defaults_and_maml_adapts_with_cross_entropy_only() {
-        for m in TrainMethod::ALL.map(TrainMethod::as_str) {
-            let c = TrainConfig::for_method(m.parse().unwrap());
+        for &m in TrainMethod::ALL {
+            let c = TrainConfig::for_method(m.as_str().parse().unwrap());
             c.validate().unwrap();
-            assert_eq!(c.method.as_str(), m);
+            assert_eq!(c.method, m);
         }
         let maml = TrainConfig {
             contrastive_weight: 1.0,

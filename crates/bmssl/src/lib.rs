@@ -45,6 +45,7 @@ pub mod npz;
 pub mod objective;
 pub mod optim;
 pub mod predict;
+pub mod reproduce;
 pub mod rng;
 pub mod ssl;
 pub mod tasks;

@@ -116,7 +116,8 @@ fn tasks_for_step(
             | TrainMethod::Moco
             | TrainMethod::Swav
             | TrainMethod::Barlowtwins
-            | TrainMethod::Psco,
+            | TrainMethod::Psco
+            | TrainMethod::Onelevel,
             TrainingData::Unlabelled(pool),
         ) => Ok(build_meta_batch(pool, &shape, aug, cfg.seed, step - 1)?
             .tasks
@@ -473,6 +474,12 @@ pub fn train(
                 };
                 (r.grad, vec![stats])
             }
+            TrainMethod::Onelevel => crate::baselines::onelevel::meta_batch_gradient(
+                &learner,
+                &theta,
+                &tasks,
+                spec.inner_loss,
+            ),
             _ => meta_gradient(&learner, &theta, &tasks, &spec),
         };
         let mut outer_loss = mean(&stats, |s| s.outer_loss);

@@ -5,12 +5,14 @@
 //! | MAML (Finn et al. 2017) | yes | N-way episodes of the training classes | CE of w_L on the queries, second order (or `--first-order`) |
 //! | ProtoNet (Snell et al. 2017) | yes | N-way episodes | CE over negative squared Euclidean distances to class prototypes ([`protonet`]) |
 //! | UMTRA (Khodadadeh et al. 2019) | no | N random unlabelled images; support = the image itself, query = an augmented copy ([`umtra`]) | MAML's |
-//! | scratch | no | none | no meta-training: a random initialisation adapted on each test episode |
+//! | scratch | no | none | no meta-training: a random initialisation adapted on each test episode (Table 6's M1) |
+//! | onelevel | no | BMSSL's pseudo-labelled tasks | the inner loss of theta itself on all views, no inner loop (Table 6's M2, [`onelevel`]) |
 //!
 //! MAML and UMTRA reuse the exact meta-gradient of [`crate::meta::outer`] with the cross-entropy
 //! inner loss (the contrastive weight is forced to 0), so their second-order gradients carry the
 //! same finite-difference and PyTorch checks as MetaSSL's.
 
+pub mod onelevel;
 pub mod protonet;
 pub mod umtra;
 

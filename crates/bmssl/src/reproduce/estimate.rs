@@ -1,0 +1,128 @@
+//! How long a plan takes on the reference machine (the project's 2-core AVX2 EPYC at 2.45 GHz,
+//! both cores for one process): a cost model in *image passes* (a forward + backward pass of one
+//! 28x28 image through Conv4), calibrated on measured speeds.
+//!
+//! | work | image passes |
+//! |---|---|
+//! | inner step on S support views | S (plus 3 S for its Hessian-vector product in a second-order meta-gradient) |
+//! | BMSSL target: delta steps on S, then the prediction on Q query views | delta S + Q / 2 (+ Q for the query-step target) |
+//! | outer gradient at w_L on Q query views | Q |
+//! | ProtoNet / one-level (M2) task | S + Q (one pass, no inner loop) |
+//! | adapt-mode test episode (w ways, k shots, q queries) | L w k + w q / 2 |
+//! | proto-mode test episode | (w k + w q) / 2 |
+//!
+//! Calibration: BMSSL at its defaults (4 tasks of 5 support and 15 query views, L = delta = 5) is
+//! 590 passes per meta-step and runs at 1.42 meta-steps/s on the reference machine (README), so one
+//! pass costs about 1.2 ms. The same constant predicts the measured 2000-episode evaluations of
+//! `docs/results/omniglot-comparison-2026-11-25` (5w1s adapt: 150 s predicted, ~130 s measured; 5w1s
+//! proto: 96 s predicted, ~80 s measured) and MetaSSL's speed relative to BMSSL (1.28x predicted,
+//! 1.25x measured). Costs scale with the image area; another machine scales everything by one factor.
+
+use super::plan::{Part, Plan};
+use crate::config::{TrainConfig, TrainMethod};
+use crate::eval::{Mode, Setting};
+use crate::meta::Target;
+
+/// Seconds per image pass on the reference machine.
+pub const SECONDS_PER_IMAGE_PASS: f64 = 1.2e-3;
+
+/// Image passes of one meta-step of `cfg`.
+pub fn meta_step_passes(cfg: &TrainConfig) -> f64 {
+    let ways = cfg.ways() as f64;
+    let s = ways * cfg.support_views as f64;
+    let q = ways * cfg.query_views as f64;
+    let l = cfg.inner_steps as f64;
+    let hvp = if cfg.first_order { 0.0 } else { 3.0 };
+    let inner = l * s * (1.0 + hvp);
+    let per_task = match cfg.method {
+        TrainMethod::Bmssl => {
+            let extra = if cfg.target == Target::QueryStep {
+                q
+            } else {
+                0.0
+            };
+            inner + cfg.bootstrap_steps as f64 * s + q / 2.0 + extra + q
+        }
+        TrainMethod::Metassl | TrainMethod::Maml | TrainMethod::Umtra => inner + q,
+        TrainMethod::Scratch => 0.0,
+        // ProtoNet, one-level (M2), and any method added later that takes one pass over its views.
+        _ => s + q,
+    };
+    per_task * cfg.tasks_per_batch as f64 * area(cfg)
+}
+
+fn area(cfg: &TrainConfig) -> f64 {
+    (cfg.image_size * cfg.image_size) as f64 / (28.0 * 28.0)
+}
+
+/// Image passes of one test episode.
+pub fn episode_passes(mode: Mode, setting: Setting, queries: usize, inner_steps: usize) -> f64 {
+    let support = (setting.ways * setting.shots) as f64;
+    let query = (setting.ways * queries) as f64;
+    match mode {
+        Mode::Adapt => inner_steps as f64 * support + query / 2.0,
+        Mode::Proto => (support + query) / 2.0,
+    }
+}
+
+/// Predicted seconds of one part on the reference machine: training, validation and test.
+pub fn part_seconds(plan: &Plan, part: &Part) -> f64 {
+    let cfg = &part.config;
+    let b = &plan.budget;
+    let steps = if cfg.method == TrainMethod::Scratch {
+        0
+    } else {
+        cfg.meta_steps
+    };
+    let train = steps as f64 * meta_step_passes(cfg);
+    let validations = if steps == 0 || cfg.validation_episodes < 2 {
+        0
+    } else {
+        // Every `validate_every` meta-steps and at the end (only at the end when 0).
+        match cfg.validate_every {
+            0 => 1,
+            every => steps.div_ceil(every),
+        }
+    };
+    let five_one = Setting { ways: 5, shots: 1 };
+    let validate = validations as f64
+        * cfg.validation_episodes as f64
+        * episode_passes(cfg.validation_mode, five_one, b.queries, cfg.inner_steps);
+    let test: f64 = part
+        .settings
+        .iter()
+        .map(|&s| {
+            b.eval_episodes as f64 * episode_passes(part.eval_mode, s, b.queries, cfg.inner_steps)
+        })
+        .sum();
+    (train + validate + test * area(cfg)) * SECONDS_PER_IMAGE_PASS
+}
+
+/// Predicted seconds of every part, and their sum.
+pub fn plan_seconds(plan: &Plan) -> (Vec<(String, f64)>, f64) {
+    let per: Vec<(String, f64)> = plan
+        .parts
+        .iter()
+        .map(|p| (p.id.clone(), part_seconds(plan, p)))
+        .collect();
+    let total = per.iter().map(|(_, s)| s).sum();
+    (per, total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reproduce::plan::{Budget, PlanOptions};
+
+    #[test]
+    fn the_model_matches_its_calibration_and_the_small_budget_fits_in_two_and_a_half_hours() {
+        let bmssl = TrainConfig::default();
+        let per_step = meta_step_passes(&bmssl) * SECONDS_PER_IMAGE_PASS;
+        assert!((per_step - 1.0 / 1.42).abs() < 0.02, "{per_step}");
+        let plan = Plan::new(Budget::small(), PlanOptions::default()).unwrap();
+        let (_, total) = plan_seconds(&plan);
+        assert!(total < 2.5 * 3600.0 * 0.8, "small: {total} s predicted");
+        let full = Plan::new(Budget::full(), PlanOptions::default()).unwrap();
+        assert!(plan_seconds(&full).1 > total);
+    }
+}

@@ -1,0 +1,385 @@
+//! `bmssl reproduce`: the paper's claims, re-measured in one resumable command.
+//!
+//! A [`Plan`] lists named parts (a training run and its test evaluations) for Table 3 (every
+//! method), Table 5 (augmentation levels), Table 6 (structures M1-M3) and Table 7 (delta), under a
+//! [`Budget`]. [`run`] executes them in an output directory:
+//!
+//! ```text
+//! OUT/plan.json                    the plan (budget, options, parts, tables)
+//! OUT/parts/<id>/                  the part's run directory (config.toml, metrics.jsonl, checkpoints/)
+//! OUT/parts/<id>/eval-5w1s.json    one finished test evaluation (per-episode accuracies included)
+//! OUT/parts/<id>/result.json       the part is finished: its numbers ([`PartResult`])
+//! OUT/report.md, claims.json, results.json   written by [`report::write`] from the JSON above only
+//! ```
+//!
+//! A re-run skips every part whose `result.json` matches its configuration and budget, resumes a
+//! killed training run from its newest checkpoint ([`crate::train`]) and keeps finished
+//! evaluations. See `docs/reproduce.md`.
+
+pub mod estimate;
+pub mod paper;
+pub mod plan;
+pub mod report;
+
+pub use plan::{Budget, Part, Plan, PlanOptions, Row, TableSpec};
+
+use crate::checkpoint;
+use crate::data::{Dataset, UnlabelledPool};
+use crate::eval::{self, EvalOptions, Mode, Model, Setting};
+use crate::model::Learner;
+use crate::train::{self, Faults, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A mean with the half-width of its 95% interval (`1.96 s / sqrt(n)`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Interval {
+    pub mean: f64,
+    pub ci95: f64,
+    pub n: u64,
+}
+
+impl Interval {
+    /// Mean and 95% half-width of `values` (None for fewer than 2).
+    pub fn of(values: &[f64]) -> Option<Self> {
+        let s = eval::summarize(values).ok()?;
+        Some(Interval {
+            mean: s.mean,
+            ci95: s.ci95,
+            n: s.episodes,
+        })
+    }
+}
+
+/// One finished test evaluation of a part.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    pub setting: Setting,
+    pub mode: Mode,
+    pub episodes: u64,
+    pub queries: usize,
+    pub episode_seed: u64,
+    /// Mean accuracy (fraction) and 95% half-width over the episodes.
+    pub mean: f64,
+    pub ci95: f64,
+    pub std: f64,
+    pub seconds: f64,
+    /// Accuracy of each episode, in episode order (paired comparisons between parts).
+    pub accuracies: Vec<f64>,
+}
+
+/// What a finished part measured: written to `OUT/parts/<id>/result.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartResult {
+    pub id: String,
+    pub method: String,
+    /// Budget name it ran under.
+    pub budget: String,
+    /// The run's configuration, as its `config.toml`.
+    pub config_toml: String,
+    /// Meta-steps trained (0 for scratch).
+    pub meta_steps: u64,
+    /// Training wall time (seconds, summed over resumed sessions).
+    pub train_seconds: f64,
+    /// Meta-steps per second over the run's steps (None when nothing was trained).
+    pub speed: Option<Interval>,
+    /// Validation curve (5-way 1-shot, proto mode, validation split).
+    pub validation: Vec<ValidationRecord>,
+    /// Outer loss against meta-step, averaged over windows (at most 200 points).
+    pub loss_curve: Vec<[f64; 2]>,
+    pub evals: Vec<EvalRecord>,
+}
+
+impl PartResult {
+    /// The evaluation of `setting`, if made.
+    pub fn eval(&self, setting: Setting) -> Option<&EvalRecord> {
+        self.evals.iter().find(|e| e.setting == setting)
+    }
+}
+
+/// The three splits of the dataset: meta-training pool (labels used only by the supervised
+/// baselines), validation (learning curves) and test (the tables).
+#[derive(Clone)]
+pub struct Splits {
+    pub train: Arc<dyn Dataset>,
+    pub val: Arc<dyn Dataset>,
+    pub test: Arc<dyn Dataset>,
+}
+
+/// What [`run`] reports as it goes (the CLI's progress display). Training progress arrives through
+/// the [`Observer`] methods.
+pub trait Progress: Observer + Sync {
+    /// Part `index` of `total` is starting (`skipped`: its result is already there).
+    fn part(&mut self, _index: usize, _total: usize, _part: &Part, _skipped: bool) {}
+    /// A test evaluation is starting.
+    fn eval(&mut self, _part: &Part, _setting: Setting, _episodes: u64) {}
+    /// One test episode finished (called from worker threads).
+    fn episode(&self) {}
+    /// The part finished with this result.
+    fn finished(&mut self, _part: &Part, _result: &PartResult) {}
+}
+
+/// A progress display that shows nothing.
+pub struct Quiet;
+impl Observer for Quiet {}
+impl Progress for Quiet {}
+
+/// Which parts ran and which were skipped as already finished.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunSummary {
+    pub ran: Vec<String>,
+    pub skipped: Vec<String>,
+}
+
+/// `OUT/plan.json`.
+pub fn plan_path(out: &Path) -> PathBuf {
+    out.join("plan.json")
+}
+
+/// `OUT/parts/<id>`.
+pub fn part_dir(out: &Path, id: &str) -> PathBuf {
+    out.join("parts").join(id)
+}
+
+/// `OUT/parts/<id>/result.json`.
+pub fn result_path(out: &Path, id: &str) -> PathBuf {
+    part_dir(out, id).join("result.json")
+}
+
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::corrupt(path, e.to_string()))
+}
+
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| Error::corrupt(path, e.to_string()))?;
+    checkpoint::write_atomic(path, text.as_bytes())
+}
+
+/// Whether a stored result is the finished work of `part` under `plan`.
+/// Configurations are compared parsed, so a configuration key added to the toolkit later (read
+/// with its default) does not make finished parts look unfinished.
+fn is_done(result: &PartResult, part: &Part, plan: &Plan) -> bool {
+    crate::config::TrainConfig::from_toml(&result.config_toml, &result.id)
+        .is_ok_and(|c| c == part.config)
+        && result.budget == plan.budget.name
+        && part.settings.iter().all(|s| {
+            result
+                .eval(*s)
+                .is_some_and(|e| eval_matches(e, part, plan, *s))
+        })
+}
+
+fn eval_matches(e: &EvalRecord, part: &Part, plan: &Plan, s: Setting) -> bool {
+    e.setting == s
+        && e.mode == part.eval_mode
+        && e.episodes == plan.budget.eval_episodes
+        && e.queries == plan.budget.queries
+        && e.episode_seed == plan.options.episode_seed
+}
+
+/// Writes `OUT/plan.json`, refusing a directory made under another budget or options (its
+/// finished parts would not be comparable).
+fn check_and_write_plan(out: &Path, plan: &Plan) -> Result<()> {
+    std::fs::create_dir_all(out.join("parts")).map_err(|e| Error::io(out, e))?;
+    let path = plan_path(out);
+    if path.exists() {
+        let old: Plan = read_json(&path)?;
+        if old.budget != plan.budget || old.options != plan.options {
+            return Err(Error::config(
+                "budget",
+                format!(
+                    "{} holds a reproduction with budget `{}` and options {:?}; this one asks for budget `{}` and {:?}: use another --out",
+                    out.display(),
+                    old.budget.name,
+                    old.options,
+                    plan.budget.name,
+                    plan.options
+                ),
+            ));
+        }
+    }
+    write_json(&path, plan)
+}
+
+/// Runs every unfinished part of `plan` in `out` (see the module documentation).
+pub fn run(
+    out: &Path,
+    plan: &Plan,
+    splits: &Splits,
+    progress: &mut dyn Progress,
+) -> Result<RunSummary> {
+    check_and_write_plan(out, plan)?;
+    let mut summary = RunSummary::default();
+    let total = plan.parts.len();
+    for (i, part) in plan.parts.iter().enumerate() {
+        let done = read_json::<PartResult>(&result_path(out, &part.id))
+            .ok()
+            .filter(|r| is_done(r, part, plan));
+        progress.part(i, total, part, done.is_some());
+        if done.is_some() {
+            summary.skipped.push(part.id.clone());
+            continue;
+        }
+        let result = run_part(out, plan, part, splits, progress)?;
+        write_json(&result_path(out, &part.id), &result)?;
+        progress.finished(part, &result);
+        summary.ran.push(part.id.clone());
+    }
+    Ok(summary)
+}
+
+/// Trains (or resumes) one part, evaluates it on the test split, and collects its numbers.
+fn run_part(
+    out: &Path,
+    plan: &Plan,
+    part: &Part,
+    splits: &Splits,
+    progress: &mut dyn Progress,
+) -> Result<PartResult> {
+    let cfg = &part.config;
+    let dir = part_dir(out, &part.id);
+    let run_dir = RunDir::create(&dir)?;
+    let data = if cfg.method.uses_labels() {
+        TrainingData::Labelled(splits.train.clone())
+    } else {
+        TrainingData::Unlabelled(UnlabelledPool::new(splits.train.clone()))
+    };
+    let val = splits.val.clone();
+    let mut validator = |learner: &Learner, params: &[f32]| -> Result<(f64, f64)> {
+        let model = Model {
+            arch: learner.spec.clone(),
+            params: params.to_vec(),
+            inner_lr: cfg.inner_lr,
+            inner_steps: cfg.inner_steps,
+            inner_loss: cfg.meta_spec().inner_loss,
+        };
+        let opts = EvalOptions {
+            episodes: cfg.validation_episodes.max(2) as u64,
+            queries: plan.budget.queries,
+            seed: crate::rng::STREAM_VALIDATION,
+            ..EvalOptions::new(cfg.validation_mode, &model)
+        };
+        let r = eval::evaluate(
+            &model,
+            val.as_ref(),
+            Setting { ways: 5, shots: 1 },
+            &opts,
+            &|| {},
+        )?;
+        Ok((r.summary.mean, r.summary.ci95))
+    };
+    let outcome = train::train(
+        &run_dir,
+        cfg,
+        &data,
+        (cfg.validation_episodes >= 2).then_some(&mut validator as &mut train::Validator<'_>),
+        progress,
+        &Faults::default(),
+    )?;
+    let model = Model::from_checkpoint(&checkpoint::load(&outcome.final_checkpoint)?)?;
+    let mut evals = Vec::new();
+    for &s in &part.settings {
+        let cache = dir.join(format!("eval-{s}.json"));
+        if let Ok(e) = read_json::<EvalRecord>(&cache) {
+            if eval_matches(&e, part, plan, s) {
+                evals.push(e);
+                continue;
+            }
+        }
+        progress.eval(part, s, plan.budget.eval_episodes);
+        let opts = EvalOptions {
+            episodes: plan.budget.eval_episodes,
+            queries: plan.budget.queries,
+            seed: plan.options.episode_seed,
+            ..EvalOptions::new(part.eval_mode, &model)
+        };
+        let t0 = Instant::now();
+        let tick = &*progress;
+        let r = eval::evaluate(&model, splits.test.as_ref(), s, &opts, &|| tick.episode())?;
+        let e = EvalRecord {
+            setting: s,
+            mode: part.eval_mode,
+            episodes: opts.episodes,
+            queries: opts.queries,
+            episode_seed: opts.seed,
+            mean: r.summary.mean,
+            ci95: r.summary.ci95,
+            std: r.summary.std,
+            seconds: t0.elapsed().as_secs_f64(),
+            accuracies: r.accuracies,
+        };
+        write_json(&cache, &e)?;
+        evals.push(e);
+    }
+    let (steps, validation) = read_metrics(&run_dir.metrics_path())?;
+    let trained = steps.last().map_or(0, |s| s.step);
+    let speeds: Vec<f64> = steps
+        .iter()
+        .filter(|s| !s.skipped)
+        .map(|s| s.meta_steps_per_s)
+        .collect();
+    Ok(PartResult {
+        id: part.id.clone(),
+        method: cfg.method.as_str().to_string(),
+        budget: plan.budget.name.clone(),
+        config_toml: cfg.to_toml(),
+        meta_steps: trained,
+        train_seconds: steps.iter().map(|s| s.wall_s).fold(0.0, f64::max),
+        speed: Interval::of(&speeds),
+        validation,
+        loss_curve: downsample(&steps, 200),
+        evals,
+    })
+}
+
+/// The step and validation records of a run's `metrics.jsonl` (none for a run that trained nothing).
+fn read_metrics(path: &Path) -> Result<(Vec<StepRecord>, Vec<ValidationRecord>)> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let (mut steps, mut vals) = (Vec::new(), Vec::new());
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if line.contains("\"val_accuracy\"") {
+            vals.push(serde_json::from_str(line).map_err(|e| Error::corrupt(path, e.to_string()))?);
+        } else {
+            // NaN losses are written as null by serde_json: read them leniently.
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| Error::corrupt(path, e.to_string()))?;
+            let f = |k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(f64::NAN);
+            steps.push(StepRecord {
+                step: v.get("step").and_then(|x| x.as_u64()).unwrap_or(0),
+                outer_loss: f("outer_loss"),
+                inner_loss_before: f("inner_loss_before"),
+                inner_loss_after: f("inner_loss_after"),
+                kl: f("kl"),
+                meta_steps_per_s: f("meta_steps_per_s"),
+                wall_s: f("wall_s"),
+                skipped: v.get("skipped").and_then(|x| x.as_bool()).unwrap_or(false),
+            });
+        }
+    }
+    Ok((steps, vals))
+}
+
+/// The outer loss averaged over consecutive windows, at most `points` of them: `[last step, mean]`.
+fn downsample(steps: &[StepRecord], points: usize) -> Vec<[f64; 2]> {
+    let finite: Vec<&StepRecord> = steps.iter().filter(|s| s.outer_loss.is_finite()).collect();
+    let window = finite.len().div_ceil(points.max(1)).max(1);
+    finite
+        .chunks(window)
+        .map(|c| {
+            let mean = c.iter().map(|s| s.outer_loss).sum::<f64>() / c.len() as f64;
+            [c[c.len() - 1].step as f64, mean]
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
