@@ -146,7 +146,11 @@ pub fn col2im_range<S: Scalar>(
 }
 
 /// Forward: `y [C_out, N*H*W] = W [C_out, C_in*k*k] . im2col(x) + b`, chunk by chunk.
+/// Types with a faster kernel for the shape ([`Scalar::conv_forward_fast`]) take it instead.
 pub fn forward<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> Vec<S> {
+    if let Some(y) = S::conv_forward_fast(x, weight, bias, s) {
+        return y;
+    }
     forward_chunked(x, weight, bias, s, CHUNK_ELEMS)
 }
 
@@ -196,6 +200,9 @@ pub fn backward<S: Scalar>(
     s: &ConvShape,
     need_input: bool,
 ) -> ConvGrads<S> {
+    if let Some(g) = S::conv_backward_fast(dy, x, weight, s, need_input) {
+        return g;
+    }
     backward_chunked(dy, x, weight, s, need_input, CHUNK_ELEMS)
 }
 

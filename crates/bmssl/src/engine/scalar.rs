@@ -12,6 +12,7 @@
 //! differentiation (Pearlmutter 1994). The second-order path is therefore the *same code* as the
 //! first-order one, checked by the same tests, with no graph and no tape.
 
+use super::conv::{ConvGrads, ConvShape};
 use std::fmt::Debug;
 use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
@@ -103,6 +104,26 @@ pub trait Scalar:
         lhs: MatRef<'_, Self>,
         rhs: MatRef<'_, Self>,
     );
+    /// The convolution forward pass through a faster kernel than im2col + GEMM, where this type
+    /// has one for the shape (`f32`: see `conv_fast`); `None` keeps the generic path.
+    fn conv_forward_fast(
+        _x: &[Self],
+        _weight: &[Self],
+        _bias: &[Self],
+        _s: &ConvShape,
+    ) -> Option<Vec<Self>> {
+        None
+    }
+    /// The convolution backward pass through a faster kernel, as [`Scalar::conv_forward_fast`].
+    fn conv_backward_fast(
+        _dy: &[Self],
+        _x: &[Self],
+        _weight: &[Self],
+        _s: &ConvShape,
+        _need_input: bool,
+    ) -> Option<ConvGrads<Self>> {
+        None
+    }
 }
 
 fn check_matmul<S>(dst: &[S], dst_rs: usize, lhs: &MatRef<'_, S>, rhs: &MatRef<'_, S>) {
@@ -118,7 +139,7 @@ fn check_matmul<S>(dst: &[S], dst_rs: usize, lhs: &MatRef<'_, S>, rhs: &MatRef<'
 }
 
 macro_rules! real_scalar {
-    ($t:ty) => {
+    ($t:ty, $fast_conv:expr) => {
         impl Scalar for $t {
             #[inline(always)]
             fn from_f64(x: f64) -> Self {
@@ -151,12 +172,39 @@ macro_rules! real_scalar {
                 let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
                 <$t as Real>::matmul_strided(dst, m, n, dst_rs, 1, accumulate, lhs, rhs, k);
             }
+            fn conv_forward_fast(
+                x: &[Self],
+                weight: &[Self],
+                bias: &[Self],
+                s: &ConvShape,
+            ) -> Option<Vec<Self>> {
+                if $fast_conv {
+                    super::conv_fast::forward(x, weight, bias, s)
+                } else {
+                    None
+                }
+            }
+            fn conv_backward_fast(
+                dy: &[Self],
+                x: &[Self],
+                weight: &[Self],
+                s: &ConvShape,
+                need_input: bool,
+            ) -> Option<ConvGrads<Self>> {
+                if $fast_conv {
+                    super::conv_fast::backward(dy, x, weight, s, need_input)
+                } else {
+                    None
+                }
+            }
         }
     };
 }
 
-real_scalar!(f32);
-real_scalar!(f64);
+// f32 (training, evaluation) takes the fast convolution kernels; f64 (the checks) keeps im2col +
+// GEMM, the reference the fast kernels are tested against.
+real_scalar!(f32, true);
+real_scalar!(f64, false);
 
 /// A real number type that can be the value part of a [`Dual`].
 pub trait Real: Scalar + PartialOrd {

@@ -1,0 +1,946 @@
+//! Fast kernels for the 3x3 "same" convolution on real numbers (`f32` uses them; `f64` and
+//! `Dual` keep the im2col + GEMM path of `conv.rs`, the reference these kernels are tested
+//! against).
+//!
+//! - Few input channels (the first layer, `C_in <= 4`): a direct convolution over a zero-padded
+//!   copy of the input, vectorised along image rows. im2col + GEMM with an inner dimension of
+//!   `9 C_in` spends its time packing, not multiplying.
+//! - Otherwise: Winograd F(2x2, 3x3) (Lavin & Gray 2016). Each 2x2 output tile is
+//!   `A^T [(G g G^T) . (B^T d B)] A` of its 4x4 input tile `d`: 16 products per tile and channel
+//!   pair instead of 36, computed as 16 GEMMs `M_xi [C_out, T] = U_xi [C_out, C_in] V_xi [C_in, T]`
+//!   over the tiles `T` of a few images at a time. The backward pass is the exact adjoint of the
+//!   same three linear maps: `dM = A dY A^T`, `dU_xi = dM_xi V_xi^T`, `dg = G^T dU G`,
+//!   `dV_xi = U_xi^T dM_xi`, `dd = B dV B^T` scattered back onto the (overlapping) input tiles.
+//!   Odd sizes work: tiles hang over the bottom/right edge, reading zeros and writing nothing.
+//!
+//! Both are single-threaded and sum in a fixed order, so results are bit-reproducible.
+
+use super::conv::{ConvGrads, ConvShape};
+use super::reduce::sum;
+use super::scalar::{MatRef, Real};
+use std::ops::Range;
+
+/// Input channels up to which the direct kernel is used instead of Winograd.
+const DIRECT_MAX_C_IN: usize = 4;
+
+/// Transformed-input elements (`16 * C_in * tiles`) per chunk of images (1 MiB of f32): the
+/// transformed input and output of a chunk stay in cache.
+const CHUNK_ELEMS: usize = 1 << 18;
+
+/// Forward through a fast kernel, or `None` where none applies (not 3x3, or empty).
+pub fn forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Option<Vec<F>> {
+    if s.k != 3 || s.positions() == 0 || s.c_in == 0 || s.c_out == 0 {
+        return None;
+    }
+    check(s, x, weight);
+    assert_eq!(bias.len(), s.c_out, "conv: bias has the wrong length");
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+        return Some(unsafe { forward_avx2(x, weight, bias, s) });
+    }
+    Some(forward_impl(x, weight, bias, s))
+}
+
+/// Whether the CPU runs the AVX2 build of the kernels (detected once, cached by `std`).
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+// The kernels are written as plain loops over slices; the same code compiled with AVX2 enabled
+// (the crate's baseline is SSE2) runs their vectorised loops twice as wide. Everything below the
+// two `*_impl` functions is `#[inline(always)]` so that it is compiled inside each copy.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn forward_avx2<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Vec<F> {
+    forward_impl(x, weight, bias, s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn backward_avx2<F: Real>(
+    dy: &[F],
+    x: &[F],
+    weight: &[F],
+    s: &ConvShape,
+    need_input: bool,
+) -> (Vec<F>, Option<Vec<F>>) {
+    backward_impl(dy, x, weight, s, need_input)
+}
+
+#[inline(always)]
+fn forward_impl<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Vec<F> {
+    if s.c_in <= DIRECT_MAX_C_IN {
+        direct_forward(x, weight, bias, s)
+    } else {
+        winograd_forward(x, weight, bias, s)
+    }
+}
+
+#[inline(always)]
+fn backward_impl<F: Real>(
+    dy: &[F],
+    x: &[F],
+    weight: &[F],
+    s: &ConvShape,
+    need_input: bool,
+) -> (Vec<F>, Option<Vec<F>>) {
+    if s.c_in <= DIRECT_MAX_C_IN {
+        direct_backward(dy, x, weight, s, need_input)
+    } else {
+        winograd_backward(dy, x, weight, s, need_input)
+    }
+}
+
+/// Backward through a fast kernel (as `conv::backward`), or `None` where none applies.
+pub fn backward<F: Real>(
+    dy: &[F],
+    x: &[F],
+    weight: &[F],
+    s: &ConvShape,
+    need_input: bool,
+) -> Option<ConvGrads<F>> {
+    if s.k != 3 || s.positions() == 0 || s.c_in == 0 || s.c_out == 0 {
+        return None;
+    }
+    check(s, x, weight);
+    assert_eq!(
+        dy.len(),
+        s.c_out * s.positions(),
+        "conv: dy has the wrong length"
+    );
+    #[cfg(target_arch = "x86_64")]
+    let (weight_grad, input) = if avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+        unsafe { backward_avx2(dy, x, weight, s, need_input) }
+    } else {
+        backward_impl(dy, x, weight, s, need_input)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (weight_grad, input) = backward_impl(dy, x, weight, s, need_input);
+    Some(ConvGrads {
+        weight: weight_grad,
+        bias: dy.chunks(s.positions()).map(sum).collect(),
+        input,
+    })
+}
+
+fn check<F>(s: &ConvShape, x: &[F], weight: &[F]) {
+    assert_eq!(
+        x.len(),
+        s.c_in * s.positions(),
+        "conv: input has the wrong length"
+    );
+    assert_eq!(
+        weight.len(),
+        s.c_out * s.patch(),
+        "conv: weight has the wrong length"
+    );
+}
+
+/// Zero-padded copy `[C, N, H+2, W+2]` of `x [C, N, H, W]`.
+#[inline(always)]
+fn pad<F: Real>(x: &[F], planes: usize, h: usize, w: usize) -> Vec<F> {
+    let (hp, wp) = (h + 2, w + 2);
+    let mut xp = vec![F::default(); planes * hp * wp];
+    for (src, dst) in x.chunks_exact(h * w).zip(xp.chunks_exact_mut(hp * wp)) {
+        for (srow, drow) in src.chunks_exact(w).zip(dst[wp..].chunks_exact_mut(wp)) {
+            drow[1..=w].copy_from_slice(srow);
+        }
+    }
+    xp
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct kernel for few input channels.
+
+#[inline(always)]
+fn direct_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Vec<F> {
+    let (n, h, w) = (s.n, s.h, s.w);
+    let (hp, wp) = (h + 2, w + 2);
+    let xp = pad(x, s.c_in * n, h, w);
+    // Outputs are computed in the padded planes' row pitch, `out[oy * wp + ox]`, as one flat
+    // vectorisable loop over `len` positions (the two columns past each row are garbage and
+    // dropped); the last row's two extra columns are left out so that all reads stay in the plane.
+    let len = h * wp - 2;
+    let mut acc = vec![F::default(); len];
+    // Written in order, each element once (no zero-fill of the largest activation).
+    let mut y = Vec::with_capacity(s.c_out * s.positions());
+    for o in 0..s.c_out {
+        for b in 0..n {
+            acc.fill(bias[o]);
+            for ci in 0..s.c_in {
+                let p = &xp[(ci * n + b) * hp * wp..(ci * n + b + 1) * hp * wp];
+                let k = &weight[(o * s.c_in + ci) * 9..(o * s.c_in + ci + 1) * 9];
+                let sh = |ky: usize, kx: usize| &p[ky * wp + kx..ky * wp + kx + len];
+                let (a0, a1, a2) = (sh(0, 0), sh(0, 1), sh(0, 2));
+                let (b0, b1, b2) = (sh(1, 0), sh(1, 1), sh(1, 2));
+                let (c0, c1, c2) = (sh(2, 0), sh(2, 1), sh(2, 2));
+                let acc = &mut acc[..len];
+                for i in 0..len {
+                    let t = (k[0] * a0[i] + k[1] * a1[i] + k[2] * a2[i])
+                        + (k[3] * b0[i] + k[4] * b1[i] + k[5] * b2[i])
+                        + (k[6] * c0[i] + k[7] * c1[i] + k[8] * c2[i]);
+                    acc[i] += t;
+                }
+            }
+            for oy in 0..h {
+                y.extend_from_slice(&acc[oy * wp..oy * wp + w]);
+            }
+        }
+    }
+    y
+}
+
+/// Returns `(dW, dx)`.
+#[inline(always)]
+fn direct_backward<F: Real>(
+    dy: &[F],
+    x: &[F],
+    weight: &[F],
+    s: &ConvShape,
+    need_input: bool,
+) -> (Vec<F>, Option<Vec<F>>) {
+    let (n, h, w) = (s.n, s.h, s.w);
+    let (hp, wp) = (h + 2, w + 2);
+    let xp = pad(x, s.c_in * n, h, w);
+    // dW[o][ci][ky][kx] = sum over positions of dy * xp shifted by (ky, kx), in the padded
+    // planes' row pitch (dy copied there with zeros in the extra columns), accumulated
+    // elementwise in nine rows and summed at the end.
+    let len = h * wp - 2;
+    let mut dyp = vec![F::default(); n * h * wp];
+    let mut dw = vec![F::default(); s.c_out * s.patch()];
+    let mut acc = vec![F::default(); 9 * len];
+    for o in 0..s.c_out {
+        for (src, dst) in dy[o * n * h * w..(o + 1) * n * h * w]
+            .chunks_exact(w)
+            .zip(dyp.chunks_exact_mut(wp))
+        {
+            dst[..w].copy_from_slice(src);
+        }
+        for ci in 0..s.c_in {
+            acc.fill(F::default());
+            for b in 0..n {
+                let p = &xp[(ci * n + b) * hp * wp..(ci * n + b + 1) * hp * wp];
+                let d = &dyp[b * h * wp..b * h * wp + len];
+                for (kk, a) in acc.chunks_exact_mut(len).enumerate() {
+                    let off = (kk / 3) * wp + kk % 3;
+                    for ((a, &d), &v) in a.iter_mut().zip(d).zip(&p[off..off + len]) {
+                        *a += d * v;
+                    }
+                }
+            }
+            for (kk, a) in acc.chunks_exact(len).enumerate() {
+                dw[(o * s.c_in + ci) * 9 + kk] = sum(a);
+            }
+        }
+    }
+    let dx = need_input.then(|| {
+        // dxp[ci][b][oy+ky][ox+kx] += W[o][ci][ky][kx] dy[o][b][oy][ox], then unpad.
+        let mut dxp = vec![F::default(); s.c_in * n * hp * wp];
+        for ci in 0..s.c_in {
+            for b in 0..n {
+                let plane = &mut dxp[(ci * n + b) * hp * wp..(ci * n + b + 1) * hp * wp];
+                for o in 0..s.c_out {
+                    let k = &weight[(o * s.c_in + ci) * 9..(o * s.c_in + ci + 1) * 9];
+                    let dimg = &dy[(o * n + b) * h * w..(o * n + b + 1) * h * w];
+                    for (oy, drow) in dimg.chunks_exact(w).enumerate() {
+                        for ky in 0..3 {
+                            let prow = &mut plane[(oy + ky) * wp..(oy + ky) * wp + wp];
+                            for kx in 0..3 {
+                                let kv = k[ky * 3 + kx];
+                                for (p, &d) in prow[kx..kx + w].iter_mut().zip(drow) {
+                                    *p += kv * d;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut dx = vec![F::default(); s.c_in * s.positions()];
+        for (dst, src) in dx.chunks_exact_mut(h * w).zip(dxp.chunks_exact(hp * wp)) {
+            for (drow, srow) in dst.chunks_exact_mut(w).zip(src[wp..].chunks_exact(wp)) {
+                drow.copy_from_slice(&srow[1..=w]);
+            }
+        }
+        dx
+    });
+    (dw, dx)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Winograd F(2x2, 3x3).
+
+/// Tiles of one image: `th x tw` tiles of 2x2 outputs, reading 4x4 inputs from the image padded
+/// by one zero row/column on top/left (and zeros beyond the bottom/right).
+#[derive(Clone, Copy)]
+struct Tiling {
+    th: usize,
+    tw: usize,
+}
+
+impl Tiling {
+    fn new(s: &ConvShape) -> Self {
+        Tiling {
+            th: s.h.div_ceil(2),
+            tw: s.w.div_ceil(2),
+        }
+    }
+    fn per_image(&self) -> usize {
+        self.th * self.tw
+    }
+}
+
+/// The batch split into nearly equal ranges of images of at most `max_elems` elements each
+/// (at least one image per range).
+fn image_chunks(n: usize, per_image: usize, max_elems: usize) -> Vec<Range<usize>> {
+    let count = (n * per_image.max(1))
+        .div_ceil(max_elems.max(1))
+        .clamp(1, n.max(1));
+    (0..count)
+        .map(|c| c * n / count..(c + 1) * n / count)
+        .collect()
+}
+
+#[inline(always)]
+fn map2<F: Real>(out: &mut [F], a: &[F], b: &[F], f: impl Fn(F, F) -> F) {
+    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+        *o = f(a, b);
+    }
+}
+
+#[inline(always)]
+fn map3<F: Real>(out: &mut [F], a: &[F], b: &[F], c: &[F], f: impl Fn(F, F, F) -> F) {
+    for (((o, &a), &b), &c) in out.iter_mut().zip(a).zip(b).zip(c) {
+        *o = f(a, b, c);
+    }
+}
+
+/// `U [16][C_out][C_in] = G g G^T` of every 3x3 kernel `g` of `weight [C_out, C_in, 3, 3]`.
+#[inline(always)]
+fn transform_weights<F: Real>(weight: &[F], c_out: usize, c_in: usize) -> Vec<F> {
+    let half = F::from_f64(0.5);
+    let mut u = vec![F::default(); 16 * c_out * c_in];
+    for (oi, g) in weight.chunks_exact(9).enumerate() {
+        // rows of G g (4 x 3)
+        let mut t = [[F::default(); 3]; 4];
+        for b in 0..3 {
+            let (g0, g1, g2) = (g[b], g[3 + b], g[6 + b]);
+            t[0][b] = g0;
+            t[1][b] = (g0 + g1 + g2) * half;
+            t[2][b] = (g0 - g1 + g2) * half;
+            t[3][b] = g2;
+        }
+        for (i, r) in t.iter().enumerate() {
+            let row = [
+                r[0],
+                (r[0] + r[1] + r[2]) * half,
+                (r[0] - r[1] + r[2]) * half,
+                r[2],
+            ];
+            for (j, &v) in row.iter().enumerate() {
+                u[(i * 4 + j) * c_out * c_in + oi] = v;
+            }
+        }
+    }
+    u
+}
+
+/// Adjoint of [`transform_weights`]: `dW [C_out, C_in, 3, 3] = G^T dU G`.
+#[inline(always)]
+fn transform_weights_adjoint<F: Real>(du: &[F], c_out: usize, c_in: usize) -> Vec<F> {
+    let half = F::from_f64(0.5);
+    let pairs = c_out * c_in;
+    let mut dw = vec![F::default(); pairs * 9];
+    for (oi, g) in dw.chunks_exact_mut(9).enumerate() {
+        let d = |i: usize, j: usize| du[(i * 4 + j) * pairs + oi];
+        // t[i][b] = sum_j dU[i][j] G[j][b]
+        let mut t = [[F::default(); 3]; 4];
+        for (i, r) in t.iter_mut().enumerate() {
+            let (u0, u1, u2, u3) = (d(i, 0), d(i, 1), d(i, 2), d(i, 3));
+            r[0] = u0 + (u1 + u2) * half;
+            r[1] = (u1 - u2) * half;
+            r[2] = (u1 + u2) * half + u3;
+        }
+        for b in 0..3 {
+            let (t0, t1, t2, t3) = (t[0][b], t[1][b], t[2][b], t[3][b]);
+            g[b] = t0 + (t1 + t2) * half;
+            g[3 + b] = (t1 - t2) * half;
+            g[6 + b] = (t1 + t2) * half + t3;
+        }
+    }
+    dw
+}
+
+/// Scratch buffers of the transforms, reused across chunks.
+#[derive(Default)]
+struct Scratch<F> {
+    /// A padded image plane, or row.
+    row: Vec<F>,
+    /// Intermediate rows of `nt` values (16, 8 or 4 of them).
+    a: Vec<F>,
+    b: Vec<F>,
+}
+
+/// The buffers of the Winograd passes, kept per thread from one call to the next (the passes
+/// run thousands of times on the same shapes: allocating and zeroing them each time cost more
+/// than the transforms).
+#[derive(Default)]
+struct Buffers<F> {
+    v: Vec<F>,
+    m: Vec<F>,
+    sc: Scratch<F>,
+}
+
+thread_local! {
+    /// One [`Buffers`] per number type, type-erased.
+    static POOL: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_buffers<F: Real>() -> Buffers<F> {
+    POOL.with(|p| {
+        let mut p = p.borrow_mut();
+        let i = p.iter().position(|b| b.is::<Buffers<F>>())?;
+        p.swap_remove(i).downcast::<Buffers<F>>().ok().map(|b| *b)
+    })
+    .unwrap_or_default()
+}
+
+fn put_buffers<F: Real>(b: Buffers<F>) {
+    POOL.with(|p| p.borrow_mut().push(Box::new(b)));
+}
+
+/// `V [16][C_in][nt] = B^T d B` of the input tiles of `images` (tiles in image, row, column order).
+#[inline(always)]
+fn input_transform<F: Real>(
+    x: &[F],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    v: &mut Vec<F>,
+    sc: &mut Scratch<F>,
+) {
+    let nt = images.len() * tl.per_image();
+    let (c, hw, wp) = (s.c_in, s.h * s.w, 2 * tl.tw + 2);
+    v.resize(16 * c * nt, F::default()); // every element is written below
+                                         // The padded plane (2 th + 2 rows of wp): only the image part is ever overwritten.
+    sc.row.clear();
+    sc.row.resize((2 * tl.th + 2) * wp, F::default());
+    sc.a.resize(16 * nt, F::default());
+    let d = &mut sc.a;
+    for ci in 0..c {
+        // Columns, tile by tile from the padded plane:
+        // d[k][j][tile] = sum_l B^T[j][l] x_pad(2ty+k, 2tx+l).
+        for (bi, b) in images.clone().enumerate() {
+            let img = &x[(ci * s.n + b) * hw..(ci * s.n + b + 1) * hw];
+            for (src, dst) in img.chunks_exact(s.w).zip(sc.row[wp..].chunks_exact_mut(wp)) {
+                dst[1..=s.w].copy_from_slice(src);
+            }
+            for ty in 0..tl.th {
+                let t0 = (bi * tl.th + ty) * tl.tw;
+                for k in 0..4 {
+                    let block = &mut d[k * 4 * nt..(k + 1) * 4 * nt];
+                    let (d0, rest) = block.split_at_mut(nt);
+                    let (d1, rest) = rest.split_at_mut(nt);
+                    let (d2, d3) = rest.split_at_mut(nt);
+                    let span = t0..t0 + tl.tw;
+                    let row = &sc.row[(2 * ty + k) * wp..(2 * ty + k + 1) * wp];
+                    for ((((r, o0), o1), o2), o3) in row
+                        .windows(4)
+                        .step_by(2)
+                        .zip(&mut d0[span.clone()])
+                        .zip(&mut d1[span.clone()])
+                        .zip(&mut d2[span.clone()])
+                        .zip(&mut d3[span])
+                    {
+                        *o0 = r[0] - r[2];
+                        *o1 = r[1] + r[2];
+                        *o2 = r[2] - r[1];
+                        *o3 = r[1] - r[3];
+                    }
+                }
+            }
+        }
+        // Rows, vectorised over the tiles: v[i][j] = sum_k B^T[i][k] d[k][j].
+        let dr = |k: usize, j: usize| &d[(k * 4 + j) * nt..(k * 4 + j + 1) * nt];
+        let vr = |xi: usize| (xi * c + ci) * nt..(xi * c + ci + 1) * nt;
+        for j in 0..4 {
+            let (d0, d1, d2, d3) = (dr(0, j), dr(1, j), dr(2, j), dr(3, j));
+            map2(&mut v[vr(j)], d0, d2, |a, b| a - b);
+            map2(&mut v[vr(4 + j)], d1, d2, |a, b| a + b);
+            map2(&mut v[vr(8 + j)], d2, d1, |a, b| a - b);
+            map2(&mut v[vr(12 + j)], d1, d3, |a, b| a - b);
+        }
+    }
+}
+
+/// Adjoint of [`input_transform`]: adds `B dV B^T` of every tile into `dx [C_in, N, H, W]`
+/// (the parts of tiles over the padding are dropped).
+#[inline(always)]
+fn input_transform_adjoint<F: Real>(
+    dv: &[F],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    dx: &mut [F],
+    sc: &mut Scratch<F>,
+) {
+    let nt = images.len() * tl.per_image();
+    let (c, hw, wp) = (s.c_in, s.h * s.w, 2 * tl.tw + 2);
+    sc.row.clear();
+    sc.row.resize(wp, F::default());
+    sc.b.resize(16 * nt, F::default());
+    let t = &mut sc.b;
+    for ci in 0..c {
+        // Rows, vectorised over the tiles: t[k][j] = sum_i B^T[i][k] dV[i][j].
+        let vr =
+            |i: usize, j: usize| &dv[((i * 4 + j) * c + ci) * nt..((i * 4 + j) * c + ci + 1) * nt];
+        for j in 0..4 {
+            let (v0, v1, v2, v3) = (vr(0, j), vr(1, j), vr(2, j), vr(3, j));
+            t[j * nt..(j + 1) * nt].copy_from_slice(v0);
+            map3(&mut t[(4 + j) * nt..(5 + j) * nt], v1, v2, v3, |a, b, c| {
+                a - b + c
+            });
+            map3(&mut t[(8 + j) * nt..(9 + j) * nt], v1, v2, v0, |a, b, c| {
+                a + b - c
+            });
+            map2(&mut t[(12 + j) * nt..(13 + j) * nt], v3, v3, |a, _| -a);
+        }
+        // Columns, tile by tile onto the padded rows (dd[l] = sum_j B^T[j][l] t[k][j]; tiles
+        // overlap by two columns), then added into dx.
+        for (bi, b) in images.clone().enumerate() {
+            let img = &mut dx[(ci * s.n + b) * hw..(ci * s.n + b + 1) * hw];
+            for ty in 0..tl.th {
+                let t0 = (bi * tl.th + ty) * tl.tw;
+                for k in 0..4 {
+                    let iy = 2 * ty + k;
+                    if iy == 0 || iy > s.h {
+                        continue;
+                    }
+                    let tr = |j: usize| &t[(k * 4 + j) * nt + t0..(k * 4 + j) * nt + t0 + tl.tw];
+                    let (mut c2, mut c3) = (F::default(), F::default());
+                    let mut pairs = sc.row.chunks_exact_mut(2);
+                    // (the tiles first: `zip` pulls from its left side first, and the last pair
+                    // must stay in `pairs`)
+                    for ((((&a0, &a1), &a2), &a3), pair) in tr(0)
+                        .iter()
+                        .zip(tr(1))
+                        .zip(tr(2))
+                        .zip(tr(3))
+                        .zip(&mut pairs)
+                    {
+                        pair[0] = a0 + c2;
+                        pair[1] = (a1 - a2 + a3) + c3;
+                        c2 = a1 + a2 - a0;
+                        c3 = -a3;
+                    }
+                    if let Some(pair) = pairs.next() {
+                        pair[0] = c2;
+                        pair[1] = c3;
+                    }
+                    for (o, &v) in img[(iy - 1) * s.w..iy * s.w]
+                        .iter_mut()
+                        .zip(&sc.row[1..=s.w])
+                    {
+                        *o += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `y [C_out, N, H, W]` of `images` `= A^T M A + bias` from `M [16][C_out][nt]`.
+#[inline(always)]
+fn output_transform<F: Real>(
+    m: &[F],
+    bias: &[F],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    y: &mut [F],
+    sc: &mut Scratch<F>,
+) {
+    let nt = images.len() * tl.per_image();
+    let (co, hw) = (s.c_out, s.h * s.w);
+    sc.a.resize(8 * nt, F::default());
+    sc.b.resize(4 * nt, F::default());
+    let (a, yt) = (&mut sc.a, &mut sc.b);
+    for o in 0..co {
+        let mr =
+            |i: usize, j: usize| &m[((i * 4 + j) * co + o) * nt..((i * 4 + j) * co + o + 1) * nt];
+        // columns: a[i][q] = sum_j M[i][j] A^T[q][j]
+        for i in 0..4 {
+            let (m0, m1, m2, m3) = (mr(i, 0), mr(i, 1), mr(i, 2), mr(i, 3));
+            map3(
+                &mut a[(i * 2) * nt..(i * 2 + 1) * nt],
+                m0,
+                m1,
+                m2,
+                |a, b, c| a + b + c,
+            );
+            map3(
+                &mut a[(i * 2 + 1) * nt..(i * 2 + 2) * nt],
+                m1,
+                m2,
+                m3,
+                |a, b, c| a - b - c,
+            );
+        }
+        // rows: y[p][q] = sum_i A^T[p][i] a[i][q]
+        let ar = |i: usize, q: usize| &a[(i * 2 + q) * nt..(i * 2 + q + 1) * nt];
+        for q in 0..2 {
+            map3(
+                &mut yt[q * nt..(q + 1) * nt],
+                ar(0, q),
+                ar(1, q),
+                ar(2, q),
+                |a, b, c| a + b + c,
+            );
+            map3(
+                &mut yt[(2 + q) * nt..(3 + q) * nt],
+                ar(1, q),
+                ar(2, q),
+                ar(3, q),
+                |a, b, c| a - b - c,
+            );
+        }
+        let bo = bias[o];
+        for (bi, b) in images.clone().enumerate() {
+            let img = &mut y[(o * s.n + b) * hw..(o * s.n + b + 1) * hw];
+            for ty in 0..tl.th {
+                let t0 = (bi * tl.th + ty) * tl.tw;
+                for p in 0..2 {
+                    let oy = 2 * ty + p;
+                    if oy >= s.h {
+                        break;
+                    }
+                    let row = &mut img[oy * s.w..(oy + 1) * s.w];
+                    let y0 = &yt[(p * 2) * nt + t0..(p * 2) * nt + t0 + tl.tw];
+                    let y1 = &yt[(p * 2 + 1) * nt + t0..(p * 2 + 1) * nt + t0 + tl.tw];
+                    for (pair, (&v0, &v1)) in row.chunks_mut(2).zip(y0.iter().zip(y1)) {
+                        pair[0] = v0 + bo;
+                        if let Some(r) = pair.get_mut(1) {
+                            *r = v1 + bo;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dM [16][C_out][nt] = A dY A^T` of the output tiles of `images` (zeros past the edges).
+#[inline(always)]
+fn output_transform_adjoint<F: Real>(
+    dy: &[F],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    dm: &mut Vec<F>,
+    sc: &mut Scratch<F>,
+) {
+    let nt = images.len() * tl.per_image();
+    let (co, hw) = (s.c_out, s.h * s.w);
+    dm.resize(16 * co * nt, F::default()); // every element is written below
+    sc.a.resize(4 * nt, F::default());
+    sc.b.resize(8 * nt, F::default());
+    let (g, e) = (&mut sc.a, &mut sc.b);
+    for o in 0..co {
+        // g[p][q][tile] = dy at (2ty+p, 2tx+q), zero past the edges
+        for (bi, b) in images.clone().enumerate() {
+            let img = &dy[(o * s.n + b) * hw..(o * s.n + b + 1) * hw];
+            for ty in 0..tl.th {
+                let t0 = (bi * tl.th + ty) * tl.tw;
+                for p in 0..2 {
+                    let oy = 2 * ty + p;
+                    let g0 = (p * 2) * nt + t0;
+                    let g1 = (p * 2 + 1) * nt + t0;
+                    if oy >= s.h {
+                        g[g0..g0 + tl.tw].fill(F::default());
+                        g[g1..g1 + tl.tw].fill(F::default());
+                        continue;
+                    }
+                    let row = &img[oy * s.w..(oy + 1) * s.w];
+                    for (tx, pair) in row.chunks(2).enumerate() {
+                        g[g0 + tx] = pair[0];
+                        g[g1 + tx] = pair.get(1).copied().unwrap_or_default();
+                    }
+                }
+            }
+        }
+        // columns: e[p][j] = sum_q dY[p][q] A^T[q][j]
+        let gr = |p: usize, q: usize| &g[(p * 2 + q) * nt..(p * 2 + q + 1) * nt];
+        for p in 0..2 {
+            let (g0, g1) = (gr(p, 0), gr(p, 1));
+            e[(p * 4) * nt..(p * 4 + 1) * nt].copy_from_slice(g0);
+            map2(
+                &mut e[(p * 4 + 1) * nt..(p * 4 + 2) * nt],
+                g0,
+                g1,
+                |a, b| a + b,
+            );
+            map2(
+                &mut e[(p * 4 + 2) * nt..(p * 4 + 3) * nt],
+                g0,
+                g1,
+                |a, b| a - b,
+            );
+            map2(
+                &mut e[(p * 4 + 3) * nt..(p * 4 + 4) * nt],
+                g1,
+                g1,
+                |a, _| -a,
+            );
+        }
+        // rows: dM[i][j] = sum_p A^T[p][i] e[p][j]
+        let er = |p: usize, j: usize| &e[(p * 4 + j) * nt..(p * 4 + j + 1) * nt];
+        let mr = |i: usize, j: usize| ((i * 4 + j) * co + o) * nt..((i * 4 + j) * co + o + 1) * nt;
+        for j in 0..4 {
+            let (e0, e1) = (er(0, j), er(1, j));
+            dm[mr(0, j)].copy_from_slice(e0);
+            map2(&mut dm[mr(1, j)], e0, e1, |a, b| a + b);
+            map2(&mut dm[mr(2, j)], e0, e1, |a, b| a - b);
+            map2(&mut dm[mr(3, j)], e1, e1, |a, _| -a);
+        }
+    }
+}
+
+#[inline(always)]
+fn winograd_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Vec<F> {
+    let tl = Tiling::new(s);
+    let (co, ci) = (s.c_out, s.c_in);
+    let u = transform_weights(weight, co, ci);
+    let mut y = vec![F::default(); co * s.positions()];
+    let mut buf = take_buffers::<F>();
+    let Buffers { v, m, sc } = &mut buf;
+    for r in image_chunks(s.n, 16 * ci * tl.per_image(), CHUNK_ELEMS) {
+        let nt = r.len() * tl.per_image();
+        input_transform(x, s, r.clone(), tl, v, sc);
+        m.resize(16 * co * nt, F::default()); // every element is written by the products
+        for xi in 0..16 {
+            F::matmul_strided(
+                &mut m[xi * co * nt..(xi + 1) * co * nt],
+                co,
+                nt,
+                nt,
+                1,
+                false,
+                MatRef::rows(&u[xi * co * ci..(xi + 1) * co * ci], co, ci),
+                MatRef::rows(&v[xi * ci * nt..(xi + 1) * ci * nt], ci, nt),
+                ci,
+            );
+        }
+        output_transform(m, bias, s, r, tl, &mut y, sc);
+    }
+    put_buffers(buf);
+    y
+}
+
+/// Returns `(dW, dx)`.
+#[inline(always)]
+fn winograd_backward<F: Real>(
+    dy: &[F],
+    x: &[F],
+    weight: &[F],
+    s: &ConvShape,
+    need_input: bool,
+) -> (Vec<F>, Option<Vec<F>>) {
+    let tl = Tiling::new(s);
+    let (co, ci) = (s.c_out, s.c_in);
+    let u = if need_input {
+        transform_weights(weight, co, ci)
+    } else {
+        Vec::new()
+    };
+    let mut du = vec![F::default(); 16 * co * ci];
+    let mut dx = need_input.then(|| vec![F::default(); ci * s.positions()]);
+    let mut buf = take_buffers::<F>();
+    let Buffers { v, m: dm, sc } = &mut buf;
+    let per_image = 16 * ci.max(co) * tl.per_image();
+    for (idx, r) in image_chunks(s.n, per_image, CHUNK_ELEMS)
+        .into_iter()
+        .enumerate()
+    {
+        let nt = r.len() * tl.per_image();
+        input_transform(x, s, r.clone(), tl, v, sc);
+        output_transform_adjoint(dy, s, r.clone(), tl, dm, sc);
+        for xi in 0..16 {
+            let dm_xi = MatRef::rows(&dm[xi * co * nt..(xi + 1) * co * nt], co, nt);
+            F::matmul_strided(
+                &mut du[xi * co * ci..(xi + 1) * co * ci],
+                co,
+                ci,
+                ci,
+                1,
+                idx > 0,
+                dm_xi,
+                MatRef::rows(&v[xi * ci * nt..(xi + 1) * ci * nt], ci, nt).t(),
+                nt,
+            );
+        }
+        if let Some(dx) = dx.as_mut() {
+            // dV reuses V's buffer.
+            for xi in 0..16 {
+                let dm_xi = MatRef::rows(&dm[xi * co * nt..(xi + 1) * co * nt], co, nt);
+                F::matmul_strided(
+                    &mut v[xi * ci * nt..(xi + 1) * ci * nt],
+                    ci,
+                    nt,
+                    nt,
+                    1,
+                    false,
+                    MatRef::rows(&u[xi * co * ci..(xi + 1) * co * ci], co, ci).t(),
+                    dm_xi,
+                    co,
+                );
+            }
+            input_transform_adjoint(v, s, r, tl, dx, sc);
+        }
+    }
+    put_buffers(buf);
+    (transform_weights_adjoint(&du, co, ci), dx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::conv;
+    use crate::engine::gradcheck::{assert_gradient, max_relative_error, test_values};
+
+    fn shape(c_in: usize, c_out: usize, n: usize, h: usize, w: usize) -> ConvShape {
+        ConvShape {
+            c_in,
+            c_out,
+            n,
+            h,
+            w,
+            k: 3,
+        }
+    }
+
+    /// Shapes for both kernels, odd and even sides, single rows and columns.
+    fn shapes() -> Vec<ConvShape> {
+        vec![
+            shape(1, 3, 2, 5, 4),
+            shape(3, 4, 3, 7, 6),
+            shape(4, 2, 1, 1, 1),
+            shape(5, 3, 2, 5, 4),
+            shape(6, 7, 3, 7, 5),
+            shape(8, 4, 2, 1, 3),
+            shape(7, 5, 4, 3, 3),
+            shape(9, 6, 1, 2, 1),
+            shape(6, 6, 5, 14, 14),
+        ]
+    }
+
+    fn inputs(s: &ConvShape, salt: u64) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        (
+            test_values(s.c_in * s.positions(), salt),
+            test_values(s.c_out * s.patch(), salt + 1),
+            test_values(s.c_out, salt + 2),
+            test_values(s.c_out * s.positions(), salt + 3),
+        )
+    }
+
+    fn to_f32(v: &[f64]) -> Vec<f32> {
+        v.iter().map(|&x| x as f32).collect()
+    }
+
+    fn err32(got: &[f32], want: &[f64]) -> f64 {
+        let got: Vec<f64> = got.iter().map(|&x| x as f64).collect();
+        max_relative_error(&got, want, 1e-8)
+    }
+
+    #[test]
+    fn fast_forward_and_backward_equal_the_im2col_path_in_f64() {
+        for (i, s) in shapes().into_iter().enumerate() {
+            let (x, wt, b, dy) = inputs(&s, 10 * i as u64);
+            let want = conv::forward(&x, &wt, &b, &s);
+            let got = forward(&x, &wt, &b, &s).unwrap();
+            assert!(max_relative_error(&got, &want, 1e-8) < 1e-13, "{s:?}");
+            let gw = conv::backward(&dy, &x, &wt, &s, true);
+            let gf = backward(&dy, &x, &wt, &s, true).unwrap();
+            assert!(
+                max_relative_error(&gf.weight, &gw.weight, 1e-8) < 1e-13,
+                "{s:?}"
+            );
+            assert!(
+                max_relative_error(&gf.bias, &gw.bias, 1e-8) < 1e-13,
+                "{s:?}"
+            );
+            let (a, b) = (gf.input.unwrap(), gw.input.unwrap());
+            assert!(max_relative_error(&a, &b, 1e-8) < 1e-13, "{s:?}");
+            assert!(backward(&dy, &x, &wt, &s, false).unwrap().input.is_none());
+        }
+    }
+
+    #[test]
+    fn fast_f32_kernels_agree_with_the_f64_reference_to_rounding() {
+        for (i, s) in shapes().into_iter().enumerate() {
+            let (x, wt, b, dy) = inputs(&s, 100 + 10 * i as u64);
+            let want = conv::forward(&x, &wt, &b, &s);
+            let got = conv::forward(&to_f32(&x), &to_f32(&wt), &to_f32(&b), &s);
+            assert!(err32(&got, &want) < 1e-5, "{s:?}: {}", err32(&got, &want));
+            let gw = conv::backward(&dy, &x, &wt, &s, true);
+            let gf = conv::backward(&to_f32(&dy), &to_f32(&x), &to_f32(&wt), &s, true);
+            assert!(err32(&gf.weight, &gw.weight) < 1e-5, "{s:?}");
+            assert!(err32(&gf.bias, &gw.bias) < 1e-5, "{s:?}");
+            assert!(err32(gf.input.as_ref().unwrap(), gw.input.as_ref().unwrap()) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn multi_chunk_winograd_equals_the_reference() {
+        // 64 channels of 14x14: several chunks of images, uneven split.
+        let s = shape(64, 8, 11, 14, 14);
+        assert!(image_chunks(s.n, 16 * 64 * 49, CHUNK_ELEMS).len() > 2);
+        let (x, wt, b, dy) = inputs(&s, 7);
+        let want = conv::forward(&x, &wt, &b, &s);
+        let got = forward(&x, &wt, &b, &s).unwrap();
+        assert!(max_relative_error(&got, &want, 1e-8) < 1e-12);
+        let gw = conv::backward(&dy, &x, &wt, &s, true);
+        let gf = backward(&dy, &x, &wt, &s, true).unwrap();
+        assert!(max_relative_error(&gf.weight, &gw.weight, 1e-8) < 1e-12);
+        let (a, b) = (gf.input.unwrap(), gw.input.unwrap());
+        assert!(max_relative_error(&a, &b, 1e-8) < 1e-12);
+    }
+
+    #[test]
+    fn fast_gradients_match_finite_differences() {
+        for s in [shape(2, 3, 2, 3, 4), shape(5, 2, 2, 3, 5)] {
+            let (x, wt, b, r) = inputs(&s, 40);
+            let g = backward(&r, &x, &wt, &s, true).unwrap();
+            let loss = |y: Vec<f64>| y.iter().zip(&r).map(|(a, b)| a * b).sum::<f64>();
+            assert_gradient(
+                "fast conv input",
+                &mut |v| loss(forward(v, &wt, &b, &s).unwrap()),
+                &x,
+                g.input.as_ref().unwrap(),
+                1e-7,
+            );
+            assert_gradient(
+                "fast conv weight",
+                &mut |v| loss(forward(&x, v, &b, &s).unwrap()),
+                &wt,
+                &g.weight,
+                1e-7,
+            );
+        }
+    }
+
+    #[test]
+    fn other_kernel_sizes_and_empty_batches_take_the_generic_path() {
+        let s5 = ConvShape {
+            k: 5,
+            ..shape(6, 2, 1, 4, 4)
+        };
+        let (x, wt, b, _) = inputs(&s5, 3);
+        assert!(forward(&x, &wt, &b, &s5).is_none());
+        let s0 = shape(6, 2, 0, 4, 4);
+        assert!(forward::<f64>(&[], &test_values(2 * 54, 1), &[0.0, 0.0], &s0).is_none());
+    }
+}
