@@ -67,6 +67,43 @@ pub fn kl_to_target<S: Scalar>(target: &[S], logits: &[S], classes: usize) -> (S
     (loss.scale(inv_b), grad)
 }
 
+/// Rows of `z [B, D]` scaled to unit length (`F.normalize`: `z / max(|z|, 1e-12)`); returns the
+/// normalised rows and each row's divisor.
+pub fn normalize_rows<S: Scalar>(z: &[S], dim: usize) -> (Vec<S>, Vec<S>) {
+    let mut norms = Vec::with_capacity(z.len() / dim);
+    let mut zn = Vec::with_capacity(z.len());
+    for row in z.chunks(dim) {
+        let norm = row.iter().map(|&v| v * v).sum::<S>().sqrt();
+        let denom = if norm.re() > 1e-12 {
+            norm
+        } else {
+            S::from_f64(1e-12)
+        };
+        norms.push(denom);
+        zn.extend(row.iter().map(|&v| v / denom));
+    }
+    (zn, norms)
+}
+
+/// Backward of [`normalize_rows`]: `dz = (dzn - zn <zn, dzn>) / |z|` (or `dzn / eps` below the floor).
+pub fn normalize_rows_backward<S: Scalar>(zn: &[S], norms: &[S], dzn: &[S], dim: usize) -> Vec<S> {
+    let mut dz = Vec::with_capacity(zn.len());
+    for ((zr, gr), &n) in zn.chunks(dim).zip(dzn.chunks(dim)).zip(norms) {
+        let clamped = n.re() <= 1e-12;
+        let dot: S = zr.iter().zip(gr).map(|(&a, &g)| a * g).sum();
+        dz.extend(zr.iter().zip(gr).map(
+            |(&a, &g)| {
+                if clamped {
+                    g / n
+                } else {
+                    (g - a * dot) / n
+                }
+            },
+        ));
+    }
+    dz
+}
+
 /// Multi-positive supervised contrastive loss (paper eq. 1) on projections `z [B, D]`.
 ///
 /// For anchor i, the positives are the other views with its (pseudo-)label:
@@ -81,19 +118,7 @@ pub fn supervised_contrastive<S: Scalar>(
     tau: f64,
 ) -> (S, Vec<S>) {
     let b = labels.len();
-    // Normalise rows.
-    let mut norms = Vec::with_capacity(b);
-    let mut zn = Vec::with_capacity(z.len());
-    for row in z.chunks(dim) {
-        let norm = row.iter().map(|&v| v * v).sum::<S>().sqrt();
-        let denom = if norm.re() > 1e-12 {
-            norm
-        } else {
-            S::from_f64(1e-12)
-        };
-        norms.push(denom);
-        zn.extend(row.iter().map(|&v| v / denom));
-    }
+    let (zn, norms) = normalize_rows(z, dim);
     // Similarities s_ij = <zn_i, zn_j> / tau  [B, B].
     let mut sim = vec![S::default(); b * b];
     S::matmul(
@@ -140,21 +165,7 @@ pub fn supervised_contrastive<S: Scalar>(
         crate::engine::MatRef::rows(&sym, b, b),
         crate::engine::MatRef::rows(&zn, b, dim),
     );
-    // Through the normalisation: dz = (dzn - zn <zn, dzn>) / |z| (or dzn / eps below the floor).
-    let mut dz = Vec::with_capacity(z.len());
-    for i in 0..b {
-        let (zr, gr) = (&zn[i * dim..(i + 1) * dim], &dzn[i * dim..(i + 1) * dim]);
-        let clamped = norms[i].re() <= 1e-12;
-        let dot: S = zr.iter().zip(gr).map(|(&a, &g)| a * g).sum();
-        for (&a, &g) in zr.iter().zip(gr) {
-            dz.push(if clamped {
-                g / norms[i]
-            } else {
-                (g - a * dot) / norms[i]
-            });
-        }
-    }
-    (loss, dz)
+    (loss, normalize_rows_backward(&zn, &norms, &dzn, dim))
 }
 
 #[cfg(test)]

@@ -20,43 +20,7 @@
 
 use crate::engine::{MatRef, Scalar};
 use crate::loss::{log_sum_exp, supervised_contrastive};
-
-/// Rows of `z [B, D]` scaled to unit length (`F.normalize`: `z / max(|z|, 1e-12)`); returns the
-/// normalised rows and each row's divisor.
-pub fn normalize_rows<S: Scalar>(z: &[S], dim: usize) -> (Vec<S>, Vec<S>) {
-    let mut norms = Vec::with_capacity(z.len() / dim);
-    let mut zn = Vec::with_capacity(z.len());
-    for row in z.chunks(dim) {
-        let norm = row.iter().map(|&v| v * v).sum::<S>().sqrt();
-        let denom = if norm.re() > 1e-12 {
-            norm
-        } else {
-            S::from_f64(1e-12)
-        };
-        norms.push(denom);
-        zn.extend(row.iter().map(|&v| v / denom));
-    }
-    (zn, norms)
-}
-
-/// Backward of [`normalize_rows`]: `dz = (dzn - zn <zn, dzn>) / |z|` (or `dzn / eps` below the floor).
-pub fn normalize_rows_backward<S: Scalar>(zn: &[S], norms: &[S], dzn: &[S], dim: usize) -> Vec<S> {
-    let mut dz = Vec::with_capacity(zn.len());
-    for ((zr, gr), &n) in zn.chunks(dim).zip(dzn.chunks(dim)).zip(norms) {
-        let clamped = n.re() <= 1e-12;
-        let dot: S = zr.iter().zip(gr).map(|(&a, &g)| a * g).sum();
-        dz.extend(zr.iter().zip(gr).map(
-            |(&a, &g)| {
-                if clamped {
-                    g / n
-                } else {
-                    (g - a * dot) / n
-                }
-            },
-        ));
-    }
-    dz
-}
+pub use crate::loss::{normalize_rows, normalize_rows_backward};
 
 /// SimCLR's NT-Xent on `z [2B, D]` (rows `0..B` the first view of each image, `B..2B` the
 /// second): for every view, cross-entropy of its cosine similarities / tau to the other `2B - 1`
