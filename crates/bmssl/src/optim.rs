@@ -70,13 +70,17 @@ impl Optimizer {
     pub fn step_at(&mut self, params: &mut [f32], grad: &[f32], lr: f64) {
         self.t += 1;
         let wd = self.weight_decay;
-        let grad: Vec<f32> = if wd > 0.0 {
-            grad.iter()
+        // The L2 term needs a new gradient; without it the caller's is used as it is.
+        let decayed: Vec<f32>;
+        let grad: &[f32] = if wd > 0.0 {
+            decayed = grad
+                .iter()
                 .zip(params.iter())
                 .map(|(&g, &p)| (g as f64 + wd * p as f64) as f32)
-                .collect()
+                .collect();
+            &decayed
         } else {
-            grad.to_vec()
+            grad
         };
         match self.kind {
             OptimizerKind::Sgd if self.momentum > 0.0 => {
@@ -84,14 +88,14 @@ impl Optimizer {
                 if self.m.len() != params.len() {
                     self.m = vec![0.0; params.len()];
                 }
-                for ((p, g), b) in params.iter_mut().zip(&grad).zip(&mut self.m) {
+                for ((p, g), b) in params.iter_mut().zip(grad).zip(&mut self.m) {
                     let buf = self.momentum * *b as f64 + *g as f64;
                     *b = buf as f32;
                     *p -= (lr * buf) as f32;
                 }
             }
             OptimizerKind::Sgd => {
-                for (p, g) in params.iter_mut().zip(&grad) {
+                for (p, g) in params.iter_mut().zip(grad) {
                     *p -= (lr * *g as f64) as f32;
                 }
             }

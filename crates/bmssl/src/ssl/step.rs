@@ -96,6 +96,15 @@ pub struct StepResult<F> {
     pub loss: f64,
 }
 
+/// Where the predictor tensor `name` lies in the flat parameters (the learner was built with one).
+fn predictor_range(learner: &Learner, name: &str) -> std::ops::Range<usize> {
+    learner
+        .layout
+        .get(name)
+        .expect("predictor in the layout")
+        .range()
+}
+
 /// The predictor MLP on `z [B, P]`: `pred.2(relu(pred.0(z)))`; returns the output and the hidden layer.
 fn predictor_forward<F: Real>(
     learner: &Learner,
@@ -104,13 +113,7 @@ fn predictor_forward<F: Real>(
     b: usize,
 ) -> (Vec<F>, Vec<F>) {
     let p = learner.spec.proj_dim;
-    let r = |n: &str| {
-        learner
-            .layout
-            .get(n)
-            .expect("predictor in the layout")
-            .range()
-    };
+    let r = |n: &str| predictor_range(learner, n);
     let h = activation::relu(&linear::forward(
         z,
         &theta[r("pred.0.weight")],
@@ -142,13 +145,7 @@ fn predictor_backward<F: Real>(
     grad: &mut [F],
 ) -> Vec<F> {
     let p = learner.spec.proj_dim;
-    let r = |n: &str| {
-        learner
-            .layout
-            .get(n)
-            .expect("predictor in the layout")
-            .range()
-    };
+    let r = |n: &str| predictor_range(learner, n);
     let l2 = linear::backward(dout, h, &theta[r("pred.2.weight")], b, p, p);
     grad[r("pred.2.weight")].copy_from_slice(&l2.weight);
     grad[r("pred.2.bias")].copy_from_slice(&l2.bias);
