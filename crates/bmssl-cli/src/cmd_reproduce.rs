@@ -19,7 +19,7 @@ use std::time::Instant;
 /// Arguments of `reproduce`.
 #[derive(clap::Args)]
 pub struct ReproduceArgs {
-    /// tiny (minutes: checks the machinery), small (about 1.6 h on 2 cores) or full (the
+    /// tiny (minutes: checks the machinery), small (about 1.1 h on 2 cores) or full (the
     /// 1250-meta-step, 2000-episode protocol).
     #[arg(long, default_value = "small")]
     budget: String,

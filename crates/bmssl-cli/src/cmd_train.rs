@@ -7,7 +7,7 @@ use bmssl::config::{LrSchedule, TrainConfig, TrainMethod};
 use bmssl::data::{open_split, ImageShape, UnlabelledPool};
 use bmssl::eval::{self, EvalOptions, Mode, Model, Setting};
 use bmssl::meta::Target;
-use bmssl::model::{Backbone, Learner};
+use bmssl::model::Backbone;
 use bmssl::objective::ContrastiveLoss;
 use bmssl::optim::OptimizerKind;
 use bmssl::train::{self, Faults, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
@@ -425,28 +425,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         speed_ema: None,
         last_val: None,
     };
-    let val_opts = |model: &Model| EvalOptions {
-        episodes: cfg.validation_episodes.max(2) as u64,
-        seed: bmssl::rng::STREAM_VALIDATION,
-        ..EvalOptions::new(cfg.validation_mode, model)
-    };
-    let mut validator = |learner: &Learner, params: &[f32]| -> bmssl::Result<(f64, f64)> {
-        let model = Model {
-            arch: learner.spec.clone(),
-            params: params.to_vec(),
-            inner_lr: cfg.inner_lr,
-            inner_steps: cfg.inner_steps,
-            inner_loss: cfg.meta_spec().inner_loss,
-        };
-        let r = eval::evaluate(
-            &model,
-            val.as_ref(),
-            Setting { ways: 5, shots: 1 },
-            &val_opts(&model),
-            &|| {},
-        )?;
-        Ok((r.summary.mean, r.summary.ci95))
-    };
+    let mut validator = train::validator(&cfg, val.as_ref(), EvalOptions::DEFAULT_QUERIES);
     let outcome = train::train(
         &run_dir,
         &cfg,

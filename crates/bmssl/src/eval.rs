@@ -237,12 +237,15 @@ pub struct EvalOptions {
 }
 
 impl EvalOptions {
+    /// Query images per class in the paper's episodes.
+    pub const DEFAULT_QUERIES: usize = 15;
+
     /// The paper's protocol for `model`: 15 queries per class, 2000 episodes, seed 0, zero head,
     /// the model's own inner steps and learning rate, backbone features.
     pub fn new(mode: Mode, model: &Model) -> Self {
         EvalOptions {
             mode,
-            queries: 15,
+            queries: Self::DEFAULT_QUERIES,
             episodes: 2000,
             seed: 0,
             head: HeadInit::Zero,

@@ -401,18 +401,14 @@ impl Learner {
                 h,
                 w: h,
             };
-            let (pooled, pool_arg) = pool::affine_relu_max(
-                &xhat,
-                &params[bp.bn_w.clone()],
-                &params[bp.bn_b.clone()],
-                &pool_shape,
-            );
+            let (gamma, beta) = (&params[bp.bn_w.clone()], &params[bp.bn_b.clone()]);
             if !keep_tape {
-                act = pooled;
+                act = pool::affine_relu_max_values(&xhat, gamma, beta, &pool_shape);
                 c_in = self.spec.hidden;
                 h /= 2;
                 continue;
             }
+            let (pooled, pool_arg) = pool::affine_relu_max(&xhat, gamma, beta, &pool_shape);
             let input = std::mem::replace(&mut act, pooled.clone());
             tapes.push(BlockTape {
                 conv: shape,
@@ -549,6 +545,11 @@ impl Learner {
         dfeat: &[S],
         grad: &mut [S],
     ) {
+        if dfeat.iter().all(|d| d.is_zero()) {
+            // Nothing flows back (a zero classifier's first adaptation step, say): every
+            // backbone gradient is zero, which `grad` already holds.
+            return;
+        }
         let n = tape.n;
         let f = self.spec.feature_dim();
         // Unflatten [N, C*h*w] -> CNHW.
@@ -609,6 +610,28 @@ mod tests {
             l.layout.get("conv1.weight").unwrap().shape,
             vec![64, 64, 3, 3]
         );
+    }
+
+    #[test]
+    fn a_zero_classifier_sends_no_gradient_into_the_backbone_and_a_trained_one_does() {
+        use crate::engine::gradcheck::test_values;
+        let l = Learner::new(ArchSpec::conv4(1, 28, 3)).unwrap();
+        let mut w: Vec<f64> = test_values(l.num_params(), 1)
+            .iter()
+            .map(|v| 0.1 * v)
+            .collect();
+        let x = test_values(3 * 28 * 28, 2);
+        let backbone = 0..l.layout.get("bn3.bias").unwrap().range().end;
+        let dlogits = test_values(3 * 3, 3);
+        let (_, tape) = l.forward(&w, &x, false);
+        let g = l.backward(&w, &tape, &dlogits, None);
+        assert!(g[backbone.clone()].iter().any(|v| *v != 0.0));
+        // The first step of a zero-head adaptation: only the classifier gets a gradient.
+        w[l.cls_w.clone()].fill(0.0);
+        let (_, tape) = l.forward(&w, &x, false);
+        let g = l.backward(&w, &tape, &dlogits, None);
+        assert!(g[backbone].iter().all(|v| *v == 0.0));
+        assert!(g[l.cls_w.clone()].iter().any(|v| *v != 0.0));
     }
 
     #[test]

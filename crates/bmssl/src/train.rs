@@ -75,6 +75,40 @@ impl Observer for Silent {}
 /// Validation: (mean accuracy, 95% half-width) of the learner with these parameters.
 pub type Validator<'a> = dyn FnMut(&Learner, &[f32]) -> Result<(f64, f64)> + 'a;
 
+/// The validation every run reports: `cfg.validation_episodes` 5-way 1-shot episodes of `val`
+/// in `cfg.validation_mode`, with `queries` query images per class and the fixed validation
+/// seed (so every step and every method is scored on the same episodes). The learner is scored
+/// as the checkpoint written at that step would be: its inner loop is the config's.
+pub fn validator<'a>(
+    cfg: &'a TrainConfig,
+    val: &'a dyn Dataset,
+    queries: usize,
+) -> impl FnMut(&Learner, &[f32]) -> Result<(f64, f64)> + 'a {
+    move |learner: &Learner, params: &[f32]| {
+        let model = crate::eval::Model {
+            arch: learner.spec.clone(),
+            params: params.to_vec(),
+            inner_lr: cfg.inner_lr,
+            inner_steps: cfg.inner_steps,
+            inner_loss: cfg.meta_spec().inner_loss,
+        };
+        let opts = crate::eval::EvalOptions {
+            episodes: cfg.validation_episodes.max(2) as u64,
+            queries,
+            seed: rng::STREAM_VALIDATION,
+            ..crate::eval::EvalOptions::new(cfg.validation_mode, &model)
+        };
+        let r = crate::eval::evaluate(
+            &model,
+            val,
+            crate::eval::Setting { ways: 5, shots: 1 },
+            &opts,
+            &|| {},
+        )?;
+        Ok((r.summary.mean, r.summary.ci95))
+    }
+}
+
 /// Test-only fault injection.
 #[derive(Clone, Debug, Default)]
 pub struct Faults {

@@ -553,7 +553,8 @@ fn input_transform_adjoint<F: Real>(
     }
 }
 
-/// `y [C_out, N, H, W]` of `images` `= A^T M A + bias` from `M [16][C_out][nt]`.
+/// `y [C_out, N, H, W]` of `images` `= A^T M A + bias` from `M [16][C_out][nt]`: writes each of
+/// those images' outputs exactly once (`y` may start uninitialised).
 #[inline(always)]
 fn output_transform<F: Real>(
     m: &[F],
@@ -561,7 +562,7 @@ fn output_transform<F: Real>(
     s: &ConvShape,
     images: Range<usize>,
     tl: Tiling,
-    y: &mut [F],
+    y: &mut [std::mem::MaybeUninit<F>],
     sc: &mut Scratch<F>,
 ) {
     let nt = images.len() * tl.per_image();
@@ -622,9 +623,9 @@ fn output_transform<F: Real>(
                     let y0 = &yt[(p * 2) * nt + t0..(p * 2) * nt + t0 + tl.tw];
                     let y1 = &yt[(p * 2 + 1) * nt + t0..(p * 2 + 1) * nt + t0 + tl.tw];
                     for (pair, (&v0, &v1)) in row.chunks_mut(2).zip(y0.iter().zip(y1)) {
-                        pair[0] = v0 + bo;
+                        pair[0].write(v0 + bo);
                         if let Some(r) = pair.get_mut(1) {
-                            *r = v1 + bo;
+                            r.write(v1 + bo);
                         }
                     }
                 }
@@ -714,7 +715,10 @@ fn winograd_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -
     let tl = Tiling::new(s);
     let (co, ci) = (s.c_out, s.c_in);
     let u = transform_weights(weight, co, ci);
-    let mut y = vec![F::default(); co * s.positions()];
+    // Not zero-filled: the output transforms below write every element exactly once.
+    let len = co * s.positions();
+    let mut y: Vec<F> = Vec::with_capacity(len);
+    let yu = &mut y.spare_capacity_mut()[..len];
     let mut buf = take_buffers::<F>();
     let Buffers { v, m, sc } = &mut buf;
     for r in image_chunks(s.n, 16 * ci * tl.per_image(), CHUNK_ELEMS) {
@@ -734,9 +738,12 @@ fn winograd_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -
                 ci,
             );
         }
-        output_transform(m, bias, s, r, tl, &mut y, sc);
+        output_transform(m, bias, s, r, tl, yu, sc);
     }
     put_buffers(buf);
+    // SAFETY: the chunks cover every image, and `output_transform` writes every (channel,
+    // image, row < H, column < W) of its images: all `len` elements are initialised.
+    unsafe { y.set_len(len) };
     y
 }
 

@@ -93,6 +93,41 @@ pub fn affine_relu_max<S: Scalar>(
     (y, arg)
 }
 
+/// The outputs of [`affine_relu_max`] alone, bit for bit (inference: nothing flows back, so the
+/// winners are not recorded), computed two rows at a time.
+pub fn affine_relu_max_values<S: Scalar>(
+    xhat: &[S],
+    gamma: &[S],
+    beta: &[S],
+    s: &PoolShape,
+) -> Vec<S> {
+    let (oh, ow) = s.out_hw();
+    let planes_per_channel = s.planes / gamma.len();
+    let mut y = Vec::with_capacity(s.planes * oh * ow);
+    for (p, plane) in xhat.chunks_exact(s.h * s.w).enumerate() {
+        let (g, b) = (gamma[p / planes_per_channel], beta[p / planes_per_channel]);
+        for oy in 0..oh {
+            let r0 = &plane[2 * oy * s.w..2 * oy * s.w + 2 * ow];
+            let r1 = &plane[(2 * oy + 1) * s.w..(2 * oy + 1) * s.w + 2 * ow];
+            y.extend(r0.chunks_exact(2).zip(r1.chunks_exact(2)).map(|(a, c)| {
+                // The window in the order `affine_relu_max` visits it; the first maximum wins.
+                let mut best = g * a[0] + b;
+                for z in [g * a[1] + b, g * c[0] + b, g * c[1] + b] {
+                    if z.re() > best.re() {
+                        best = z;
+                    }
+                }
+                if best.re() > 0.0 {
+                    best
+                } else {
+                    S::default()
+                }
+            }));
+        }
+    }
+    y
+}
+
 /// Backward of the ReLU + pooling part of [`affine_relu_max`]: `dy` goes to each window's winner
 /// where the output was positive. Returns the gradient with respect to the pre-activation `z`.
 pub fn relu_max_backward<S: Scalar>(dy: &[S], y: &[S], arg: &[u32], input_len: usize) -> Vec<S> {
@@ -133,6 +168,31 @@ mod tests {
         assert_gradient("relu+maxpool", &mut |v| loss(relu_pool(v)), &z, &dz, 1e-8);
     }
     use crate::engine::gradcheck::{assert_gradient, test_values};
+
+    #[test]
+    fn inference_pooling_gives_the_fused_outputs_bit_for_bit_on_odd_sizes_and_ties() {
+        let s = PoolShape {
+            planes: 2 * 3,
+            h: 7,
+            w: 7,
+        };
+        let mut xhat: Vec<f32> = test_values(2 * 3 * 49, 21)
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        // ties inside windows, and windows whose maximum is negative
+        xhat[1] = xhat[0];
+        xhat[8] = xhat[7];
+        xhat[50..60].iter_mut().for_each(|v| *v = -v.abs());
+        let (g, b) = (vec![1.3f32, -0.7], vec![0.1f32, -0.2]);
+        let (want, _) = affine_relu_max(&xhat, &g, &b, &s);
+        let got = affine_relu_max_values(&xhat, &g, &b, &s);
+        assert_eq!(got.len(), 6 * 9);
+        assert!(got
+            .iter()
+            .zip(&want)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
 
     #[test]
     fn odd_sizes_are_floored_and_the_maximum_is_kept() {

@@ -86,6 +86,9 @@ pub trait Scalar:
     fn scale(self, k: f64) -> Self {
         self * Self::from_f64(k)
     }
+    /// Exactly zero, tangent included (a gradient that is zero everywhere need not be pushed
+    /// further back: everything it would produce is zero).
+    fn is_zero(self) -> bool;
     /// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] * rhs[k x n]`, `dst` row-major.
     fn matmul(dst: &mut [Self], accumulate: bool, lhs: MatRef<'_, Self>, rhs: MatRef<'_, Self>) {
         assert_eq!(
@@ -148,6 +151,10 @@ macro_rules! real_scalar {
             #[inline(always)]
             fn re(self) -> f64 {
                 self as f64
+            }
+            #[inline(always)]
+            fn is_zero(self) -> bool {
+                self == 0.0
             }
             #[inline(always)]
             fn exp(self) -> Self {
@@ -443,6 +450,10 @@ impl<F: Real> Scalar for Dual<F> {
     #[inline(always)]
     fn re(self) -> f64 {
         self.v.re()
+    }
+    #[inline(always)]
+    fn is_zero(self) -> bool {
+        self.v.is_zero() && self.t.is_zero()
     }
     #[inline(always)]
     fn exp(self) -> Self {

@@ -26,7 +26,6 @@ pub use plan::{Budget, Part, Plan, PlanOptions, Row, TableSpec};
 use crate::checkpoint;
 use crate::data::{Dataset, UnlabelledPool};
 use crate::eval::{self, EvalOptions, Mode, Model, Setting};
-use crate::model::Learner;
 use crate::train::{self, Faults, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -250,29 +249,7 @@ fn run_part(
         TrainingData::Unlabelled(UnlabelledPool::new(splits.train.clone()))
     };
     let val = splits.val.clone();
-    let mut validator = |learner: &Learner, params: &[f32]| -> Result<(f64, f64)> {
-        let model = Model {
-            arch: learner.spec.clone(),
-            params: params.to_vec(),
-            inner_lr: cfg.inner_lr,
-            inner_steps: cfg.inner_steps,
-            inner_loss: cfg.meta_spec().inner_loss,
-        };
-        let opts = EvalOptions {
-            episodes: cfg.validation_episodes.max(2) as u64,
-            queries: plan.budget.queries,
-            seed: crate::rng::STREAM_VALIDATION,
-            ..EvalOptions::new(cfg.validation_mode, &model)
-        };
-        let r = eval::evaluate(
-            &model,
-            val.as_ref(),
-            Setting { ways: 5, shots: 1 },
-            &opts,
-            &|| {},
-        )?;
-        Ok((r.summary.mean, r.summary.ci95))
-    };
+    let mut validator = train::validator(cfg, val.as_ref(), plan.budget.queries);
     let outcome = train::train(
         &run_dir,
         cfg,
