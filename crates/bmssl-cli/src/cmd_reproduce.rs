@@ -235,30 +235,6 @@ fn machine() -> String {
     }
 }
 
-/// `git rev-parse --short HEAD` (with `-dirty` for uncommitted changes), or `unknown`.
-fn commit() -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "--short", "HEAD"]) {
-        Some(c) => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{c}-dirty")
-            } else {
-                c
-            }
-        }
-        None => "unknown".into(),
-    }
-}
-
 fn minutes(s: f64) -> String {
     if s < 120.0 {
         format!("{s:.0} s")
@@ -412,7 +388,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         &report::ReportContext {
             date: today(),
             machine: machine(),
-            commit: commit(),
+            commit: env!("BMSSL_BUILD_COMMIT").to_string(),
             command: command.join(" "),
         },
     )?;

@@ -27,7 +27,7 @@ mod plots;
 
 /// Few-shot learning from unlabelled images (BMSSL, arXiv 2308.14267).
 #[derive(Parser)]
-#[command(name = "bmssl", version, about)]
+#[command(name = "bmssl", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BMSSL_BUILD_COMMIT"), ")"), about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -35,6 +35,7 @@ pub const LITTLE: f64 = 0.02;
 pub struct ReportContext {
     pub date: String,
     pub machine: String,
+    /// The commit the binary was built from (`-dirty` if its tree had uncommitted changes).
     pub commit: String,
     pub command: String,
 }
@@ -351,7 +352,7 @@ pub fn render(r: &Results, ctx: &ReportContext, claims: &[Claim], plots: &[&str]
     );
     let _ = writeln!(
         m,
-        "Generated {} on {}, commit {}, by `{}`.\n",
+        "Generated {} on {} by a binary built from commit {}: `{}`.\n",
         ctx.date, ctx.machine, ctx.commit, ctx.command
     );
     let _ = writeln!(
