@@ -66,7 +66,10 @@ one() {
   if [ "$kind" = train ]; then
     [ -f "$(ckpt_of "$run")" ] && return 0
     local base=${run%-o}
-    if [ "$run" != "$base" ]; then
+    if [ -f "$OUT/$run/config.toml" ]; then
+      # interrupted earlier: continue from its newest checkpoint
+      RAYON_NUM_THREADS=$THREADS "$BIN" train --resume "$OUT/$run" --no-eval --quiet 2>> "$OUT/$run.log"
+    elif [ "$run" != "$base" ]; then
       RAYON_NUM_THREADS=$THREADS "$BIN" train --method bmssl --inner-loss "$base" --support-views 2 --query-views 2 \
         --views 4 --prototypes 64 --meta-steps "$O_STEPS" --run-dir "$OUT/$run" "${common[@]}" 2> "$OUT/$run.log"
     else
