@@ -353,6 +353,9 @@ pub fn evaluate(
             on_episode();
             Ok(acc)
         })
+        // the first failing episode in order, whichever thread met its error first
+        .collect::<Vec<Result<f64>>>()
+        .into_iter()
         .collect::<Result<Vec<f64>>>()?;
     Ok(SettingResult {
         setting,

@@ -242,6 +242,9 @@ fn load_all(files: &[PathBuf], shape: ImageShape, invert: Invert) -> Result<Vec<
     let per: Vec<Vec<f32>> = files
         .par_iter()
         .map(|p| load_image(p, shape, invert))
+        // the first error in file order, whichever thread met its error first
+        .collect::<Vec<Result<_>>>()
+        .into_iter()
         .collect::<Result<_>>()?;
     Ok(per.concat())
 }

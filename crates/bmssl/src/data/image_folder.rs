@@ -90,6 +90,9 @@ impl ImageFolder {
         let decoded: Vec<Vec<u8>> = files
             .par_iter()
             .map(|(_, path)| load_image(path, shape))
+            // the first error in file order, whichever thread met its error first
+            .collect::<Vec<Result<_>>>()
+            .into_iter()
             .collect::<Result<_>>()?;
         let mut per_class: Vec<Vec<u8>> = vec![Vec::new(); classes.len()];
         for ((c, _), pixels) in files.iter().zip(decoded) {

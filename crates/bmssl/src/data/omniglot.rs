@@ -390,6 +390,10 @@ fn load_store(dir: &Path, size: usize) -> Result<Store> {
                 )
             })
         })
+        // Every result first, then the first error in entry order: which image fails first in
+        // parallel varies from run to run, the message must not.
+        .collect::<Vec<Result<_>>>()
+        .into_iter()
         .collect::<Result<_>>()?;
 
     let mut characters: Vec<Character> = Vec::new();
