@@ -160,7 +160,11 @@ impl MiniImageNet {
                     .pixels_mut()
                     .par_chunks_mut(shape.numel())
                     .zip(listing.files.par_iter())
-                    .try_for_each(|(out, (rel, _))| decode_into(&base.join(rel), shape, out))?;
+                    .map(|(out, (rel, _))| decode_into(&base.join(rel), shape, out))
+                    // the first error in file order, whichever thread met its error first
+                    .collect::<Vec<Result<()>>>()
+                    .into_iter()
+                    .collect::<Result<()>>()?;
                 decoded = listing.files.len();
                 Ok(store)
             })?;
