@@ -16,8 +16,10 @@
 //! convolutions (part 1 of `docs/results/reproduce-small-2026-12-04`, nothing else running), so one
 //! pass costs about 0.56 ms. (The first calibration, 1.2 ms from 1.42 meta-steps/s before the fast
 //! convolutions, predicted 118 minutes for `small`; it took 66.5.) With this constant the model
-//! predicts that run's parts to within about a minute each; it over-predicts evaluations (5w1s
-//! adapt, 2000 episodes: 70 s predicted, 38 s measured), which are a small share of every part.
+//! predicts the parts of that run that ran alone (parts 1-7 and 18-21) to within a minute each;
+//! the SSL baselines and the augmentation levels, which ran beside another process, took up to
+//! 2.3x their prediction (PsCo: 3 min predicted, 7 min). It over-predicts evaluations (5w1s
+//! adapt, 2000 episodes: 70 s predicted, 38 s measured), a small share of every part.
 //! Costs scale with the image area; another machine scales everything by one factor.
 
 use super::plan::{Part, Plan};
