@@ -35,6 +35,17 @@ pub enum Error {
 /// Library result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Every output of a fallible parallel map, in order, or its first error *in input order*.
+/// rayon's own `collect::<Result<_>>()` stops at whichever error a thread meets first, so with
+/// several bad inputs the message would change from run to run. This waits for all of them (no
+/// cost when nothing fails; a collected `Vec` keeps the input order) and reports the same one
+/// every time.
+pub fn collect_in_order<T: Send>(
+    results: impl rayon::iter::ParallelIterator<Item = Result<T>>,
+) -> Result<Vec<T>> {
+    results.collect::<Vec<Result<T>>>().into_iter().collect()
+}
+
 impl Error {
     /// An I/O error that names its path.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -338,25 +338,19 @@ pub fn evaluate(
         0,
     )?;
     let scorer = Scorer::new(model, setting.ways)?;
-    let accuracies = (0..opts.episodes)
-        .into_par_iter()
-        .map(|i| {
-            let ep = sample_episode(
-                data,
-                setting.ways,
-                setting.shots,
-                opts.queries,
-                opts.seed,
-                i,
-            )?;
-            let acc = scorer.episode_accuracy(&ep, opts);
-            on_episode();
-            Ok(acc)
-        })
-        // the first failing episode in order, whichever thread met its error first
-        .collect::<Vec<Result<f64>>>()
-        .into_iter()
-        .collect::<Result<Vec<f64>>>()?;
+    let accuracies = crate::error::collect_in_order((0..opts.episodes).into_par_iter().map(|i| {
+        let ep = sample_episode(
+            data,
+            setting.ways,
+            setting.shots,
+            opts.queries,
+            opts.seed,
+            i,
+        )?;
+        let acc = scorer.episode_accuracy(&ep, opts);
+        on_episode();
+        Ok(acc)
+    }))?;
     Ok(SettingResult {
         setting,
         summary: summarize(&accuracies)?,

@@ -239,13 +239,8 @@ pub fn load_support(dir: &Path, shape: ImageShape, invert: Invert) -> Result<Sup
 
 /// Loads files in parallel, concatenated in order.
 fn load_all(files: &[PathBuf], shape: ImageShape, invert: Invert) -> Result<Vec<f32>> {
-    let per: Vec<Vec<f32>> = files
-        .par_iter()
-        .map(|p| load_image(p, shape, invert))
-        // the first error in file order, whichever thread met its error first
-        .collect::<Vec<Result<_>>>()
-        .into_iter()
-        .collect::<Result<_>>()?;
+    let per: Vec<Vec<f32>> =
+        crate::error::collect_in_order(files.par_iter().map(|p| load_image(p, shape, invert)))?;
     Ok(per.concat())
 }
 

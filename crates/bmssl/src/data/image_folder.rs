@@ -87,13 +87,9 @@ impl ImageFolder {
             }
         }
         // Read + decode + resize in parallel; order is kept by collect.
-        let decoded: Vec<Vec<u8>> = files
-            .par_iter()
-            .map(|(_, path)| load_image(path, shape))
-            // the first error in file order, whichever thread met its error first
-            .collect::<Vec<Result<_>>>()
-            .into_iter()
-            .collect::<Result<_>>()?;
+        let decoded: Vec<Vec<u8>> = crate::error::collect_in_order(
+            files.par_iter().map(|(_, path)| load_image(path, shape)),
+        )?;
         let mut per_class: Vec<Vec<u8>> = vec![Vec::new(); classes.len()];
         for ((c, _), pixels) in files.iter().zip(decoded) {
             per_class[*c].extend_from_slice(&pixels);

@@ -156,15 +156,13 @@ impl MiniImageNet {
                     fingerprint,
                 )?;
                 let base = listing.base.as_path();
-                store
-                    .pixels_mut()
-                    .par_chunks_mut(shape.numel())
-                    .zip(listing.files.par_iter())
-                    .map(|(out, (rel, _))| decode_into(&base.join(rel), shape, out))
-                    // the first error in file order, whichever thread met its error first
-                    .collect::<Vec<Result<()>>>()
-                    .into_iter()
-                    .collect::<Result<()>>()?;
+                crate::error::collect_in_order(
+                    store
+                        .pixels_mut()
+                        .par_chunks_mut(shape.numel())
+                        .zip(listing.files.par_iter())
+                        .map(|(out, (rel, _))| decode_into(&base.join(rel), shape, out)),
+                )?;
                 decoded = listing.files.len();
                 Ok(store)
             })?;

@@ -376,25 +376,18 @@ fn load_store(dir: &Path, size: usize) -> Result<Store> {
     });
 
     // Decode + resize in parallel; each image writes its own slot.
-    let decoded: Vec<Vec<u8>> = raw
-        .par_iter()
-        .map(|e| {
-            decode_resize_invert(&e.bytes, size).map_err(|reason| {
-                let zip = dir.join(format!("images_{}.zip", ZIP_FOLDERS[e.folder_index]));
-                Error::corrupt(
-                    zip,
-                    format!(
-                        "entry `{}/{}/{}`: {reason}",
-                        e.alphabet, e.character, e.file
-                    ),
-                )
-            })
+    let decoded: Vec<Vec<u8>> = crate::error::collect_in_order(raw.par_iter().map(|e| {
+        decode_resize_invert(&e.bytes, size).map_err(|reason| {
+            let zip = dir.join(format!("images_{}.zip", ZIP_FOLDERS[e.folder_index]));
+            Error::corrupt(
+                zip,
+                format!(
+                    "entry `{}/{}/{}`: {reason}",
+                    e.alphabet, e.character, e.file
+                ),
+            )
         })
-        // Every result first, then the first error in entry order: which image fails first in
-        // parallel varies from run to run, the message must not.
-        .collect::<Vec<Result<_>>>()
-        .into_iter()
-        .collect::<Result<_>>()?;
+    }))?;
 
     let mut characters: Vec<Character> = Vec::new();
     for (i, e) in raw.iter().enumerate() {
