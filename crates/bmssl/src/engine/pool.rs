@@ -53,6 +53,27 @@ pub fn backward<S: Scalar>(dy: &[S], arg: &[u32], input_len: usize) -> Vec<S> {
     dx
 }
 
+/// The winner of one 2x2 window of pre-activations `z = g * x + b`, `x` in the order top-left,
+/// top-right, bottom-left, bottom-right: its position in that order (the first maximum wins, as
+/// in PyTorch) and the output `max(z, 0)`.
+#[inline(always)]
+fn window_winner<S: Scalar>(g: S, b: S, x: [S; 4]) -> (usize, S) {
+    let (mut best, mut best_z) = (0, g * x[0] + b);
+    for (k, v) in [(1, x[1]), (2, x[2]), (3, x[3])] {
+        let z = g * v + b;
+        if z.re() > best_z.re() {
+            best = k;
+            best_z = z;
+        }
+    }
+    let y = if best_z.re() > 0.0 {
+        best_z
+    } else {
+        S::default()
+    };
+    (best, y)
+}
+
 /// Fused `max-pool(ReLU(gamma_c * xhat + beta_c))` over `xhat [C, N, H, W]` (the batch-norm
 /// affine part, ReLU and pooling in one pass, with no full-size intermediate). ReLU and max commute
 /// (`relu(max(z)) = max(relu(z))`), so the winner is the window's largest pre-activation and the
@@ -73,20 +94,11 @@ pub fn affine_relu_max<S: Scalar>(
         for oy in 0..oh {
             for ox in 0..ow {
                 let i0 = base + 2 * oy * s.w + 2 * ox;
-                let (mut best, mut best_z) = (i0, g * xhat[i0] + b);
-                for i in [i0 + 1, i0 + s.w, i0 + s.w + 1] {
-                    let z = g * xhat[i] + b;
-                    if z.re() > best_z.re() {
-                        best = i;
-                        best_z = z;
-                    }
-                }
-                y.push(if best_z.re() > 0.0 {
-                    best_z
-                } else {
-                    S::default()
-                });
-                arg.push(best as u32);
+                let at = [i0, i0 + 1, i0 + s.w, i0 + s.w + 1];
+                let x = [xhat[at[0]], xhat[at[1]], xhat[at[2]], xhat[at[3]]];
+                let (k, v) = window_winner(g, b, x);
+                y.push(v);
+                arg.push(at[k] as u32);
             }
         }
     }
@@ -109,20 +121,11 @@ pub fn affine_relu_max_values<S: Scalar>(
         for oy in 0..oh {
             let r0 = &plane[2 * oy * s.w..2 * oy * s.w + 2 * ow];
             let r1 = &plane[(2 * oy + 1) * s.w..(2 * oy + 1) * s.w + 2 * ow];
-            y.extend(r0.chunks_exact(2).zip(r1.chunks_exact(2)).map(|(a, c)| {
-                // The window in the order `affine_relu_max` visits it; the first maximum wins.
-                let mut best = g * a[0] + b;
-                for z in [g * a[1] + b, g * c[0] + b, g * c[1] + b] {
-                    if z.re() > best.re() {
-                        best = z;
-                    }
-                }
-                if best.re() > 0.0 {
-                    best
-                } else {
-                    S::default()
-                }
-            }));
+            y.extend(
+                r0.chunks_exact(2)
+                    .zip(r1.chunks_exact(2))
+                    .map(|(a, c)| window_winner(g, b, [a[0], a[1], c[0], c[1]]).1),
+            );
         }
     }
     y
