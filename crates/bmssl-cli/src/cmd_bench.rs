@@ -108,6 +108,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 ..InnerLoss::PAPER
             },
             first_order: a.first_order,
+            zero_head: false,
+            bootstrap: bmssl::meta::BootstrapSpec::PAPER,
         },
     };
     let mut result = serde_json::to_value(bench_meta_steps(&cfg)?)?;

@@ -6,7 +6,7 @@ use bmssl::augment::AugmentLevel;
 use bmssl::config::{LrSchedule, TrainConfig, TrainMethod};
 use bmssl::data::{open_split, ImageShape, UnlabelledPool};
 use bmssl::eval::{self, EvalOptions, Mode, Model, Setting};
-use bmssl::meta::Target;
+use bmssl::meta::{OuterLoss, Target};
 use bmssl::model::Backbone;
 use bmssl::objective::ContrastiveLoss;
 use bmssl::optim::OptimizerKind;
@@ -28,6 +28,28 @@ pub struct ConfigFlags {
     /// Bootstrap target: paper or query-step.
     #[arg(long)]
     target: Option<Target>,
+    /// BMSSL's outer loss: kl (eq. 3) or additive (MetaSSL's query loss + mu x KL).
+    #[arg(long)]
+    outer_loss: Option<OuterLoss>,
+    /// mu: weight of the KL in the additive outer loss.
+    #[arg(long)]
+    mu: Option<f64>,
+    /// Query steps that end a query-step target.
+    #[arg(long)]
+    target_query_steps: Option<usize>,
+    /// Step size of the target's steps (default: --inner-lr).
+    #[arg(long)]
+    target_lr: Option<f64>,
+    /// Target temperature: softmax(logits / T); below 1 sharpens the target.
+    #[arg(long)]
+    target_temperature: Option<f64>,
+    /// nu: weight of the KL between the target's and w_L's similarity distributions of the query
+    /// views' projections (0: off).
+    #[arg(long)]
+    similarity_weight: Option<f64>,
+    /// Zero the classifier at the start of every inner loop (true/false).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    zero_head: Option<bool>,
     /// `omniglot`, `miniimagenet`, `cifar-fs` or a path to an image folder root/<class>/<image>.
     #[arg(long)]
     dataset: Option<String>,
@@ -152,11 +174,20 @@ macro_rules! apply {
 
 impl ConfigFlags {
     fn apply(&self, cfg: &mut TrainConfig) {
+        if let Some(v) = self.target_lr {
+            cfg.target_lr = Some(v);
+        }
         apply!(
             self,
             cfg,
             method,
             target,
+            outer_loss,
+            mu,
+            target_query_steps,
+            target_temperature,
+            similarity_weight,
+            zero_head,
             dataset,
             split,
             rotations,

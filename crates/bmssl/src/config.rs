@@ -3,7 +3,7 @@
 //! each is on the field and in `docs/training.md`.
 
 use crate::augment::AugmentLevel;
-use crate::meta::{MetaSpec, Method, Target};
+use crate::meta::{BootstrapSpec, MetaSpec, Method, OuterLoss, Target};
 use crate::model::Backbone;
 use crate::objective::{ContrastiveLoss, InnerLoss};
 use crate::optim::OptimizerKind;
@@ -146,6 +146,22 @@ pub struct TrainConfig {
     pub method: TrainMethod,
     /// Bootstrap target: `paper` (delta steps on the support views) or `query-step`.
     pub target: Target,
+    /// BMSSL's outer loss: `kl` (eq. 3) or `additive` (MetaSSL's query loss + mu x KL).
+    pub outer_loss: OuterLoss,
+    /// mu: weight of the KL in the `additive` outer loss.
+    pub mu: f64,
+    /// Query steps that end a `query-step` target (1: BMG's single step on the outer objective).
+    pub target_query_steps: usize,
+    /// Step size of the target's steps (absent: alpha, `inner_lr`).
+    pub target_lr: Option<f64>,
+    /// The target is `softmax(logits / target_temperature)`: below 1 sharpens it (1: the paper).
+    pub target_temperature: f64,
+    /// nu: weight of the KL between the target's and w_L's similarity distributions of the query
+    /// views' projections (0: off, as the paper; bmssl only).
+    pub similarity_weight: f64,
+    /// Zero the classifier at the start of every inner loop, in training as evaluation does
+    /// (Kao et al.'s zeroing trick; bmssl, metassl, maml and umtra).
+    pub zero_head: bool,
     /// `omniglot` (the vendored data) or a path to an image folder `root/<class>/<image>`.
     pub dataset: String,
     /// Split of the dataset used as the unlabelled pool (Omniglot: the 1028 background characters).
@@ -258,6 +274,13 @@ impl Default for TrainConfig {
         TrainConfig {
             method: TrainMethod::Bmssl,
             target: Target::Paper,
+            outer_loss: OuterLoss::Kl,
+            mu: BootstrapSpec::PAPER.mu,
+            target_query_steps: BootstrapSpec::PAPER.query_steps,
+            target_lr: None,
+            target_temperature: BootstrapSpec::PAPER.temperature,
+            similarity_weight: BootstrapSpec::PAPER.similarity_weight,
+            zero_head: false,
             dataset: "omniglot".into(),
             split: "train".into(),
             rotations: true,
@@ -426,7 +449,97 @@ impl TrainConfig {
                 sinkhorn_iters: self.sinkhorn_iters,
             },
             first_order: self.first_order,
+            zero_head: self.zero_head,
+            bootstrap: BootstrapSpec {
+                outer: self.outer_loss,
+                mu: self.mu,
+                query_steps: self.target_query_steps,
+                lr: self.target_lr,
+                temperature: self.target_temperature,
+                similarity_weight: self.similarity_weight,
+            },
         }
+    }
+
+    /// The bootstrap target's keys and the zeroing trick: in range, and set only where they act.
+    fn validate_bootstrap(&self) -> Result<()> {
+        for (field, v) in [
+            ("mu", self.mu),
+            ("similarity_weight", self.similarity_weight),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::config(
+                    field,
+                    format!("must be finite and >= 0, got {v}"),
+                ));
+            }
+        }
+        if let Some(lr) = self.target_lr {
+            if !lr.is_finite() || lr <= 0.0 {
+                return Err(Error::config(
+                    "target_lr",
+                    format!("must be a positive finite number, got {lr}"),
+                ));
+            }
+        }
+        let t = self.target_temperature;
+        if !t.is_finite() || t <= 0.0 {
+            return Err(Error::config(
+                "target_temperature",
+                format!("must be a positive finite number, got {t}"),
+            ));
+        }
+        if self.target_query_steps == 0 {
+            return Err(Error::config(
+                "target_query_steps",
+                "must be at least 1 (use target = \"paper\" for a target without query steps)",
+            ));
+        }
+        let d = TrainConfig::default();
+        if self.method != TrainMethod::Bmssl {
+            for (field, changed) in [
+                ("outer_loss", self.outer_loss != d.outer_loss),
+                ("mu", self.mu != d.mu),
+                (
+                    "target_query_steps",
+                    self.target_query_steps != d.target_query_steps,
+                ),
+                ("target_lr", self.target_lr.is_some()),
+                (
+                    "target_temperature",
+                    self.target_temperature != d.target_temperature,
+                ),
+                (
+                    "similarity_weight",
+                    self.similarity_weight != d.similarity_weight,
+                ),
+            ] {
+                if changed {
+                    return Err(Error::config(
+                        field,
+                        format!(
+                            "shapes BMSSL's bootstrap target; {} has none",
+                            self.method.as_str()
+                        ),
+                    ));
+                }
+            }
+        }
+        if self.zero_head
+            && !matches!(
+                self.method,
+                TrainMethod::Bmssl | TrainMethod::Metassl | TrainMethod::Maml | TrainMethod::Umtra
+            )
+        {
+            return Err(Error::config(
+                "zero_head",
+                format!(
+                    "zeroes the classifier at the start of an inner loop; {} has no inner loop on a classifier",
+                    self.method.as_str()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Rejects impossible values, naming the field.
@@ -473,9 +586,11 @@ impl TrainConfig {
                 "UMTRA uses M1 = M2 = 1 (the image and one augmented copy)",
             ));
         }
+        self.validate_bootstrap()?;
         if self.method == TrainMethod::Bmssl
             && self.bootstrap_steps == 0
             && self.target == Target::Paper
+            && self.outer_loss == OuterLoss::Kl
         {
             return Err(Error::config("bootstrap_steps", "must be at least 1 for bmssl with the paper's target (delta = 0 makes the target equal pi_L and the loss zero)"));
         }
@@ -696,6 +811,7 @@ from_str_by_name! {
     LrSchedule => "lr_schedule", "constant, cosine";
     Method => "method", "bmssl, metassl";
     Target => "target", "paper, query-step";
+    OuterLoss => "outer_loss", "kl, additive";
     Backbone => "backbone", "conv4, conv5";
     OptimizerKind => "optimizer", "adam, sgd";
 }
@@ -732,6 +848,54 @@ mod tests {
         rejects(|c| c.temperature = 0.0, "temperature");
         rejects(|c| c.inner_steps = 0, "inner_steps");
         rejects(|c| c.split = "training".into(), "split");
+    }
+
+    #[test]
+    fn the_bootstrap_keys_are_checked_and_refused_where_there_is_no_target() {
+        rejects(|c| c.mu = -1.0, "mu");
+        rejects(|c| c.similarity_weight = f64::INFINITY, "similarity_weight");
+        rejects(|c| c.target_lr = Some(0.0), "target_lr");
+        rejects(|c| c.target_temperature = 0.0, "target_temperature");
+        rejects(|c| c.target_query_steps = 0, "target_query_steps");
+        let metassl = |edit: fn(&mut TrainConfig), field: &str| {
+            rejects(
+                |c| {
+                    c.method = TrainMethod::Metassl;
+                    edit(c)
+                },
+                field,
+            )
+        };
+        metassl(|c| c.outer_loss = OuterLoss::Additive, "outer_loss");
+        metassl(|c| c.target_lr = Some(0.1), "target_lr");
+        metassl(|c| c.similarity_weight = 1.0, "similarity_weight");
+        rejects(
+            |c| {
+                *c = TrainConfig {
+                    zero_head: true,
+                    ..TrainConfig::for_method(TrainMethod::Simclr)
+                }
+            },
+            "zero_head",
+        );
+        // The additive loss needs no delta (its KL is then zero and it is MetaSSL's loss).
+        let additive = TrainConfig {
+            outer_loss: OuterLoss::Additive,
+            bootstrap_steps: 0,
+            zero_head: true,
+            ..TrainConfig::default()
+        };
+        additive.validate().unwrap();
+        let again = TrainConfig::from_toml(&additive.to_toml(), "test").unwrap();
+        assert_eq!(again, additive);
+        let with_lr = TrainConfig {
+            target_lr: Some(0.1),
+            ..TrainConfig::default()
+        };
+        assert_eq!(
+            TrainConfig::from_toml(&with_lr.to_toml(), "t").unwrap(),
+            with_lr
+        );
     }
 
     #[test]

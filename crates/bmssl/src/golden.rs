@@ -2,7 +2,7 @@
 //! written by `python bmssl_torch.py golden [options]`, in f64, from the stored inputs and parameters.
 
 use crate::meta::outer::{meta_gradient, TaskTensors};
-use crate::meta::{MetaSpec, Method, Target};
+use crate::meta::{BootstrapSpec, MetaSpec, Method, OuterLoss, Target};
 use crate::model::{ArchSpec, Learner};
 use crate::npz::{read_npz, NpyArray};
 use crate::objective::InnerLoss;
@@ -29,6 +29,9 @@ pub struct ReferenceOptions {
     pub first_order: bool,
     #[serde(default = "paper")]
     pub target: String,
+    /// `--method additive`: the KL's weight.
+    #[serde(default)]
+    pub mu: Option<f64>,
 }
 
 fn paper() -> String {
@@ -39,7 +42,7 @@ impl ReferenceOptions {
     /// Our meta-gradient specification for these options.
     pub fn meta_spec(&self) -> Result<MetaSpec> {
         let method = match self.method.as_str() {
-            "bmssl" => Method::Bmssl,
+            "bmssl" | "additive" => Method::Bmssl,
             "metassl" => Method::Metassl,
             m => {
                 return Err(Error::config(
@@ -70,6 +73,16 @@ impl ReferenceOptions {
                 ..InnerLoss::PAPER
             },
             first_order: self.first_order,
+            zero_head: false,
+            bootstrap: BootstrapSpec {
+                outer: if self.method == "additive" {
+                    OuterLoss::Additive
+                } else {
+                    OuterLoss::Kl
+                },
+                mu: self.mu.unwrap_or(BootstrapSpec::PAPER.mu),
+                ..BootstrapSpec::PAPER
+            },
         })
     }
 }

@@ -168,10 +168,109 @@ pub fn supervised_contrastive<S: Scalar>(
     (loss, normalize_rows_backward(&zn, &norms, &dzn, dim))
 }
 
+/// Each view's similarity distribution over the other views: row i of the result `[B, B]` is
+/// `softmax_{j != i}(<zn_i, zn_j> / tau)` with a zero diagonal, `zn` the unit-length rows of
+/// `z [B, D]`. What BMSSL's projection-head target is made of.
+pub fn similarity_distributions<S: Scalar>(z: &[S], dim: usize, tau: f64) -> Vec<S> {
+    let b = z.len() / dim;
+    let (zn, _) = normalize_rows(z, dim);
+    let sim = scaled_similarities(&zn, b, dim, tau);
+    let mut p = vec![S::default(); b * b];
+    for i in 0..b {
+        let others = (0..b).filter(move |&j| j != i);
+        let lse = log_sum_exp(others.clone().map(|j| sim[i * b + j]));
+        for j in others {
+            p[i * b + j] = (sim[i * b + j] - lse).exp();
+        }
+    }
+    p
+}
+
+/// `<zn_i, zn_j> / tau` for every pair `[B, B]`.
+fn scaled_similarities<S: Scalar>(zn: &[S], b: usize, dim: usize, tau: f64) -> Vec<S> {
+    let mut sim = vec![S::default(); b * b];
+    S::matmul(
+        &mut sim,
+        false,
+        crate::engine::MatRef::rows(zn, b, dim),
+        crate::engine::MatRef::rows(zn, b, dim).t(),
+    );
+    let inv_tau = 1.0 / tau;
+    sim.into_iter().map(|v| v.scale(inv_tau)).collect()
+}
+
+/// Mean over views of `KL(target_i || q_i)`, `q` the [`similarity_distributions`] of `z [B, D]` and
+/// `target [B, B]` a constant one (zero diagonal). Returns `(loss, dz)`.
+pub fn similarity_kl<S: Scalar>(target: &[S], z: &[S], dim: usize, tau: f64) -> (S, Vec<S>) {
+    let b = z.len() / dim;
+    let (zn, norms) = normalize_rows(z, dim);
+    let sim = scaled_similarities(&zn, b, dim, tau);
+    let inv_b = 1.0 / b.max(1) as f64;
+    let mut loss = S::default();
+    let mut ds = vec![S::default(); b * b];
+    for i in 0..b {
+        let others = (0..b).filter(move |&j| j != i);
+        let lse = log_sum_exp(others.clone().map(|j| sim[i * b + j]));
+        let mass: S = others.clone().map(|j| target[i * b + j]).sum();
+        for j in others {
+            let t = target[i * b + j];
+            let log_q = sim[i * b + j] - lse;
+            let log_t = S::from_f64(t.re().max(1e-12).ln());
+            loss += t * (log_t - log_q);
+            // d/ds_ij of sum_j t_ij (log t_ij - log q_ij) = q_ij sum_j t_ij - t_ij; then / tau.
+            ds[i * b + j] = (log_q.exp() * mass - t).scale(inv_b / tau);
+        }
+    }
+    let mut sym = vec![S::default(); b * b];
+    for i in 0..b {
+        for j in 0..b {
+            sym[i * b + j] = ds[i * b + j] + ds[j * b + i];
+        }
+    }
+    let mut dzn = vec![S::default(); b * dim];
+    S::matmul(
+        &mut dzn,
+        false,
+        crate::engine::MatRef::rows(&sym, b, b),
+        crate::engine::MatRef::rows(&zn, b, dim),
+    );
+    (
+        loss.scale(inv_b),
+        normalize_rows_backward(&zn, &norms, &dzn, dim),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::gradcheck::{assert_gradient, test_values};
+
+    #[test]
+    fn similarity_distributions_are_rows_of_probabilities_over_the_other_views() {
+        let z = test_values(4 * 3, 61);
+        let p = similarity_distributions(&z, 3, 0.5);
+        for (i, row) in p.chunks(4).enumerate() {
+            assert_eq!(row[i], 0.0);
+            assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn similarity_kl_is_zero_at_its_target_and_its_gradient_matches_finite_differences() {
+        let z = test_values(5 * 4, 62);
+        let own = similarity_distributions(&z, 4, 0.3);
+        let (at_target, dz) = similarity_kl(&own, &z, 4, 0.3);
+        assert!(at_target.abs() < 1e-12 && dz.iter().all(|v| v.abs() < 1e-12));
+        let target = similarity_distributions(&test_values(5 * 4, 63), 4, 0.3);
+        let (_, g) = similarity_kl(&target, &z, 4, 0.3);
+        assert_gradient(
+            "similarity KL",
+            &mut |v| similarity_kl(&target, v, 4, 0.3).0,
+            &z,
+            &g,
+            1e-7,
+        );
+    }
 
     #[test]
     fn cross_entropy_of_uniform_logits_is_log_of_the_class_count() {

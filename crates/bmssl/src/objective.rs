@@ -204,6 +204,9 @@ pub enum Objective<'a, S> {
     Inner(InnerLoss),
     /// `KL(target || softmax(logits))`, target `[N, ways]` constant.
     KlTo(&'a [S]),
+    /// Mean `KL(target_i || q_i)` of the projections' similarity distributions
+    /// ([`loss::similarity_kl`]), target `[N, N]` constant, temperature tau.
+    SimilarityKlTo(&'a [S], f64),
 }
 
 /// Value of a loss and its gradient with respect to every parameter.
@@ -262,6 +265,19 @@ impl Learner {
                     grad: self.backward(params, &tape, &dlogits, None),
                 }
             }
+            Objective::SimilarityKlTo(target, tau) => {
+                let (out, tape) = self.forward(params, x, true);
+                let z = out
+                    .projection
+                    .as_deref()
+                    .expect("the forward pass was asked for projections");
+                let (kl, dz) = loss::similarity_kl(target, z, self.spec.proj_dim, tau);
+                let dlogits = vec![S::default(); out.logits.len()];
+                LossGrad {
+                    loss: kl,
+                    grad: self.backward(params, &tape, &dlogits, Some(&dz)),
+                }
+            }
         }
     }
 
@@ -269,6 +285,28 @@ impl Learner {
     pub fn predict<S: Scalar>(&self, params: &[S], x: &[S]) -> Vec<S> {
         let (out, _) = self.infer(params, x, false);
         loss::softmax(&out.logits, self.spec.ways)
+    }
+
+    /// The projections' similarity distributions `[N, N]` at `params` ([`loss::similarity_distributions`]).
+    pub fn similarity_distributions<S: Scalar>(&self, params: &[S], x: &[S], tau: f64) -> Vec<S> {
+        let (out, _) = self.infer(params, x, true);
+        let z = out
+            .projection
+            .expect("the forward pass was asked for projections");
+        loss::similarity_distributions(&z, self.spec.proj_dim, tau)
+    }
+
+    /// `softmax(logits / temperature)` at `params` (temperature < 1 sharpens).
+    pub fn predict_at_temperature<S: Scalar>(
+        &self,
+        params: &[S],
+        x: &[S],
+        temperature: f64,
+    ) -> Vec<S> {
+        let (out, _) = self.infer(params, x, false);
+        let inv = 1.0 / temperature;
+        let scaled: Vec<S> = out.logits.iter().map(|v| v.scale(inv)).collect();
+        loss::softmax(&scaled, self.spec.ways)
     }
 
     /// Gradient `g` and Hessian-vector product `H v` of the inner loss at `params`, in one

@@ -505,6 +505,7 @@ pub fn train(
                     outer_loss: r.loss,
                     inner_loss_before: f64::NAN,
                     inner_loss_after: f64::NAN,
+                    kl: f64::NAN,
                 };
                 (r.grad, vec![stats])
             }
@@ -549,7 +550,7 @@ pub fn train(
             inner_loss_before: mean(&stats, |s| s.inner_loss_before),
             inner_loss_after: mean(&stats, |s| s.inner_loss_after),
             kl: if cfg.method == TrainMethod::Bmssl {
-                outer_loss
+                mean(&stats, |s| s.kl)
             } else {
                 f64::NAN
             },

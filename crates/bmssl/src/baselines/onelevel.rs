@@ -39,6 +39,7 @@ pub fn task_gradient<F: Real>(
         outer_loss: out.loss.re(),
         inner_loss_before: out.loss.re(),
         inner_loss_after: f64::NAN,
+        kl: f64::NAN,
     };
     (out.grad, stats)
 }

@@ -101,6 +101,7 @@ pub fn task_gradient<F: Real>(
         outer_loss: loss.re(),
         inner_loss_before: f64::NAN,
         inner_loss_after: f64::NAN,
+        kl: f64::NAN,
     };
     (grad, stats)
 }

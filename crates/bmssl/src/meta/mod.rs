@@ -31,6 +31,60 @@ pub enum Target {
     QueryStep,
 }
 
+/// What BMSSL's outer loss is made of (MetaSSL ignores it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OuterLoss {
+    /// The paper's eq. (3): `KL(pi_target || pi_L)` on the query views alone.
+    #[default]
+    Kl,
+    /// MetaSSL's query loss plus `mu` times the KL: `l_Q(w_L) + mu KL(pi_target || pi_L)`
+    /// (`mu = 0` is MetaSSL; the reference's `--method additive`).
+    Additive,
+}
+
+impl OuterLoss {
+    /// Name as in configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OuterLoss::Kl => "kl",
+            OuterLoss::Additive => "additive",
+        }
+    }
+}
+
+/// How the bootstrap target is built and weighed (BMSSL only). [`BootstrapSpec::PAPER`] is the
+/// paper's reading; every other value is one of the study's variants (docs/training.md).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BootstrapSpec {
+    /// `kl` (eq. 3) or `additive`.
+    pub outer: OuterLoss,
+    /// mu: weight of the KL in the additive objective.
+    pub mu: f64,
+    /// Steps on the query views that end a [`Target::QueryStep`] target (1 in BMG's reading).
+    pub query_steps: usize,
+    /// Step size of every target step (delta support steps and the query steps); `None`: alpha.
+    pub lr: Option<f64>,
+    /// The target is `softmax(logits / T)` at the target weights: T < 1 sharpens it.
+    pub temperature: f64,
+    /// nu: weight of a second KL, between the target's and w_L's similarity distributions of the
+    /// query views' projections (each view's softmax over the others at the inner loss's tau), so
+    /// that the bootstrap also teaches the projection head (0: off, as in the paper).
+    pub similarity_weight: f64,
+}
+
+impl BootstrapSpec {
+    /// KL only, one query step (for `query-step`), alpha, no sharpening.
+    pub const PAPER: BootstrapSpec = BootstrapSpec {
+        outer: OuterLoss::Kl,
+        mu: 1.0,
+        query_steps: 1,
+        lr: None,
+        temperature: 1.0,
+        similarity_weight: 0.0,
+    };
+}
+
 /// Everything that defines one meta-gradient.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MetaSpec {
@@ -46,4 +100,16 @@ pub struct MetaSpec {
     pub inner_loss: InnerLoss,
     /// Treat w_L as if it were theta (first-order MAML approximation).
     pub first_order: bool,
+    /// Start every inner loop from a zero classifier (Kao et al.'s zeroing trick): theta's
+    /// classifier is never used, and adaptation starts as evaluation does ([`crate::eval::HeadInit::Zero`]).
+    pub zero_head: bool,
+    /// The bootstrap target's variants (BMSSL only).
+    pub bootstrap: BootstrapSpec,
+}
+
+impl MetaSpec {
+    /// Step size of the target's steps.
+    pub fn target_lr(&self) -> f64 {
+        self.bootstrap.lr.unwrap_or(self.inner_lr)
+    }
 }

@@ -9,13 +9,18 @@
 //! `u <- u - alpha * H_k u` for `k = L-1 .. 0`. This is exactly what reverse-mode autodiff through
 //! the inner loop computes, with O(L) parameter vectors of memory and no graph.
 //! First order drops the Hessian terms: `dLoss/dtheta ~ dLoss/dw_L`.
+//!
+//! Variants ([`MetaSpec::zero_head`], [`super::BootstrapSpec`]): with the zeroing trick the inner
+//! loop starts from theta with its classifier set to zero, so the classifier's meta-gradient is
+//! exactly zero; the additive outer loss adds the query loss's gradient at w_L to mu times the
+//! KL's, and the chain rule above is unchanged (both are functions of w_L).
 
 use super::bootstrap;
 use super::inner::adapt;
-use super::{MetaSpec, Method};
+use super::{MetaSpec, Method, OuterLoss};
 use crate::engine::Real;
 use crate::model::Learner;
-use crate::objective::Objective;
+use crate::objective::{LossGrad, Objective};
 use rayon::prelude::*;
 
 /// One task of a meta-batch, as tensors.
@@ -38,6 +43,31 @@ pub struct TaskStats {
     pub inner_loss_before: f64,
     /// Inner loss on the support views at w_L (NaN when not computed: MetaSSL or delta = 0).
     pub inner_loss_after: f64,
+    /// `KL(pi_target || pi_L)` (NaN without a bootstrap target: MetaSSL and the baselines).
+    pub kl: f64,
+}
+
+/// Sets the classifier's weights and bias to zero (the zeroing trick's start of an inner loop, and
+/// its meta-gradient: theta's classifier does not reach the loss).
+pub fn zero_classifier<F: Real>(learner: &Learner, w: &mut [F]) {
+    for name in ["classifier.weight", "classifier.bias"] {
+        if let Some(e) = learner.layout.get(name) {
+            w[e.range()].fill(F::default());
+        }
+    }
+}
+
+/// `a + w b`, loss and gradient.
+fn add_scaled<F: Real>(a: LossGrad<F>, b: LossGrad<F>, w: f64) -> LossGrad<F> {
+    LossGrad {
+        loss: a.loss + b.loss.scale(w),
+        grad: a
+            .grad
+            .into_iter()
+            .zip(b.grad)
+            .map(|(x, y)| x + y.scale(w))
+            .collect(),
+    }
 }
 
 /// Outer loss and meta-gradient of one task.
@@ -47,9 +77,18 @@ pub fn task_meta_gradient<F: Real>(
     task: &TaskTensors<F>,
     spec: &MetaSpec,
 ) -> (Vec<F>, TaskStats) {
+    let zeroed;
+    let start = if spec.zero_head {
+        let mut w = theta.to_vec();
+        zero_classifier(learner, &mut w);
+        zeroed = w;
+        &zeroed[..]
+    } else {
+        theta
+    };
     let traj = adapt(
         learner,
-        theta,
+        start,
         &task.support_x,
         &task.support_y,
         spec.inner_steps,
@@ -59,6 +98,7 @@ pub fn task_meta_gradient<F: Real>(
     let mut stats = TaskStats {
         inner_loss_before: traj.loss_before,
         inner_loss_after: f64::NAN,
+        kl: f64::NAN,
         ..Default::default()
     };
     // u = dLoss/dw_L
@@ -80,12 +120,39 @@ pub fn task_meta_gradient<F: Real>(
                 spec,
             );
             stats.inner_loss_after = t.support_loss_after.unwrap_or(f64::NAN);
-            learner.loss_grad(
+            let kl = learner.loss_grad(
                 &traj.last,
                 &task.query_x,
                 &task.query_y,
                 Objective::KlTo(&t.probs),
-            )
+            );
+            stats.kl = kl.loss.re();
+            let outer = match spec.bootstrap.outer {
+                OuterLoss::Kl => kl,
+                OuterLoss::Additive => {
+                    let mu = spec.bootstrap.mu;
+                    let q = learner.loss_grad(
+                        &traj.last,
+                        &task.query_x,
+                        &task.query_y,
+                        Objective::Inner(spec.inner_loss),
+                    );
+                    add_scaled(q, kl, mu)
+                }
+            };
+            match &t.similarity {
+                None => outer,
+                Some(target) => {
+                    let nu = spec.bootstrap.similarity_weight;
+                    let sim = learner.loss_grad(
+                        &traj.last,
+                        &task.query_x,
+                        &task.query_y,
+                        Objective::SimilarityKlTo(target, spec.inner_loss.temperature),
+                    );
+                    add_scaled(outer, sim, nu)
+                }
+            }
         }
     };
     stats.outer_loss = outer.loss.re();
@@ -98,6 +165,9 @@ pub fn task_meta_gradient<F: Real>(
                 *a -= b.scale(spec.inner_lr);
             }
         }
+    }
+    if spec.zero_head {
+        zero_classifier(learner, &mut u);
     }
     (u, stats)
 }
@@ -184,7 +254,24 @@ mod tests {
                 ..InnerLoss::PAPER
             },
             first_order,
+            zero_head: false,
+            bootstrap: crate::meta::BootstrapSpec::PAPER,
         }
+    }
+
+    /// theta with its classifier zeroed when the zeroing trick is on (written out here from the
+    /// layout, apart from the code under test).
+    fn start(l: &Learner, theta: &[f64], s: &MetaSpec) -> Vec<f64> {
+        let mut w = theta.to_vec();
+        if s.zero_head {
+            for name in ["classifier.weight", "classifier.bias"] {
+                let r = l.layout.get(name).unwrap().range();
+                for v in &mut w[r] {
+                    *v = 0.0;
+                }
+            }
+        }
+        w
     }
 
     /// The outer loss with the bootstrap target computed once at `theta` and then held fixed:
@@ -197,7 +284,7 @@ mod tests {
     ) -> impl Fn(&[f64]) -> f64 {
         let w_l = adapt(
             l,
-            theta,
+            &start(l, theta, s),
             &task.support_x,
             &task.support_y,
             s.inner_steps,
@@ -205,7 +292,7 @@ mod tests {
             s.inner_loss,
         )
         .last;
-        let target = bootstrap::target(
+        let bootstrapped = bootstrap::target(
             l,
             &w_l,
             &task.support_x,
@@ -213,13 +300,13 @@ mod tests {
             &task.query_x,
             &task.query_y,
             s,
-        )
-        .probs;
+        );
+        let (target, similarity_target) = (bootstrapped.probs, bootstrapped.similarity);
         let (l, task, s) = (l.clone(), task.clone(), *s);
         move |v: &[f64]| {
             let w = adapt(
                 &l,
-                v,
+                &start(&l, v, &s),
                 &task.support_x,
                 &task.support_y,
                 s.inner_steps,
@@ -227,20 +314,37 @@ mod tests {
                 s.inner_loss,
             )
             .last;
-            match s.method {
-                Method::Bmssl => {
-                    l.loss_grad(&w, &task.query_x, &task.query_y, Objective::KlTo(&target))
+            let query_loss = l
+                .loss_grad(
+                    &w,
+                    &task.query_x,
+                    &task.query_y,
+                    Objective::Inner(s.inner_loss),
+                )
+                .loss;
+            let kl = || {
+                l.loss_grad(&w, &task.query_x, &task.query_y, Objective::KlTo(&target))
+                    .loss
+            };
+            let similarity = || match &similarity_target {
+                Some(t) => {
+                    s.bootstrap.similarity_weight
+                        * l.loss_grad(
+                            &w,
+                            &task.query_x,
+                            &task.query_y,
+                            Objective::SimilarityKlTo(t, s.inner_loss.temperature),
+                        )
                         .loss
                 }
-                Method::Metassl => {
-                    l.loss_grad(
-                        &w,
-                        &task.query_x,
-                        &task.query_y,
-                        Objective::Inner(s.inner_loss),
-                    )
-                    .loss
+                None => 0.0,
+            };
+            match (s.method, s.bootstrap.outer) {
+                (Method::Bmssl, crate::meta::OuterLoss::Kl) => kl() + similarity(),
+                (Method::Bmssl, crate::meta::OuterLoss::Additive) => {
+                    query_loss + s.bootstrap.mu * kl() + similarity()
                 }
+                (Method::Metassl, _) => query_loss,
             }
         }
     }
@@ -272,6 +376,130 @@ mod tests {
     #[test]
     fn metassl_second_order_meta_gradient_matches_finite_differences() {
         check_against_finite_differences(spec(Method::Metassl, Target::Paper, false));
+    }
+
+    fn with(s: MetaSpec, edit: impl FnOnce(&mut MetaSpec)) -> MetaSpec {
+        let mut s = s;
+        edit(&mut s);
+        s
+    }
+
+    #[test]
+    fn additive_outer_loss_meta_gradient_matches_finite_differences() {
+        for target in [Target::Paper, Target::QueryStep] {
+            check_against_finite_differences(with(spec(Method::Bmssl, target, false), |s| {
+                s.bootstrap.outer = crate::meta::OuterLoss::Additive;
+                s.bootstrap.mu = 0.3;
+            }));
+        }
+    }
+
+    #[test]
+    fn zeroing_trick_meta_gradient_matches_finite_differences_for_both_methods() {
+        for method in [Method::Bmssl, Method::Metassl] {
+            check_against_finite_differences(with(spec(method, Target::QueryStep, false), |s| {
+                s.zero_head = true;
+            }));
+        }
+    }
+
+    #[test]
+    fn projection_similarity_target_meta_gradient_matches_finite_differences() {
+        for outer in [crate::meta::OuterLoss::Kl, crate::meta::OuterLoss::Additive] {
+            check_against_finite_differences(with(
+                spec(Method::Bmssl, Target::QueryStep, false),
+                |s| {
+                    s.bootstrap.similarity_weight = 0.7;
+                    s.bootstrap.outer = outer;
+                    s.zero_head = true;
+                },
+            ));
+        }
+    }
+
+    #[test]
+    fn the_projection_head_gets_a_meta_gradient_from_the_similarity_target_alone() {
+        // M1 = 1: no contrastive positives in the support set, and the KL reads logits only.
+        let (l, p, mut task) = setup();
+        task.support_y = vec![0, 1, 2];
+        task.support_x.truncate(3 * l.image_len());
+        let mut s = spec(Method::Bmssl, Target::QueryStep, false);
+        s.inner_loss.contrastive_weight = 0.0;
+        let proj = l.layout.get("proj.2.weight").unwrap().range();
+        let plain = task_meta_gradient(&l, &p, &task, &s).0;
+        assert!(plain[proj.clone()].iter().all(|&v| v == 0.0));
+        s.bootstrap.similarity_weight = 1.0;
+        let with_similarity = task_meta_gradient(&l, &p, &task, &s).0;
+        assert!(with_similarity[proj].iter().any(|&v| v != 0.0));
+    }
+
+    #[test]
+    fn zeroing_trick_sends_no_meta_gradient_to_the_classifier() {
+        let (l, p, task) = setup();
+        let s = with(spec(Method::Metassl, Target::Paper, false), |s| {
+            s.zero_head = true;
+        });
+        let (g, _) = task_meta_gradient(&l, &p, &task, &s);
+        let head = l.layout.get("classifier.weight").unwrap().range();
+        assert!(g[head].iter().all(|&v| v == 0.0));
+        let conv = l.layout.get("conv0.weight").unwrap().range();
+        assert!(g[conv].iter().any(|&v| v != 0.0));
+    }
+
+    #[test]
+    fn sharpened_multi_step_target_with_its_own_step_size_matches_finite_differences() {
+        check_against_finite_differences(with(
+            spec(Method::Bmssl, Target::QueryStep, false),
+            |s| {
+                s.bootstrap.temperature = 0.5;
+                s.bootstrap.query_steps = 2;
+                s.bootstrap.lr = Some(0.05);
+                s.bootstrap.outer = crate::meta::OuterLoss::Additive;
+                s.bootstrap.mu = 2.0;
+                s.zero_head = true;
+            },
+        ));
+    }
+
+    #[test]
+    fn a_sharpened_target_is_the_softmax_of_the_scaled_logits_and_more_confident() {
+        let (l, p, task) = setup();
+        let base = spec(Method::Bmssl, Target::Paper, false);
+        let sharp = with(base, |s| s.bootstrap.temperature = 0.5);
+        let args = (
+            &task.support_x,
+            &task.support_y,
+            &task.query_x,
+            &task.query_y,
+        );
+        let t1 = bootstrap::target(&l, &p, args.0, args.1, args.2, args.3, &base).probs;
+        let t2 = bootstrap::target(&l, &p, args.0, args.1, args.2, args.3, &sharp).probs;
+        // softmax(z / 0.5) = p^2 / sum(p^2) row by row.
+        for (r1, r2) in t1.chunks(3).zip(t2.chunks(3)) {
+            let norm: f64 = r1.iter().map(|v| v * v).sum();
+            for (a, b) in r1.iter().zip(r2) {
+                assert!((a * a / norm - b).abs() < 1e-12);
+            }
+            let max = |r: &[f64]| r.iter().cloned().fold(0.0, f64::max);
+            assert!(max(r2) >= max(r1));
+        }
+    }
+
+    #[test]
+    fn the_target_step_size_changes_the_target_and_defaults_to_alpha() {
+        let (l, p, task) = setup();
+        let base = spec(Method::Bmssl, Target::QueryStep, false);
+        let args = (
+            &task.support_x,
+            &task.support_y,
+            &task.query_x,
+            &task.query_y,
+        );
+        let t = |s: &MetaSpec| bootstrap::target(&l, &p, args.0, args.1, args.2, args.3, s).probs;
+        let alpha = with(base, |s| s.bootstrap.lr = Some(s.inner_lr));
+        assert_eq!(t(&base), t(&alpha));
+        assert_ne!(t(&base), t(&with(base, |s| s.bootstrap.lr = Some(0.01))));
+        assert_ne!(t(&base), t(&with(base, |s| s.bootstrap.query_steps = 3)));
     }
 
     #[test]

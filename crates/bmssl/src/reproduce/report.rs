@@ -379,8 +379,9 @@ Parts finished: {} of {}.\n",
     let _ = writeln!(
         m,
         "Raw numbers: `parts/<part>/result.json` (per-episode accuracies included), merged in `results.json`; the comparisons behind each claim in `claims.json`. \
-*n/a: {}.\n",
-        paper::NOT_AVAILABLE
+*n/a: {}. The paper ran its ablations (Tables 5-7) on {} only: their paper columns are miniImageNet figures beside our Omniglot ones, so compare orderings and gaps, not values.\n",
+        paper::NOT_AVAILABLE,
+        paper::dataset_of("table5")
     );
 
     let _ = writeln!(m, "## Claims\n");
@@ -432,7 +433,7 @@ Parts finished: {} of {}.\n",
                 }
             }
             "table7" => {
-                let _ = writeln!(m, "| delta | 5w1s (ours) | 5w1s (paper) | meta-steps/s (ours) | meta-steps/s (paper) | part |\n|---|---|---|---|---|---|");
+                let _ = writeln!(m, "| delta | 5w1s (ours, Omniglot) | paper, miniImageNet (\"Top-5 ACC\") | meta-steps/s (ours) | steps/s (paper, V100) | part |\n|---|---|---|---|---|---|");
                 for row in &t.rows {
                     let s = t.settings[0];
                     let _ = writeln!(
@@ -452,7 +453,7 @@ Parts finished: {} of {}.\n",
                 let six = t.id == "table6";
                 let _ = writeln!(
                     m,
-                    "| {} |{} {s} (ours) | {s} (paper) | part |\n|---|{}---|---|---|",
+                    "| {} |{} {s} (ours, Omniglot) | top-1 (paper, miniImageNet) | part |\n|---|{}---|---|---|",
                     if six { "structure" } else { "level" },
                     if six { " definition |" } else { "" },
                     if six { "---|" } else { "" }

@@ -120,6 +120,10 @@ fn a_tiny_reproduction_reports_every_table_with_numbers_from_its_own_runs_and_a_
     assert!(!text.contains("not run"), "{text}");
     assert!(text.contains(paper::NOT_AVAILABLE));
     assert!(
+        text.contains("49.99") && text.contains("miniImageNet"),
+        "Table 5's A2 is the paper's miniImageNet figure, marked as such"
+    );
+    assert!(
         text.contains("96.02"),
         "the paper's BMSSL 5w1s value is beside ours"
     );
