@@ -391,7 +391,7 @@ fn a_part_pre_trained_with_bmssl_train_is_adopted_and_only_evaluated() {
         &QuietSweep,
     )
     .unwrap();
-    assert_eq!(r.ran, [part.id.clone()]);
+    assert_eq!(r.ran, vec![part.id.clone()]);
     assert_eq!(
         std::fs::read(pdir.join("metrics.jsonl")).unwrap(),
         metrics,
