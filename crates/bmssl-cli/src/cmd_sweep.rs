@@ -9,6 +9,7 @@ use bmssl::reproduce::sweep::{self, summary, PartStatus, RunOptions, Spec, Sweep
 use bmssl::reproduce::{EvalSpec, PartProgress};
 use bmssl::train::{Observer, StepRecord, ValidationRecord};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -47,7 +48,7 @@ pub struct SweepArgs {
     /// Only (re)write summary.md, summary.csv and the plots from the parts finished in --out.
     #[arg(long)]
     summarize: bool,
-    /// No progress bars: one line per part.
+    /// No progress bars: log lines only (also when stderr is not a terminal).
     #[arg(long, short)]
     quiet: bool,
 }
@@ -345,7 +346,10 @@ pub fn run(args: SweepArgs) -> Result<()> {
         out.display()
     );
     let display = Display {
-        bars: (!args.quiet).then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+        // Bars only on a terminal: a hidden MultiProgress would swallow the log lines too
+        // (a scheduler's log file gets the lines).
+        bars: (!args.quiet && std::io::stderr().is_terminal())
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
         started: Instant::now(),
     };
     let r = sweep::run(
