@@ -234,7 +234,16 @@ pub fn error_bar_chart(
                 String::new()
             }
         }
-        None => format!("{x}"),
+        // Tick positions are sums of floats (0.30000000000000004): six decimals, trimmed.
+        None => {
+            let t = format!("{x:.6}");
+            let t = t.trim_end_matches('0').trim_end_matches('.');
+            if t == "-0" {
+                "0".into()
+            } else {
+                t.to_string()
+            }
+        }
     };
     let mut mesh = chart.configure_mesh();
     mesh.x_desc(x_label)
