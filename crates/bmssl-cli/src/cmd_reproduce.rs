@@ -5,6 +5,7 @@
 
 use crate::plots::{self, Series};
 use anyhow::{Context, Result};
+use bmssl::config::TrainConfig;
 use bmssl::data::{known_dataset, open_split, ImageShape};
 use bmssl::eval::Setting;
 use bmssl::meta::Target;
@@ -171,10 +172,9 @@ impl reproduce::Progress for Display {
     }
 }
 
-/// The three splits; an image folder is one split, used for all three (its numbers are then not
-/// held-out, and the report's dataset line says which folder it was).
-fn open_splits(plan: &Plan, data_dir: Option<&Path>) -> Result<Splits> {
-    let cfg = &plan.parts[0].config;
+/// The three splits of the data `cfg` reads; an image folder is one split, used for all three
+/// (its numbers are then not held-out, and the report's dataset line says which folder it was).
+pub(crate) fn open_splits(cfg: &TrainConfig, data_dir: Option<&Path>) -> Result<Splits> {
     let shape = ImageShape::new(cfg.channels, cfg.image_size, cfg.image_size);
     let open = |split: &str| {
         let split = if known_dataset(&cfg.dataset).is_some() {
@@ -354,7 +354,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
     }
     if !args.report_only {
         let t0 = Instant::now();
-        let splits = open_splits(&plan, args.data_dir.as_deref())?;
+        let splits = open_splits(&plan.parts[0].config, args.data_dir.as_deref())?;
         eprintln!(
             "data: {} / {} / {} images (train / val / test) loaded in {:.1}s",
             splits.train.num_images(),

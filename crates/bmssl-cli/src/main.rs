@@ -22,6 +22,7 @@ mod cmd_data;
 mod cmd_eval;
 mod cmd_plot;
 mod cmd_reproduce;
+mod cmd_sweep;
 mod cmd_train;
 mod plots;
 
@@ -53,6 +54,9 @@ enum Command {
     Plot(cmd_plot::PlotArgs),
     /// The paper's Tables 3, 5, 6, 7 under one budget, resumably; writes OUT/report.md.
     Reproduce(Box<cmd_reproduce::ReproduceArgs>),
+    /// A grid of runs from a spec file (base + axes + variants), resumable, parallel, then
+    /// OUT/summary.md, summary.csv and plots; --list / --part / --summarize split it across machines.
+    Sweep(Box<cmd_sweep::SweepArgs>),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -65,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plot(args) => cmd_plot::run(args),
         Command::Train(args) => cmd_train::run(*args),
         Command::Reproduce(args) => cmd_reproduce::run(*args),
+        Command::Sweep(args) => cmd_sweep::run(*args),
     }
 }
 

@@ -179,3 +179,109 @@ pub fn plot_run(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     written.push(speed);
     Ok(written)
 }
+
+/// One named line with a 95% error bar at each point: (x, mean, half-width).
+pub struct ErrorSeries {
+    pub name: String,
+    pub points: Vec<(f64, f64, f64)>,
+}
+
+/// Draws lines with vertical error bars and writes a PNG. With `categories`, x = 0, 1, 2...
+/// are labelled with those names (an axis of non-numbers).
+pub fn error_bar_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    categories: Option<&[String]>,
+    series: &[ErrorSeries],
+) -> Result<()> {
+    register_font();
+    let pts: Vec<(f64, f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .filter(|p| p.0.is_finite() && p.1.is_finite() && p.2.is_finite())
+        .collect();
+    if pts.is_empty() {
+        return Ok(());
+    }
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, m, c) in &pts {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(m - c);
+        y1 = y1.max(m + c);
+    }
+    // Room beside the outermost bars.
+    let xpad = ((x1 - x0) * 0.05).max(if categories.is_some() { 0.5 } else { 1e-6 });
+    let (x0, x1) = (x0 - xpad, x1 + xpad);
+    let pad = ((y1 - y0) * 0.05).max(1e-6);
+    let (y0, y1) = (y0 - pad, y1 + pad);
+    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    let label = |x: &f64| match categories {
+        Some(c) => {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < c.len() {
+                c[i as usize].clone()
+            } else {
+                String::new()
+            }
+        }
+        // Tick positions are sums of floats (0.30000000000000004): six decimals, trimmed.
+        None => {
+            let t = format!("{x:.6}");
+            let t = t.trim_end_matches('0').trim_end_matches('.');
+            if t == "-0" {
+                "0".into()
+            } else {
+                t.to_string()
+            }
+        }
+    };
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(x_label)
+        .y_desc(y_label)
+        .label_style(("sans-serif", 15))
+        .x_label_formatter(&label);
+    if let Some(c) = categories {
+        mesh.x_labels(c.len() * 4 + 1);
+    }
+    mesh.draw()?;
+    let colours = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    for (i, s) in series.iter().enumerate() {
+        let c = colours[i % colours.len()];
+        let ok: Vec<(f64, f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p.0.is_finite() && p.1.is_finite() && p.2.is_finite())
+            .collect();
+        chart
+            .draw_series(LineSeries::new(
+                ok.iter().map(|p| (p.0, p.1)),
+                c.stroke_width(2),
+            ))?
+            .label(s.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        chart.draw_series(
+            ok.iter()
+                .map(|&(x, m, e)| ErrorBar::new_vertical(x, m - e, m, m + e, c.filled(), 10)),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .draw()?;
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -20,12 +20,14 @@ pub mod estimate;
 pub mod paper;
 pub mod plan;
 pub mod report;
+pub mod sweep;
 
 pub use plan::{Budget, Part, Plan, PlanOptions, Row, TableSpec};
 
 use crate::checkpoint;
+use crate::config::TrainConfig;
 use crate::data::{Dataset, UnlabelledPool};
-use crate::eval::{self, EvalOptions, Mode, Model, Setting};
+use crate::eval::{self, EvalOptions, HeadInit, Mode, Model, Setting};
 use crate::train::{self, Faults, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -68,6 +70,93 @@ pub struct EvalRecord {
     pub seconds: f64,
     /// Accuracy of each episode, in episode order (paired comparisons between parts).
     pub accuracies: Vec<f64>,
+    /// The split the episodes came from (absent: `test`, as every `reproduce` record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<String>,
+    /// Adapt mode's head initialisation (absent: zero).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<HeadInit>,
+    /// The meta-step of the checkpoint evaluated (absent in `reproduce`'s records, whose
+    /// directory fixes the budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_step: Option<u64>,
+}
+
+/// Paired difference `a - b` of two evaluations over the same episodes (same split, setting,
+/// episode seed and queries): the mean of the per-episode differences and its 95% half-width
+/// `1.96 sd / sqrt(n)`. None when the episodes are not the same.
+pub fn paired_difference(a: &EvalRecord, b: &EvalRecord) -> Option<Interval> {
+    if a.accuracies.len() != b.accuracies.len()
+        || a.setting != b.setting
+        || a.episode_seed != b.episode_seed
+        || a.queries != b.queries
+        || a.split != b.split
+    {
+        return None;
+    }
+    let d: Vec<f64> = a
+        .accuracies
+        .iter()
+        .zip(&b.accuracies)
+        .map(|(x, y)| x - y)
+        .collect();
+    Interval::of(&d)
+}
+
+/// One evaluation a part asks for: which episodes, how they are scored, and its cache file in
+/// the part's directory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalSpec {
+    /// File name of the cached [`EvalRecord`] (`eval-5w1s.json` in `reproduce`).
+    pub file: String,
+    /// `val` or `test`.
+    pub split: String,
+    pub setting: Setting,
+    pub mode: Mode,
+    pub head: HeadInit,
+    pub episodes: u64,
+    pub queries: usize,
+    pub seed: u64,
+    /// Write the split, head and checkpoint step into the record (the sweep's records);
+    /// `reproduce`'s records stay as they always were.
+    pub extended: bool,
+}
+
+impl EvalSpec {
+    /// Whether `e` is this evaluation (of the checkpoint at `step`, when the record says which).
+    pub fn matches(&self, e: &EvalRecord, step: Option<u64>) -> bool {
+        e.setting == self.setting
+            && e.mode == self.mode
+            && e.head.unwrap_or(HeadInit::Zero) == self.head
+            && e.split.as_deref().unwrap_or("test") == self.split
+            && e.episodes == self.episodes
+            && e.queries == self.queries
+            && e.episode_seed == self.seed
+            && match (e.checkpoint_step, step) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
+/// One training run and the evaluations of its final checkpoint: what `reproduce` and `sweep`
+/// both run through [`run_part`].
+pub(crate) struct PartJob<'a> {
+    pub id: &'a str,
+    pub config: &'a TrainConfig,
+    /// Written into the result (`reproduce`'s budget name, `sweep` for a sweep).
+    pub budget: &'a str,
+    /// Query images per class of the training-time validation episodes.
+    pub curve_queries: usize,
+    pub evals: &'a [EvalSpec],
+}
+
+/// What [`run_part`] reports: training through the [`Observer`] methods, then each evaluation.
+pub trait PartProgress: Observer + Sync {
+    /// An evaluation is starting.
+    fn eval(&mut self, _spec: &EvalSpec) {}
+    /// One episode finished (called from worker threads).
+    fn episode(&self) {}
 }
 
 /// What a finished part measured: written to `OUT/parts/<id>/result.json`.
@@ -96,6 +185,10 @@ impl PartResult {
     /// The evaluation of `setting`, if made.
     pub fn eval(&self, setting: Setting) -> Option<&EvalRecord> {
         self.evals.iter().find(|e| e.setting == setting)
+    }
+    /// The evaluation that is `spec`, if made.
+    pub fn find(&self, spec: &EvalSpec) -> Option<&EvalRecord> {
+        self.evals.iter().find(|e| spec.matches(e, None))
     }
 }
 
@@ -163,22 +256,34 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 /// Configurations are compared parsed, so a configuration key added to the toolkit later (read
 /// with its default) does not make finished parts look unfinished.
 fn is_done(result: &PartResult, part: &Part, plan: &Plan) -> bool {
-    crate::config::TrainConfig::from_toml(&result.config_toml, &result.id)
-        .is_ok_and(|c| c == part.config)
+    config_matches(result, &part.config)
         && result.budget == plan.budget.name
-        && part.settings.iter().all(|s| {
-            result
-                .eval(*s)
-                .is_some_and(|e| eval_matches(e, part, plan, *s))
-        })
+        && eval_specs(part, plan)
+            .iter()
+            .all(|s| result.find(s).is_some())
 }
 
-fn eval_matches(e: &EvalRecord, part: &Part, plan: &Plan, s: Setting) -> bool {
-    e.setting == s
-        && e.mode == part.eval_mode
-        && e.episodes == plan.budget.eval_episodes
-        && e.queries == plan.budget.queries
-        && e.episode_seed == plan.options.episode_seed
+/// Whether a result was made with this configuration (compared parsed).
+pub(crate) fn config_matches(result: &PartResult, config: &TrainConfig) -> bool {
+    TrainConfig::from_toml(&result.config_toml, &result.id).is_ok_and(|c| &c == config)
+}
+
+/// The test evaluations of a `reproduce` part: `eval-<setting>.json`, the method's mode.
+fn eval_specs(part: &Part, plan: &Plan) -> Vec<EvalSpec> {
+    part.settings
+        .iter()
+        .map(|&s| EvalSpec {
+            file: format!("eval-{s}.json"),
+            split: "test".into(),
+            setting: s,
+            mode: part.eval_mode,
+            head: HeadInit::Zero,
+            episodes: plan.budget.eval_episodes,
+            queries: plan.budget.queries,
+            seed: plan.options.episode_seed,
+            extended: false,
+        })
+        .collect()
 }
 
 /// Writes `OUT/plan.json`, refusing a directory made under another budget or options (its
@@ -224,7 +329,7 @@ pub fn run(
             summary.skipped.push(part.id.clone());
             continue;
         }
-        let result = run_part(out, plan, part, splits, progress)?;
+        let result = run_plan_part(out, plan, part, splits, progress)?;
         write_json(&result_path(out, &part.id), &result)?;
         progress.finished(part, &result);
         summary.ran.push(part.id.clone());
@@ -232,24 +337,81 @@ pub fn run(
     Ok(summary)
 }
 
-/// Trains (or resumes) one part, evaluates it on the test split, and collects its numbers.
-fn run_part(
+/// `reproduce`'s view of a part's progress as a [`PartProgress`].
+struct PlanPartProgress<'a> {
+    inner: &'a mut dyn Progress,
+    part: &'a Part,
+}
+
+impl Observer for PlanPartProgress<'_> {
+    fn step(&mut self, r: &StepRecord) {
+        self.inner.step(r)
+    }
+    fn validation(&mut self, r: &ValidationRecord) {
+        self.inner.validation(r)
+    }
+    fn warning(&mut self, m: &str) {
+        self.inner.warning(m)
+    }
+    fn checkpoint(&mut self, p: &Path) {
+        self.inner.checkpoint(p)
+    }
+}
+
+impl PartProgress for PlanPartProgress<'_> {
+    fn eval(&mut self, spec: &EvalSpec) {
+        self.inner.eval(self.part, spec.setting, spec.episodes)
+    }
+    fn episode(&self) {
+        self.inner.episode()
+    }
+}
+
+/// Trains (or resumes) one `reproduce` part, evaluates it on the test split, and collects its numbers.
+fn run_plan_part(
     out: &Path,
     plan: &Plan,
     part: &Part,
     splits: &Splits,
     progress: &mut dyn Progress,
 ) -> Result<PartResult> {
-    let cfg = &part.config;
-    let dir = part_dir(out, &part.id);
-    let run_dir = RunDir::create(&dir)?;
+    let evals = eval_specs(part, plan);
+    let job = PartJob {
+        id: &part.id,
+        config: &part.config,
+        budget: &plan.budget.name,
+        curve_queries: plan.budget.queries,
+        evals: &evals,
+    };
+    run_part(
+        &part_dir(out, &part.id),
+        &job,
+        splits,
+        &mut PlanPartProgress {
+            inner: progress,
+            part,
+        },
+    )
+}
+
+/// Trains (or resumes) a part's run in `dir` (a run that already reached its meta-steps trains
+/// nothing), makes each evaluation of its final checkpoint that is not cached in `dir` yet (and
+/// caches it), and collects its numbers. The one mechanism behind `reproduce` and `sweep`.
+pub(crate) fn run_part(
+    dir: &Path,
+    job: &PartJob<'_>,
+    splits: &Splits,
+    progress: &mut dyn PartProgress,
+) -> Result<PartResult> {
+    let cfg = job.config;
+    let run_dir = RunDir::create(dir)?;
     let data = if cfg.method.uses_labels() {
         TrainingData::Labelled(splits.train.clone())
     } else {
         TrainingData::Unlabelled(UnlabelledPool::new(splits.train.clone()))
     };
     let val = splits.val.clone();
-    let mut validator = train::validator(cfg, val.as_ref(), plan.budget.queries);
+    let mut validator = train::validator(cfg, val.as_ref(), job.curve_queries);
     let outcome = train::train(
         &run_dir,
         cfg,
@@ -258,29 +420,37 @@ fn run_part(
         progress,
         &Faults::default(),
     )?;
-    let model = Model::from_checkpoint(&checkpoint::load(&outcome.final_checkpoint)?)?;
+    let checkpoint = checkpoint::load(&outcome.final_checkpoint)?;
+    let step = checkpoint.step;
+    let model = Model::from_checkpoint(&checkpoint)?;
     let mut evals = Vec::new();
-    for &s in &part.settings {
-        let cache = dir.join(format!("eval-{s}.json"));
+    for spec in job.evals {
+        let cache = dir.join(&spec.file);
         if let Ok(e) = read_json::<EvalRecord>(&cache) {
-            if eval_matches(&e, part, plan, s) {
+            if spec.matches(&e, Some(step)) {
                 evals.push(e);
                 continue;
             }
         }
-        progress.eval(part, s, plan.budget.eval_episodes);
+        progress.eval(spec);
         let opts = EvalOptions {
-            episodes: plan.budget.eval_episodes,
-            queries: plan.budget.queries,
-            seed: plan.options.episode_seed,
-            ..EvalOptions::new(part.eval_mode, &model)
+            episodes: spec.episodes,
+            queries: spec.queries,
+            seed: spec.seed,
+            head: spec.head,
+            ..EvalOptions::new(spec.mode, &model)
+        };
+        let data = if spec.split == "val" {
+            splits.val.as_ref()
+        } else {
+            splits.test.as_ref()
         };
         let t0 = Instant::now();
         let tick = &*progress;
-        let r = eval::evaluate(&model, splits.test.as_ref(), s, &opts, &|| tick.episode())?;
+        let r = eval::evaluate(&model, data, spec.setting, &opts, &|| tick.episode())?;
         let e = EvalRecord {
-            setting: s,
-            mode: part.eval_mode,
+            setting: spec.setting,
+            mode: spec.mode,
             episodes: opts.episodes,
             queries: opts.queries,
             episode_seed: opts.seed,
@@ -289,6 +459,9 @@ fn run_part(
             std: r.summary.std,
             seconds: t0.elapsed().as_secs_f64(),
             accuracies: r.accuracies,
+            split: spec.extended.then(|| spec.split.clone()),
+            head: spec.extended.then_some(spec.head),
+            checkpoint_step: spec.extended.then_some(step),
         };
         write_json(&cache, &e)?;
         evals.push(e);
@@ -301,9 +474,9 @@ fn run_part(
         .map(|s| s.meta_steps_per_s)
         .collect();
     Ok(PartResult {
-        id: part.id.clone(),
+        id: job.id.to_string(),
         method: cfg.method.as_str().to_string(),
-        budget: plan.budget.name.clone(),
+        budget: job.budget.to_string(),
         config_toml: cfg.to_toml(),
         meta_steps: trained,
         train_seconds: steps.iter().map(|s| s.wall_s).fold(0.0, f64::max),
@@ -315,7 +488,7 @@ fn run_part(
 }
 
 /// The step and validation records of a run's `metrics.jsonl` (none for a run that trained nothing).
-fn read_metrics(path: &Path) -> Result<(Vec<StepRecord>, Vec<ValidationRecord>)> {
+pub(crate) fn read_metrics(path: &Path) -> Result<(Vec<StepRecord>, Vec<ValidationRecord>)> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),

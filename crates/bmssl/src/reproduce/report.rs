@@ -9,7 +9,10 @@
 
 use super::paper;
 use super::plan::{target_name, Plan, Row, TableSpec};
-use super::{plan_path, read_json, result_path, write_json, EvalRecord, Interval, PartResult};
+use super::{
+    paired_difference, plan_path, read_json, result_path, write_json, EvalRecord, Interval,
+    PartResult,
+};
 use crate::eval::Setting;
 use crate::Result;
 use serde::{Deserialize, Serialize};
@@ -113,24 +116,6 @@ pub struct Claim {
     pub comparisons: Vec<Comparison>,
 }
 
-/// Paired difference `a - b` over the same test episodes.
-fn paired(a: &EvalRecord, b: &EvalRecord) -> Option<Interval> {
-    if a.accuracies.len() != b.accuracies.len()
-        || a.setting != b.setting
-        || a.episode_seed != b.episode_seed
-        || a.queries != b.queries
-    {
-        return None;
-    }
-    let d: Vec<f64> = a
-        .accuracies
-        .iter()
-        .zip(&b.accuracies)
-        .map(|(x, y)| x - y)
-        .collect();
-    Interval::of(&d)
-}
-
 /// Difference of two independent means.
 fn independent(a: &Interval, b: &Interval) -> Interval {
     Interval {
@@ -141,7 +126,7 @@ fn independent(a: &Interval, b: &Interval) -> Interval {
 }
 
 fn accuracy_diff(r: &Results, a: &Row, b: &Row, s: Setting) -> Option<Comparison> {
-    let diff = paired(r.eval(a, s)?, r.eval(b, s)?)?;
+    let diff = paired_difference(r.eval(a, s)?, r.eval(b, s)?)?;
     Some(Comparison {
         what: format!("{} - {}, {s}", a.label, b.label),
         unit: "accuracy".into(),

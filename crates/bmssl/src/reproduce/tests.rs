@@ -20,7 +20,7 @@ fn synthetic(name: &str, classes: u64, per_class: u64, seed: u64) -> Arc<dyn Dat
     Arc::new(InMemoryDataset::from_classes(name, ImageShape::new(1, 28, 28), data).unwrap())
 }
 
-fn splits() -> Splits {
+pub(super) fn splits() -> Splits {
     Splits {
         // 60 classes of 6: enough for ProtoNet's 60-way episodes of 1 + 5 images.
         train: synthetic("synthetic/train", 60, 6, 1),
