@@ -48,7 +48,7 @@ impl Image {
             channels,
             height,
             width,
-            data: pixels.iter().map(|&v| f32::from(v) / 255.0).collect(),
+            data: crate::data::image::to_unit_f32(pixels),
         }
     }
     fn plane(&self) -> usize {

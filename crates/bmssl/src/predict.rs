@@ -8,8 +8,8 @@
 //!
 //! Every image (any size, grey, grey+alpha, RGB or RGBA) is converted to the model's input: grey
 //! models take the luminance, RGB models replicate a grey image into three channels (alpha is
-//! dropped), then resized to `image_size x image_size` (Triangle filter, aspect not kept, as
-//! [`crate::data::image_folder`] does). Omniglot-trained models saw white strokes (1) on a black
+//! dropped), then resized to `image_size x image_size` (Triangle filter, aspect not kept): the
+//! [image pipeline](crate::data::image) that every loader uses. Omniglot-trained models saw white strokes (1) on a black
 //! background (0); drawings are usually dark on light, so [`Invert::Auto`] inverts a grey-model
 //! image whose mean pixel is above 0.5 (decided per image). RGB models are never auto-inverted.
 //!
@@ -27,11 +27,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use image::imageops::FilterType;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::image_folder::IMAGE_EXTENSIONS;
+use crate::data::image::{has_image_extension, is_hidden};
 use crate::data::ImageShape;
 use crate::eval::{HeadInit, Model, Scorer};
 use crate::loss::softmax;
@@ -82,38 +81,7 @@ pub fn load_image(path: &Path, shape: ImageShape, invert: Invert) -> Result<Vec<
             "not an image file (expected .png, .jpg or .jpeg)",
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    // Header-first decoding with size and allocation limits (a crafted file is refused, not
-    // allocated).
-    let img = crate::data::image_folder::decode_limited(&bytes, None)
-        .map_err(|reason| Error::corrupt(path, reason))?;
-    let (w, h) = (shape.width as u32, shape.height as u32);
-    let raw: Vec<u8> = if shape.channels == 1 {
-        let g = img.to_luma8();
-        if g.dimensions() == (w, h) {
-            g.into_raw()
-        } else {
-            image::imageops::resize(&g, w, h, FilterType::Triangle).into_raw()
-        }
-    } else {
-        let rgb = img.to_rgb8();
-        let rgb = if rgb.dimensions() == (w, h) {
-            rgb
-        } else {
-            image::imageops::resize(&rgb, w, h, FilterType::Triangle)
-        };
-        // HWC -> CHW.
-        let plane = shape.height * shape.width;
-        let hwc = rgb.into_raw();
-        let mut chw = vec![0u8; 3 * plane];
-        for (p, px) in hwc.chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                chw[c * plane + p] = px[c];
-            }
-        }
-        chw
-    };
-    let mut x: Vec<f32> = raw.iter().map(|&v| f32::from(v) / 255.0).collect();
+    let mut x = crate::data::image::to_unit_f32(&crate::data::image::load_file(path, shape)?);
     let flip = match invert {
         Invert::Yes => true,
         Invert::No => false,
@@ -125,18 +93,6 @@ pub fn load_image(path: &Path, shape: ImageShape, invert: Invert) -> Result<Vec<
         }
     }
     Ok(x)
-}
-
-fn has_image_extension(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
-}
-
-fn is_hidden(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'))
 }
 
 /// Entries of `dir`, hidden ones left out, sorted by name.

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use flate2::read::GzDecoder;
 
 use super::cache::{self, CacheOptions, CacheStatus, Fingerprint, ImageStore};
-use super::mini_imagenet::{check_shape, image_to_chw};
+use super::image::{check_shape, to_chw};
 use super::omniglot::Split;
 use super::{Dataset, ImageShape};
 use crate::{Error, Result};
@@ -376,6 +376,9 @@ impl Dataset for CifarFs {
     fn shape(&self) -> ImageShape {
         self.store.shape()
     }
+    fn class_name(&self, class: usize) -> String {
+        self.class_names()[class].clone()
+    }
     fn image(&self, class: usize, index: usize) -> Cow<'_, [u8]> {
         self.store.image(class, index)
     }
@@ -391,7 +394,7 @@ fn convert(src: &[u8], shape: ImageShape, dst: &mut [u8]) {
         let p = (y * 32 + x) as usize;
         image::Rgb([src[p], src[1024 + p], src[2048 + p]])
     });
-    image_to_chw(image::DynamicImage::ImageRgb8(img), shape, dst);
+    to_chw(image::DynamicImage::ImageRgb8(img), shape, dst);
 }
 
 /// Pixel bytes of every record of the split's classes: train.bin records first, then test.bin,

@@ -1,9 +1,9 @@
 //! A user's own images: `root/<class>/<image>.png|jpg|jpeg`, any size, grey or colour.
 //!
-//! Every image is converted to the requested channels (1 = luma, 3 = RGB) and resized to exactly
-//! the requested height x width (aspect ratio not kept) with the antialiased
-//! [`FilterType::Triangle`](image::imageops::FilterType::Triangle) filter, then held in memory.
-//! Pixels are stored as they are (no inversion, unlike Omniglot).
+//! Every image goes through the [image pipeline](super::image): converted to the requested
+//! channels (1 = luma, 3 = RGB) and resized to exactly the requested height x width (aspect ratio
+//! not kept, antialiased Triangle filter), then held in memory. Pixels are stored as they are (no
+//! inversion, unlike Omniglot).
 //!
 //! Strictness, so that a typo never silently shrinks a dataset: an empty class folder, a file with
 //! another extension, or a file that does not decode is an error naming the path. Hidden files
@@ -12,38 +12,27 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use image::imageops::FilterType;
 use rayon::prelude::*;
 
+use super::image::{has_image_extension, is_hidden, read_dir_sorted};
+pub use super::image::{IMAGE_EXTENSIONS, MAX_IMAGE_ALLOC, MAX_IMAGE_SIDE};
 use super::{Dataset, ImageShape, InMemoryDataset};
 use crate::{Error, Result};
-
-/// Extensions accepted as images (case-insensitive).
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
 /// A folder of class folders of images, loaded into memory.
 #[derive(Clone, Debug)]
 pub struct ImageFolder {
     data: InMemoryDataset,
     class_names: Vec<String>,
+    /// Image files, class by class.
+    files: Vec<Vec<PathBuf>>,
 }
 
 impl ImageFolder {
     /// Load every image under `root` as `shape` (channels 1 or 3). Classes are the sub-folders in
     /// name order; images within a class are in file-name order.
     pub fn load(root: &Path, shape: ImageShape) -> Result<Self> {
-        if shape.channels != 1 && shape.channels != 3 {
-            return Err(Error::config(
-                "channels",
-                format!("{} is not 1 or 3", shape.channels),
-            ));
-        }
-        if shape.height == 0 || shape.width == 0 {
-            return Err(Error::config(
-                "image size",
-                format!("{}x{} has no pixels", shape.height, shape.width),
-            ));
-        }
+        super::image::check_shape(shape)?;
         let mut classes: Vec<(String, PathBuf)> = Vec::new();
         for entry in read_dir_sorted(root)? {
             if entry.is_dir() && !is_hidden(&entry) {
@@ -67,11 +56,7 @@ impl ImageFolder {
                 if is_hidden(&path) {
                     continue;
                 }
-                let ok = path
-                    .extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)));
-                if path.is_dir() || !ok {
+                if path.is_dir() || !has_image_extension(&path) {
                     return Err(Error::corrupt(
                         &path,
                         "not an image file (expected .png, .jpg or .jpeg)",
@@ -88,16 +73,21 @@ impl ImageFolder {
         }
         // Read + decode + resize in parallel; order is kept by collect.
         let decoded: Vec<Vec<u8>> = crate::error::collect_in_order(
-            files.par_iter().map(|(_, path)| load_image(path, shape)),
+            files
+                .par_iter()
+                .map(|(_, path)| super::image::load_file(path, shape)),
         )?;
         let mut per_class: Vec<Vec<u8>> = vec![Vec::new(); classes.len()];
-        for ((c, _), pixels) in files.iter().zip(decoded) {
-            per_class[*c].extend_from_slice(&pixels);
+        let mut class_files: Vec<Vec<PathBuf>> = vec![Vec::new(); classes.len()];
+        for ((c, path), pixels) in files.into_iter().zip(decoded) {
+            per_class[c].extend_from_slice(&pixels);
+            class_files[c].push(path);
         }
         let data = InMemoryDataset::from_classes(root.display().to_string(), shape, per_class)?;
         Ok(ImageFolder {
             data,
             class_names: classes.into_iter().map(|(n, _)| n).collect(),
+            files: class_files,
         })
     }
 
@@ -120,107 +110,15 @@ impl Dataset for ImageFolder {
     fn shape(&self) -> ImageShape {
         self.data.shape()
     }
+    fn class_name(&self, class: usize) -> String {
+        self.class_names[class].clone()
+    }
+    fn image_name(&self, class: usize, index: usize) -> String {
+        self.files[class][index].display().to_string()
+    }
     fn image(&self, class: usize, index: usize) -> Cow<'_, [u8]> {
         self.data.image(class, index)
     }
-}
-
-fn is_hidden(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'))
-}
-
-fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        out.push(entry.map_err(|e| Error::io(dir, e))?.path());
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Largest width or height decoded (pixels): larger images are refused before decoding.
-pub const MAX_IMAGE_SIDE: u32 = 16_384;
-/// Most memory one image's decoder may allocate (bytes).
-pub const MAX_IMAGE_ALLOC: u64 = 512 * 1024 * 1024;
-
-/// Decodes an image (format from `format`, else guessed from the bytes) within
-/// [`MAX_IMAGE_SIDE`] and [`MAX_IMAGE_ALLOC`], so that a header claiming a huge image is refused
-/// with a message naming the limit instead of exhausting memory. The error is the reason only
-/// (callers add the path).
-pub(crate) fn decode_limited(
-    bytes: &[u8],
-    format: Option<image::ImageFormat>,
-) -> std::result::Result<image::DynamicImage, String> {
-    let reader = || -> std::result::Result<_, String> {
-        let cursor = std::io::Cursor::new(bytes);
-        let mut r = match format {
-            Some(f) => image::ImageReader::with_format(cursor, f),
-            None => image::ImageReader::new(cursor)
-                .with_guessed_format()
-                .map_err(|e| format!("not a readable image: {e}"))?,
-        };
-        let mut limits = image::Limits::default();
-        limits.max_image_width = Some(MAX_IMAGE_SIDE);
-        limits.max_image_height = Some(MAX_IMAGE_SIDE);
-        limits.max_alloc = Some(MAX_IMAGE_ALLOC);
-        r.limits(limits);
-        Ok(r)
-    };
-    let limit_message = |dims: String| {
-        format!(
-            "image{dims} is over the decoding limit ({MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels, {} MiB); refusing it",
-            MAX_IMAGE_ALLOC >> 20
-        )
-    };
-    // The header alone tells the size (read without limits: it allocates nothing): refuse
-    // before decoding.
-    let mut probe = reader()?;
-    probe.no_limits();
-    if let Ok((w, h)) = probe.into_dimensions() {
-        if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE {
-            return Err(limit_message(format!(" of {w}x{h} pixels")));
-        }
-    }
-    reader()?.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => limit_message(String::new()),
-        e => format!("not a readable image: {e}"),
-    })
-}
-
-/// One file -> CHW `u8` of `shape`.
-fn load_image(path: &Path, shape: ImageShape) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let img = decode_limited(&bytes, None).map_err(|reason| Error::corrupt(path, reason))?;
-    let (w, h) = (shape.width as u32, shape.height as u32);
-    let resize = |dims: (u32, u32)| dims != (w, h);
-    Ok(if shape.channels == 1 {
-        let g = img.to_luma8();
-        let g = if resize(g.dimensions()) {
-            image::imageops::resize(&g, w, h, FilterType::Triangle)
-        } else {
-            g
-        };
-        g.into_raw()
-    } else {
-        let rgb = img.to_rgb8();
-        let rgb = if resize(rgb.dimensions()) {
-            image::imageops::resize(&rgb, w, h, FilterType::Triangle)
-        } else {
-            rgb
-        };
-        // HWC -> CHW.
-        let (hh, ww) = (shape.height, shape.width);
-        let raw = rgb.into_raw();
-        let mut chw = vec![0u8; 3 * hh * ww];
-        for (p, px) in raw.chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                chw[c * hh * ww + p] = px[c];
-            }
-        }
-        chw
-    })
 }
 
 #[cfg(test)]

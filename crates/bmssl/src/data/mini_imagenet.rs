@@ -13,8 +13,8 @@
 //!   and images in name order.
 //!
 //! Images of any size, JPEG or PNG, grey or colour, are converted to the requested channels and
-//! resized to the requested size (84x84 by convention) with the antialiased
-//! [`FilterType::Triangle`] filter (PIL's bilinear `resize` behind torchvision). Decoding runs in
+//! resized to the requested size (84x84 by convention) by the [image pipeline](super::image)
+//! (antialiased Triangle filter: PIL's bilinear `resize` behind torchvision). Decoding runs in
 //! parallel and its result is kept in the [decoded-image cache](super::cache).
 //!
 //! Errors name the missing folder, the missing image (and the CSV line that lists it), the CSV
@@ -24,11 +24,11 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use image::imageops::FilterType;
 use rayon::prelude::*;
 
 use super::cache::{self, CacheOptions, CacheStatus, Fingerprint, ImageStore};
-use super::image_folder::IMAGE_EXTENSIONS;
+pub(crate) use super::image::check_shape;
+use super::image::{has_image_extension, is_hidden, read_dir_sorted};
 use super::omniglot::Split;
 use super::{Dataset, ImageShape};
 use crate::{Error, Result};
@@ -222,6 +222,9 @@ impl Dataset for MiniImageNet {
     fn shape(&self) -> ImageShape {
         self.store.shape()
     }
+    fn class_name(&self, class: usize) -> String {
+        self.class_names()[class].clone()
+    }
     fn image(&self, class: usize, index: usize) -> Cow<'_, [u8]> {
         self.store.image(class, index)
     }
@@ -235,22 +238,6 @@ struct Listing {
     counts: Vec<usize>,
     /// Path relative to `base`, and its metadata (for the fingerprint).
     files: Vec<(String, std::fs::Metadata)>,
-}
-
-pub(crate) fn check_shape(shape: ImageShape) -> Result<()> {
-    if shape.channels != 1 && shape.channels != 3 {
-        return Err(Error::config(
-            "channels",
-            format!("{} is not 1 or 3", shape.channels),
-        ));
-    }
-    if shape.height == 0 || shape.width == 0 {
-        return Err(Error::config(
-            "image size",
-            format!("{}x{} has no pixels", shape.height, shape.width),
-        ));
-    }
-    Ok(())
 }
 
 /// One parsed split CSV: `(filename, label)` rows with their line numbers.
@@ -401,11 +388,7 @@ fn list_folders(root: &Path, split: Split) -> Result<(Listing, String)> {
             if is_hidden(&path) {
                 continue;
             }
-            let ok = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)));
-            if path.is_dir() || !ok {
+            if path.is_dir() || !has_image_extension(&path) {
                 return Err(Error::corrupt(
                     &path,
                     "not an image file (expected .png, .jpg or .jpeg)",
@@ -447,62 +430,9 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn is_hidden(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'))
-}
-
-fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        out.push(entry.map_err(|e| Error::io(dir, e))?.path());
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Decode one image file into `out` (CHW, `shape`): convert channels, resize with Triangle.
+/// Decode one image file into `out` (CHW, `shape`) through the [image pipeline](super::image).
 pub(crate) fn decode_into(path: &Path, shape: ImageShape, out: &mut [u8]) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    // Header-first decoding with size and allocation limits (a crafted file is refused, not
-    // allocated).
-    let img = crate::data::image_folder::decode_limited(&bytes, None)
-        .map_err(|reason| Error::corrupt(path, reason))?;
-    if shape.channels == 1 {
-        image_to_chw(image::DynamicImage::ImageLuma8(img.to_luma8()), shape, out);
-    } else {
-        image_to_chw(image::DynamicImage::ImageRgb8(img.to_rgb8()), shape, out);
-    }
-    Ok(())
-}
-
-/// Convert `img` to `shape.channels` (1: luma, 3: RGB), resize to `shape` with the antialiased
-/// Triangle filter when the size differs, and write it CHW into `out` (`shape.numel()` bytes).
-pub(crate) fn image_to_chw(img: image::DynamicImage, shape: ImageShape, out: &mut [u8]) {
-    let (w, h) = (shape.width as u32, shape.height as u32);
-    let plane = shape.height * shape.width;
-    if shape.channels == 1 {
-        let g = img.into_luma8();
-        let g = if g.dimensions() != (w, h) {
-            image::imageops::resize(&g, w, h, FilterType::Triangle)
-        } else {
-            g
-        };
-        out[..plane].copy_from_slice(g.as_raw());
-    } else {
-        let rgb = img.into_rgb8();
-        let rgb = if rgb.dimensions() != (w, h) {
-            image::imageops::resize(&rgb, w, h, FilterType::Triangle)
-        } else {
-            rgb
-        };
-        for (p, px) in rgb.as_raw().chunks_exact(3).enumerate() {
-            out[p] = px[0];
-            out[plane + p] = px[1];
-            out[2 * plane + p] = px[2];
-        }
-    }
+    super::image::load_file_into(path, shape, out)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crate::{Error, Result};
 
 pub mod cache;
 pub mod cifar_fs;
+pub mod image;
 pub mod image_folder;
 pub mod mini_imagenet;
 pub mod omniglot;
@@ -107,6 +108,17 @@ pub trait Dataset: Send + Sync {
     ///
     /// Panics if `class` or `index` is out of range: callers index from the counts above.
     fn image(&self, class: usize, index: usize) -> Cow<'_, [u8]>;
+    /// A name for `class` for people (its folder, `alphabet/character/rot90` for Omniglot...);
+    /// the class index when the dataset has none.
+    fn class_name(&self, class: usize) -> String {
+        class.to_string()
+    }
+    /// A name for image `index` of `class` (its file, when it came from one); the index by
+    /// default.
+    fn image_name(&self, class: usize, index: usize) -> String {
+        let _ = class;
+        index.to_string()
+    }
     /// Total images over all classes.
     fn num_images(&self) -> usize {
         (0..self.num_classes())

@@ -27,7 +27,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use image::imageops::FilterType;
 use rayon::prelude::*;
 
 use super::{Dataset, ImageShape};
@@ -235,6 +234,14 @@ impl Dataset for OmniglotSplit {
     fn shape(&self) -> ImageShape {
         ImageShape::new(1, self.store.size, self.store.size)
     }
+    /// `alphabet/character`, with `/rot90`, `/rot180` or `/rot270` for the rotation classes.
+    fn class_name(&self, class: usize) -> String {
+        let ch = &self.store.characters[self.characters[class / self.rotations]];
+        match class % self.rotations {
+            0 => format!("{}/{}", ch.alphabet, ch.name),
+            r => format!("{}/{}/rot{}", ch.alphabet, ch.name, 90 * r),
+        }
+    }
     fn image(&self, class: usize, index: usize) -> Cow<'_, [u8]> {
         let ch = &self.store.characters[self.characters[class / self.rotations]];
         assert!(
@@ -416,16 +423,18 @@ fn load_store(dir: &Path, size: usize) -> Result<Store> {
     })
 }
 
-/// PNG bytes -> `size x size` grey, antialiased Triangle filter, inverted (strokes 255).
+/// PNG bytes -> `size x size` grey through the [image pipeline](super::image), inverted
+/// (strokes 255).
 fn decode_resize_invert(bytes: &[u8], size: usize) -> std::result::Result<Vec<u8>, String> {
-    let img = super::image_folder::decode_limited(bytes, Some(image::ImageFormat::Png))?;
-    let grey = img.to_luma8();
-    let resized = if grey.width() as usize == size && grey.height() as usize == size {
-        grey
-    } else {
-        image::imageops::resize(&grey, size as u32, size as u32, FilterType::Triangle)
-    };
-    Ok(resized.into_raw().into_iter().map(|v| 255 - v).collect())
+    let mut grey = super::image::decode_to_chw(
+        bytes,
+        Some(image::ImageFormat::Png),
+        ImageShape::new(1, size, size),
+    )?;
+    for v in &mut grey {
+        *v = 255 - *v;
+    }
+    Ok(grey)
 }
 
 /// Split file: zip folder -> alphabet -> character folders.
