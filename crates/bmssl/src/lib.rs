@@ -33,6 +33,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod embed;
 pub mod engine;
 pub mod episodes;
 pub mod error;

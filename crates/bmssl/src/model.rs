@@ -247,6 +247,14 @@ struct BlockParams {
     bn_b: Range<usize>,
 }
 
+/// Batch-norm statistics of one block, per channel: the mean and `1 / sqrt(var + eps)` (biased
+/// variance, [`batchnorm::EPS`]), as [`batchnorm::normalize`] computes them from a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BnStats {
+    pub mean: Vec<f32>,
+    pub inv_std: Vec<f32>,
+}
+
 /// A learner architecture with its parameter layout; the weights are always passed in.
 #[derive(Clone, Debug)]
 pub struct Learner {
@@ -471,6 +479,108 @@ impl Learner {
                 features,
                 proj_hidden,
             },
+        )
+    }
+
+    /// Inference with batch norm on *given* statistics instead of the batch's own: block `i`
+    /// normalises its convolution output with `stats[i]` (per channel `mean` and
+    /// `1 / sqrt(var + eps)`), for the blocks `stats` covers.
+    ///
+    /// * `stats.len() < blocks`: returns block `stats.len()`'s convolution output, before batch
+    ///   norm, `[C, N * h * w]` (channel-major): what that block's statistics are computed from.
+    /// * `stats.len() == blocks`: returns the flattened features `[N, F]`, as [`Learner::features`]
+    ///   would give them had every block seen these statistics as its batch's.
+    ///
+    /// Why: a set of images too large for one batch can then be normalised as one batch
+    /// ([`crate::embed`] computes the statistics block by block over the whole set).
+    pub fn backbone_with_stats(&self, params: &[f32], x: &[f32], stats: &[BnStats]) -> Vec<f32> {
+        let n = self.check_input(params, x);
+        assert!(
+            stats.len() <= self.blocks.len(),
+            "more statistics than blocks"
+        );
+        let (c, side) = (self.spec.in_channels, self.spec.image_size);
+        let plane = side * side;
+        let mut act = vec![0.0f32; x.len()];
+        for b in 0..n {
+            for ch in 0..c {
+                act[(ch * n + b) * plane..(ch * n + b + 1) * plane]
+                    .copy_from_slice(&x[(b * c + ch) * plane..(b * c + ch + 1) * plane]);
+            }
+        }
+        let (mut c_in, mut h) = (c, side);
+        for (i, bp) in self.blocks.iter().enumerate() {
+            let shape = conv::ConvShape {
+                c_in,
+                c_out: self.spec.hidden,
+                n,
+                h,
+                w: h,
+                k: 3,
+            };
+            let mut y = conv::forward(
+                &act,
+                &params[bp.conv_w.clone()],
+                &params[bp.conv_b.clone()],
+                &shape,
+            );
+            let Some(st) = stats.get(i) else {
+                return y;
+            };
+            let m = n * h * h;
+            for (ch, row) in y.chunks_mut(m).enumerate() {
+                let (mean, is) = (st.mean[ch], st.inv_std[ch]);
+                for v in row {
+                    *v = (*v - mean) * is;
+                }
+            }
+            let pool_shape = pool::PoolShape {
+                planes: shape.c_out * n,
+                h,
+                w: h,
+            };
+            act = pool::affine_relu_max_values(
+                &y,
+                &params[bp.bn_w.clone()],
+                &params[bp.bn_b.clone()],
+                &pool_shape,
+            );
+            c_in = self.spec.hidden;
+            h /= 2;
+        }
+        let fhw = h * h;
+        let f = self.spec.feature_dim();
+        let mut features = vec![0.0f32; n * f];
+        for ch in 0..c_in {
+            for b in 0..n {
+                features[b * f + ch * fhw..b * f + (ch + 1) * fhw]
+                    .copy_from_slice(&act[(ch * n + b) * fhw..(ch * n + b + 1) * fhw]);
+            }
+        }
+        features
+    }
+
+    /// The projection head on features `[N, F]`: `Linear -> ReLU -> Linear`, `[N, proj_dim]`.
+    pub fn project(&self, params: &[f32], features: &[f32]) -> Vec<f32> {
+        let f = self.spec.feature_dim();
+        let n = features.len() / f;
+        let p = self.spec.proj_dim;
+        let hdn = linear::forward(
+            features,
+            &params[self.proj0_w.clone()],
+            &params[self.proj0_b.clone()],
+            n,
+            f,
+            p,
+        );
+        let hdn = activation::relu(&hdn);
+        linear::forward(
+            &hdn,
+            &params[self.proj2_w.clone()],
+            &params[self.proj2_b.clone()],
+            n,
+            p,
+            p,
         )
     }
 
