@@ -12,8 +12,9 @@ use clap::Args;
 /// `bmssl adapt`.
 #[derive(Args)]
 pub struct AdaptArgs {
-    /// Checkpoint file (or `random`, a 1-channel 28x28 Conv4, for trying the command out).
-    #[arg(long, value_name = "CKPT|random")]
+    /// Checkpoint file, a run directory (its final checkpoint), or `random` (a 1-channel 28x28
+    /// Conv4, for trying the command out).
+    #[arg(long, value_name = "CKPT|RUN_DIR|random")]
     checkpoint: String,
     /// Support folder: one sub-folder per class with a few images each (at least 2 classes).
     #[arg(long, value_name = "DIR")]
@@ -40,7 +41,9 @@ pub struct AdaptArgs {
 
 /// Runs `bmssl adapt`.
 pub fn run(a: AdaptArgs) -> anyhow::Result<()> {
-    let model = crate::cmd_eval::load_model(&a.checkpoint, || ArchSpec::conv4(1, 28, 5), 0)?;
+    let loaded =
+        crate::cmd_eval::load_model(&a.checkpoint, || ArchSpec::conv4(1, 28, 5), 0, false)?;
+    let model = loaded.model;
     let support = load_support(&a.support, model.image_shape(), a.invert)
         .with_context(|| format!("reading support set {}", a.support.display()))?;
     let opts = AdaptOptions {

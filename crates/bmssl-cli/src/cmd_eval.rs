@@ -16,13 +16,16 @@ use serde_json::json;
 /// `bmssl eval`.
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Checkpoint file, or `random` for a freshly initialised Conv4 (no meta-training).
-    #[arg(long, value_name = "CKPT|random")]
+    /// Checkpoint file, a run directory (its final checkpoint), or `random` for a freshly
+    /// initialised Conv4 (no meta-training).
+    #[arg(long, value_name = "CKPT|RUN_DIR|random")]
     checkpoint: String,
-    /// `omniglot`, or a path to a labelled image folder (root/<class>/<image>.png|jpg|jpeg).
+    /// `omniglot`, `miniimagenet`, `cifar-fs`, or a path to a labelled image folder
+    /// (root/<class>/<image>.png|jpg|jpeg).
     #[arg(long, default_value = "omniglot")]
     dataset: String,
-    /// Omniglot split (train, val, test); an image folder is one split.
+    /// Split (train, val, test) of omniglot, miniimagenet or cifar-fs; an image folder is one
+    /// split.
     #[arg(long, default_value = "test")]
     split: String,
     /// (ways, shots) settings, e.g. `--setting 5w1s --setting 5w5s` or `--setting 5w1s,20w1s`.
@@ -85,18 +88,58 @@ pub struct EvalArgs {
     quiet: bool,
 }
 
-/// Loads `--checkpoint` (a file, or `random` with `arch`).
+/// A model loaded from `--checkpoint`, with where it came from.
+pub struct Loaded {
+    pub model: Model,
+    /// The checkpoint file (`None` for `random`).
+    pub file: Option<PathBuf>,
+    /// `final` / `best` when `--checkpoint` named a run directory.
+    pub which: Option<&'static str>,
+    /// Meta-steps of the checkpoint.
+    pub step: Option<u64>,
+}
+
+impl Loaded {
+    /// What eval.json and the embeddings' metadata record about the checkpoint.
+    pub fn describe(&self, spec: &str) -> serde_json::Value {
+        json!({
+            "given": spec,
+            "file": self.file.as_ref().map(|p| p.display().to_string()),
+            "which": self.which,
+            "step": self.step,
+        })
+    }
+}
+
+/// Loads `--checkpoint`: a checkpoint file, a run directory (its final checkpoint, saying so on
+/// stderr unless `quiet`), or `random` (a fresh `random_arch()` from `init_seed`).
 pub fn load_model(
     spec: &str,
     random_arch: impl FnOnce() -> ArchSpec,
     init_seed: u64,
-) -> anyhow::Result<Model> {
+    quiet: bool,
+) -> anyhow::Result<Loaded> {
     if spec == "random" {
-        return Ok(Model::random(random_arch(), init_seed)?);
+        return Ok(Loaded {
+            model: Model::random(random_arch(), init_seed)?,
+            file: None,
+            which: None,
+            step: None,
+        });
     }
-    let path = Path::new(spec);
-    let ckpt = checkpoint::load(path).with_context(|| format!("loading checkpoint {spec}"))?;
-    Model::from_checkpoint(&ckpt).with_context(|| format!("checkpoint {spec}"))
+    let r = checkpoint::resolve(Path::new(spec))
+        .with_context(|| format!("loading checkpoint {spec}"))?;
+    if !quiet && !r.note.is_empty() {
+        eprintln!("{}", r.note);
+    }
+    let model =
+        Model::from_checkpoint(&r.checkpoint).with_context(|| format!("checkpoint {spec}"))?;
+    Ok(Loaded {
+        model,
+        step: Some(r.checkpoint.step),
+        file: Some(r.path),
+        which: r.which,
+    })
 }
 
 /// Runs `bmssl eval`.
@@ -109,11 +152,13 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     };
     let omniglot = a.dataset == "omniglot";
     let channels = a.channels.unwrap_or(if omniglot { 1 } else { 3 });
-    let model = load_model(
+    let loaded = load_model(
         &a.checkpoint,
         || ArchSpec::conv4(channels, a.image_size, 5),
         a.init_seed,
+        a.quiet,
     )?;
+    let model = &loaded.model;
     if a.checkpoint != "random" && a.channels.is_some_and(|c| c != model.arch.in_channels) {
         bail!(
             "--channels {} contradicts the checkpoint, whose model takes {} channel(s)",
@@ -187,7 +232,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         bar.set_message(s.to_string());
         let t = Instant::now();
         let r = pool
-            .install(|| eval::evaluate(&model, data.as_ref(), s, &opts, &|| bar.inc(1)))
+            .install(|| eval::evaluate(model, data.as_ref(), s, &opts, &|| bar.inc(1)))
             .with_context(|| format!("evaluating {s}"))?;
         bar.finish_and_clear();
         let secs = t.elapsed().as_secs_f64();
@@ -213,6 +258,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.json {
         let doc = json!({
             "checkpoint": a.checkpoint,
+            "checkpoint_scored": loaded.describe(&a.checkpoint),
             "init_seed": if a.checkpoint == "random" { Some(a.init_seed) } else { None },
             "dataset": data.name(),
             "split": a.split,

@@ -505,6 +505,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     test_report(
         &dir,
+        &outcome.final_checkpoint,
         &model,
         test.as_ref(),
         &args.eval_settings,
@@ -516,6 +517,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 /// Evaluates on the test split, prints one line per setting and writes `eval.json`.
 fn test_report(
     dir: &Path,
+    checkpoint: &Path,
     model: &Model,
     test: &dyn bmssl::data::Dataset,
     settings: &[Setting],
@@ -561,7 +563,7 @@ fn test_report(
         }));
     }
     let path = dir.join("eval.json");
-    let json = serde_json::json!({ "dataset": test.name(), "mode": opts.mode, "episodes": opts.episodes, "queries": opts.queries, "episode_seed": opts.seed, "results": results });
+    let json = serde_json::json!({ "checkpoint_scored": { "file": checkpoint.display().to_string(), "which": "final" }, "dataset": test.name(), "mode": opts.mode, "episodes": opts.episodes, "queries": opts.queries, "episode_seed": opts.seed, "results": results });
     bmssl::checkpoint::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
     eprintln!("results: {}", path.display());
     Ok(())

@@ -19,6 +19,7 @@ mod cmd_adapt;
 mod cmd_bench;
 mod cmd_check;
 mod cmd_data;
+mod cmd_embed;
 mod cmd_eval;
 mod cmd_plot;
 mod cmd_reproduce;
@@ -48,6 +49,9 @@ enum Command {
     Eval(Box<cmd_eval::EvalArgs>),
     /// Adapt a model to your own labelled images (support/<class>/) and classify a folder.
     Adapt(cmd_adapt::AdaptArgs),
+    /// One feature row per image (a dataset split or your folder) to .npy, .safetensors or .csv,
+    /// with OUT.labels.csv beside it.
+    Embed(Box<cmd_embed::EmbedArgs>),
     /// Meta-train (BMSSL, MetaSSL or a baseline), then evaluate on the test split.
     Train(Box<cmd_train::TrainArgs>),
     /// (Re)draw a run's PNG plots from its metrics.jsonl.
@@ -66,6 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => cmd_bench::run(args),
         Command::Eval(args) => cmd_eval::run(*args),
         Command::Adapt(args) => cmd_adapt::run(args),
+        Command::Embed(args) => cmd_embed::run(*args),
         Command::Plot(args) => cmd_plot::run(args),
         Command::Train(args) => cmd_train::run(*args),
         Command::Reproduce(args) => cmd_reproduce::run(*args),

@@ -247,6 +247,96 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     from_bytes(&bytes).map_err(|reason| Error::corrupt(path, reason))
 }
 
+/// A checkpoint found from what a user passed: a file, or a run directory.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The checkpoint file.
+    pub path: std::path::PathBuf,
+    /// The checkpoint, loaded and verified.
+    pub checkpoint: Checkpoint,
+    /// `Some("final")` when `path` came from a run directory (its newest good step checkpoint,
+    /// what `bmssl train` evaluates), `Some("best")` when the run directory held only
+    /// `best.safetensors`; `None` for a file.
+    pub which: Option<&'static str>,
+    /// A sentence for people saying which checkpoint was chosen and what else is there
+    /// (empty for a file).
+    pub note: String,
+}
+
+/// Loads `path`: a checkpoint file, or a run directory (`RUN_DIR` or `RUN_DIR/checkpoints`),
+/// in which case its final checkpoint (the newest step checkpoint that verifies; corrupt ones
+/// are skipped, as `--resume` skips them) is used, or `best.safetensors` when there is no step
+/// checkpoint. Errors name the path.
+pub fn resolve(path: &Path) -> Result<Resolved> {
+    if !path.is_dir() {
+        return Ok(Resolved {
+            checkpoint: load(path)?,
+            path: path.to_path_buf(),
+            which: None,
+            note: String::new(),
+        });
+    }
+    let root = if path.join("checkpoints").is_dir() {
+        path.to_path_buf()
+    } else if path.file_name().is_some_and(|n| n == "checkpoints") {
+        path.parent().unwrap_or(path).to_path_buf()
+    } else {
+        path.to_path_buf()
+    };
+    let run = crate::train::RunDir { root: root.clone() };
+    let best = run.best_checkpoint();
+    let best_step = || {
+        std::fs::read_to_string(root.join("checkpoints/best.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+    };
+    let mut skipped = Vec::new();
+    if let Some((checkpoint, file)) = run.latest_good(&mut |w| skipped.push(w.to_string())) {
+        let mut note = format!(
+            "run directory {}: using its final checkpoint {} (step {})",
+            root.display(),
+            file.display(),
+            checkpoint.step
+        );
+        if best.is_file() {
+            note.push_str(&format!(
+                "; its best validation checkpoint{} is {}",
+                best_step()
+                    .map(|s| format!(" (step {s})"))
+                    .unwrap_or_default(),
+                best.display()
+            ));
+        }
+        for w in skipped {
+            note.push_str(&format!("; {w}"));
+        }
+        return Ok(Resolved {
+            path: file,
+            checkpoint,
+            which: Some("final"),
+            note,
+        });
+    }
+    if best.is_file() {
+        return Ok(Resolved {
+            checkpoint: load(&best)?,
+            note: format!(
+                "run directory {}: no step checkpoint, using its best validation checkpoint {}",
+                root.display(),
+                best.display()
+            ),
+            path: best,
+            which: Some("best"),
+        });
+    }
+    Err(Error::dataset(
+        path.display().to_string(),
+        "is a directory without a usable checkpoint (expected a checkpoint file, or a run \
+         directory holding checkpoints/step-*.safetensors or checkpoints/best.safetensors)",
+    ))
+}
+
 /// Parses and verifies checkpoint bytes; the error says what is wrong.
 pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
     let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
@@ -441,5 +531,41 @@ mod tests {
             err.contains("c.safetensors") && err.contains("not a safetensors file"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_run_directory_resolves_to_its_final_checkpoint_and_names_the_best() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("run");
+        let ck = run.join("checkpoints");
+        std::fs::create_dir_all(&ck).unwrap();
+        let err = resolve(&run).unwrap_err().to_string();
+        assert!(err.contains("without a usable checkpoint"), "{err}");
+        let mut c = sample();
+        c.step = 20;
+        save(&ck.join("best.safetensors"), &c).unwrap();
+        std::fs::write(ck.join("best.json"), r#"{"step": 20, "accuracy": 0.5}"#).unwrap();
+        let r = resolve(&run).unwrap();
+        assert_eq!((r.which, r.checkpoint.step), (Some("best"), 20));
+        for step in [10, 30] {
+            c.step = step;
+            save(&ck.join(format!("step-{step:07}.safetensors")), &c).unwrap();
+        }
+        // The newest step checkpoint is corrupt: skipped, the previous one is used.
+        std::fs::write(ck.join("step-0000040.safetensors"), b"garbage").unwrap();
+        for dir in [&run, &ck] {
+            let r = resolve(dir).unwrap();
+            assert_eq!((r.which, r.checkpoint.step), (Some("final"), 30));
+            assert!(r.path.ends_with("step-0000030.safetensors"));
+            assert!(
+                r.note.contains("final checkpoint")
+                    && r.note.contains("best validation checkpoint (step 20)")
+                    && r.note.contains("step-0000040"),
+                "{}",
+                r.note
+            );
+        }
+        let file = resolve(&ck.join("step-0000010.safetensors")).unwrap();
+        assert_eq!((file.which, file.checkpoint.step), (None, 10));
     }
 }

@@ -15,8 +15,10 @@
 //!   statistics gathered over every image first (f64, merged in chunk order), so an image's row
 //!   depends on the set it is embedded with but not on the chunking, the thread count or the
 //!   order of the images. It equals PyTorch's training-mode forward pass of the whole set as one
-//!   batch (`examples/pytorch_load.py`). Cost: a set larger than `batch_size` takes one pass per
-//!   block plus one (Conv4: about 3.8 times one forward pass).
+//!   batch (`examples/pytorch_load.py`). Cost: a set larger than `batch_size` takes a pass per
+//!   block for the statistics plus one for the features; block outputs that fit in
+//!   [`CACHE_BYTES`] are kept between passes, so that the early blocks are not rerun (Conv4 on
+//!   Omniglot's 33,840 test images: about twice one forward pass).
 //! * [`BatchNormStats::Batch`]: each run of `batch_size` consecutive images is its own batch (a
 //!   training-mode forward pass per batch): one pass, but an image's row depends on its
 //!   neighbours.
@@ -105,11 +107,33 @@ pub fn feature_dim(model: &Model, features: Features) -> usize {
     }
 }
 
+/// Bytes of block outputs [`embed_with`] may keep in memory between passes (whole-set
+/// statistics): a block's output is kept when it fits, so that the blocks before it are not run
+/// again for the later blocks' statistics.
+pub const CACHE_BYTES: usize = 1 << 30;
+
+/// For each block, whether whole-set embedding of `n` images keeps its output in memory.
+fn kept_outputs(model: &Model, n: usize, budget: usize) -> Vec<bool> {
+    let blocks = model.arch.backbone.blocks();
+    (0..blocks)
+        .map(|k| {
+            let side = model.arch.image_size >> (k + 1);
+            // Kept only when at least two later passes read it (the next blocks' statistics
+            // and the features), and it fits.
+            k + 2 <= blocks && n.saturating_mul(model.arch.hidden * side * side * 4) <= budget
+        })
+        .collect()
+}
+
 /// How many passes over the images [`embed_with`] makes (for a progress bar over
 /// `passes * n` images).
 pub fn passes(model: &Model, n: usize, opts: &EmbedOptions) -> usize {
     if opts.batch_norm == BatchNormStats::Set && n > opts.batch_size.max(1) {
-        model.arch.backbone.blocks() + 1
+        let kept = kept_outputs(model, n, CACHE_BYTES)
+            .iter()
+            .filter(|&&k| k)
+            .count();
+        model.arch.backbone.blocks() + kept + 1
     } else {
         1
     }
@@ -125,6 +149,18 @@ pub fn embed_with<'a>(
     image: &(dyn Fn(usize) -> Cow<'a, [f32]> + Sync),
     opts: &EmbedOptions,
     progress: &(dyn Fn(usize) + Sync),
+) -> Result<Embeddings> {
+    embed_with_budget(model, n, image, opts, progress, CACHE_BYTES)
+}
+
+/// [`embed_with`] keeping at most `budget` bytes of block outputs between passes.
+fn embed_with_budget<'a>(
+    model: &Model,
+    n: usize,
+    image: &(dyn Fn(usize) -> Cow<'a, [f32]> + Sync),
+    opts: &EmbedOptions,
+    progress: &(dyn Fn(usize) + Sync),
+    budget: usize,
 ) -> Result<Embeddings> {
     model.validate()?;
     if opts.batch_size == 0 {
@@ -172,25 +208,50 @@ pub fn embed_with<'a>(
             Ok(rows)
         }))?
     } else {
-        // Statistics block by block over the whole set, then the features.
+        // Statistics block by block over the whole set, then the features. `kept` holds the
+        // input of block `from` for every image (NCHW) once a block's output is kept.
+        let hidden = model.arch.hidden;
+        let keep = kept_outputs(model, n, budget);
         let mut stats: Vec<BnStats> = Vec::new();
-        for _ in 0..model.arch.backbone.blocks() {
+        let mut kept: Option<Vec<f32>> = None;
+        let mut from = 0;
+        let input = |kept: Option<&[f32]>, from: usize, r: &std::ops::Range<usize>| match kept {
+            None => batch(r.clone()),
+            Some(k) => {
+                let side = model.arch.image_size >> from;
+                let per = hidden * side * side;
+                Ok(k[r.start * per..r.end * per].to_vec())
+            }
+        };
+        for (k, &keep_k) in keep.iter().enumerate() {
             let parts: Vec<ChannelMoments> =
                 crate::error::collect_in_order(chunks.par_iter().map(|r| {
-                    let x = batch(r.clone())?;
-                    let y = learner.backbone_with_stats(params, &x, &stats);
+                    let x = input(kept.as_deref(), from, r)?;
+                    let y = learner.backbone_with_stats(params, &x, from, &stats[from..], true);
                     progress(r.len());
-                    Ok(ChannelMoments::of(&y, model.arch.hidden))
+                    Ok(ChannelMoments::of(&y, hidden))
                 }))?;
             let total = parts
                 .into_iter()
                 .reduce(ChannelMoments::merge)
                 .expect("at least one chunk");
             stats.push(total.stats());
+            if keep_k {
+                let outs: Vec<Vec<f32>> =
+                    crate::error::collect_in_order(chunks.par_iter().map(|r| {
+                        let x = input(kept.as_deref(), from, r)?;
+                        let o =
+                            learner.backbone_with_stats(params, &x, from, &stats[from..], false);
+                        progress(r.len());
+                        Ok(o)
+                    }))?;
+                kept = Some(outs.concat());
+                from = k + 1;
+            }
         }
         crate::error::collect_in_order(chunks.par_iter().map(|r| {
-            let x = batch(r.clone())?;
-            let f = learner.backbone_with_stats(params, &x, &stats);
+            let x = input(kept.as_deref(), from, r)?;
+            let f = learner.backbone_with_stats(params, &x, from, &stats[from..], false);
             progress(r.len());
             Ok(head(f))
         }))?
@@ -220,6 +281,16 @@ fn check_image(img: &[f32], i: usize, numel: usize) -> Result<()> {
 
 /// Embeds `x [N, C, H, W]` (`f32`, the model's input shape).
 pub fn embed_array(model: &Model, x: &[f32], opts: &EmbedOptions) -> Result<Embeddings> {
+    embed_array_with_progress(model, x, opts, &|_| {})
+}
+
+/// [`embed_array`] calling `progress(k)` as `k` more images finish a pass.
+pub fn embed_array_with_progress(
+    model: &Model,
+    x: &[f32],
+    opts: &EmbedOptions,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Embeddings> {
     let numel = model.image_shape().numel();
     if numel == 0 || !x.len().is_multiple_of(numel) {
         return Err(Error::shape(
@@ -236,7 +307,7 @@ pub fn embed_array(model: &Model, x: &[f32], opts: &EmbedOptions) -> Result<Embe
         x.len() / numel,
         &|i| Cow::Borrowed(&x[i * numel..(i + 1) * numel]),
         opts,
-        &|_| {},
+        progress,
     )
 }
 
@@ -284,10 +355,13 @@ pub fn embed_dataset(
     Ok((labels, e))
 }
 
+/// One image file to embed and its class (index, folder name), if it is in a class folder.
+pub type ImageFile = (Option<(usize, String)>, PathBuf);
+
 /// Image files to embed: `dir/<image>` (no classes) or `dir/<class>/<image>` (classes from the
 /// folder names), in name order. Hidden files are skipped; anything else that is not an image
 /// is an error naming it.
-pub fn list_images(dir: &Path) -> Result<Vec<(Option<(usize, String)>, PathBuf)>> {
+pub fn list_images(dir: &Path) -> Result<Vec<ImageFile>> {
     use crate::data::image::{is_hidden, read_dir_sorted};
     let entries: Vec<PathBuf> = read_dir_sorted(dir)?
         .into_iter()
@@ -300,8 +374,7 @@ pub fn list_images(dir: &Path) -> Result<Vec<(Option<(usize, String)>, PathBuf)>
             .collect());
     }
     let mut out = Vec::new();
-    let mut class = 0;
-    for p in entries {
+    for (class, p) in entries.into_iter().enumerate() {
         if !p.is_dir() {
             return Err(Error::corrupt(
                 &p,
@@ -315,7 +388,6 @@ pub fn list_images(dir: &Path) -> Result<Vec<(Option<(usize, String)>, PathBuf)>
         for f in crate::predict::image_files(&p)? {
             out.push((Some((class, name.clone())), f));
         }
-        class += 1;
     }
     Ok(out)
 }

@@ -482,34 +482,62 @@ impl Learner {
         )
     }
 
-    /// Inference with batch norm on *given* statistics instead of the batch's own: block `i`
-    /// normalises its convolution output with `stats[i]` (per channel `mean` and
-    /// `1 / sqrt(var + eps)`), for the blocks `stats` covers.
+    /// Inference with batch norm on *given* statistics instead of the batch's own, over a range
+    /// of blocks. `x` is the input of block `from`, NCHW (the images for `from = 0`, else the
+    /// previous block's output, `hidden` channels of side `image_size >> from`); block
+    /// `from + i` normalises its convolution output with `stats[i]` (per channel `mean` and
+    /// `1 / sqrt(var + eps)`).
     ///
-    /// * `stats.len() < blocks`: returns block `stats.len()`'s convolution output, before batch
-    ///   norm, `[C, N * h * w]` (channel-major): what that block's statistics are computed from.
-    /// * `stats.len() == blocks`: returns the flattened features `[N, F]`, as [`Learner::features`]
-    ///   would give them had every block seen these statistics as its batch's.
+    /// * `conv_after`: then returns the next block's convolution output, before batch norm,
+    ///   channel-major `[C, N * h * w]`: what that block's statistics are computed from.
+    /// * otherwise returns the output of the last block run, NCHW: the flattened features
+    ///   `[N, F]` when that is the last block.
     ///
     /// Why: a set of images too large for one batch can then be normalised as one batch
     /// ([`crate::embed`] computes the statistics block by block over the whole set).
-    pub fn backbone_with_stats(&self, params: &[f32], x: &[f32], stats: &[BnStats]) -> Vec<f32> {
-        let n = self.check_input(params, x);
-        assert!(
-            stats.len() <= self.blocks.len(),
-            "more statistics than blocks"
+    pub fn backbone_with_stats(
+        &self,
+        params: &[f32],
+        x: &[f32],
+        from: usize,
+        stats: &[BnStats],
+        conv_after: bool,
+    ) -> Vec<f32> {
+        assert_eq!(
+            params.len(),
+            self.layout.len,
+            "parameter vector has the wrong length"
         );
-        let (c, side) = (self.spec.in_channels, self.spec.image_size);
-        let plane = side * side;
-        let mut act = vec![0.0f32; x.len()];
-        for b in 0..n {
-            for ch in 0..c {
-                act[(ch * n + b) * plane..(ch * n + b + 1) * plane]
-                    .copy_from_slice(&x[(b * c + ch) * plane..(b * c + ch + 1) * plane]);
+        let upto = from + stats.len() + usize::from(conv_after);
+        assert!(
+            upto <= self.blocks.len(),
+            "more blocks than the backbone has"
+        );
+        let (mut c_in, mut h) = if from == 0 {
+            (self.spec.in_channels, self.spec.image_size)
+        } else {
+            (self.spec.hidden, self.spec.image_size >> from)
+        };
+        let per = c_in * h * h;
+        assert!(
+            per > 0 && x.len().is_multiple_of(per),
+            "input length is not a multiple of one block input"
+        );
+        let n = x.len() / per;
+        // NCHW -> CNHW.
+        let to_cnhw = |src: &[f32], c: usize, plane: usize| {
+            let mut out = vec![0.0f32; src.len()];
+            for b in 0..n {
+                for ch in 0..c {
+                    out[(ch * n + b) * plane..(ch * n + b + 1) * plane]
+                        .copy_from_slice(&src[(b * c + ch) * plane..(b * c + ch + 1) * plane]);
+                }
             }
-        }
-        let (mut c_in, mut h) = (c, side);
-        for (i, bp) in self.blocks.iter().enumerate() {
+            out
+        };
+        let mut act = to_cnhw(x, c_in, h * h);
+        for i in from..upto {
+            let bp = &self.blocks[i];
             let shape = conv::ConvShape {
                 c_in,
                 c_out: self.spec.hidden,
@@ -524,7 +552,7 @@ impl Learner {
                 &params[bp.conv_b.clone()],
                 &shape,
             );
-            let Some(st) = stats.get(i) else {
+            let Some(st) = stats.get(i - from) else {
                 return y;
             };
             let m = n * h * h;
@@ -548,16 +576,17 @@ impl Learner {
             c_in = self.spec.hidden;
             h /= 2;
         }
+        // CNHW -> NCHW (for the last block: flattened in PyTorch's (c, y, x) order).
         let fhw = h * h;
-        let f = self.spec.feature_dim();
-        let mut features = vec![0.0f32; n * f];
+        let f = c_in * fhw;
+        let mut out = vec![0.0f32; n * f];
         for ch in 0..c_in {
             for b in 0..n {
-                features[b * f + ch * fhw..b * f + (ch + 1) * fhw]
+                out[b * f + ch * fhw..b * f + (ch + 1) * fhw]
                     .copy_from_slice(&act[(ch * n + b) * fhw..(ch * n + b + 1) * fhw]);
             }
         }
-        features
+        out
     }
 
     /// The projection head on features `[N, F]`: `Linear -> ReLU -> Linear`, `[N, proj_dim]`.

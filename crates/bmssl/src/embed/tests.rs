@@ -65,10 +65,31 @@ fn whole_set_statistics_in_chunks_equal_one_forward_pass_of_the_whole_set() {
         assert_eq!(one.dim, feature_dim(&m, features));
         assert_eq!(one.n, 37);
         for chunk in [1, 5, 36] {
-            let chunked = embed_array(&m, &x, &opts(chunk, BatchNormStats::Set, features)).unwrap();
+            let o = opts(chunk, BatchNormStats::Set, features);
+            let chunked = embed_array(&m, &x, &o).unwrap();
             let d = max_abs_diff(&one.data, &chunked.data);
             assert!(d < 2e-5, "{features:?}, chunks of {chunk}: {d}");
+            // Without keeping block outputs (every pass from the images): the same rows.
+            let recomputed = embed_with_budget(
+                &m,
+                37,
+                &|i| Cow::Borrowed(&x[i * 256..(i + 1) * 256]),
+                &o,
+                &|_| {},
+                0,
+            )
+            .unwrap();
+            let d = max_abs_diff(&recomputed.data, &chunked.data);
+            assert!(
+                d < 1e-6,
+                "{features:?}, chunks of {chunk}, no kept outputs: {d}"
+            );
         }
+        assert_eq!(
+            passes(&m, 37, &opts(5, BatchNormStats::Set, features)),
+            4 + 3 + 1
+        );
+        assert_eq!(passes(&m, 37, &opts(37, BatchNormStats::Set, features)), 1);
     }
 }
 
@@ -99,7 +120,14 @@ fn rows_do_not_depend_on_threads_and_set_rows_not_on_order() {
 fn batch_mode_is_one_training_mode_forward_pass_per_batch() {
     let m = small_model(3);
     let x = images(10, 3);
-    let e = embed_array(&m, &x, &opts(4, BatchNormStats::Batch, Features::Backbone)).unwrap();
+    let o = opts(4, BatchNormStats::Batch, Features::Backbone);
+    assert_eq!(passes(&m, 10, &o), 1);
+    let progress = std::sync::atomic::AtomicUsize::new(0);
+    let e = embed_array_with_progress(&m, &x, &o, &|k| {
+        progress.fetch_add(k, std::sync::atomic::Ordering::Relaxed);
+    })
+    .unwrap();
+    assert_eq!(progress.into_inner(), 10);
     let learner = Learner::new(m.arch.clone()).unwrap();
     let (_, tape) = learner.infer(&m.params, &x[4 * 256..8 * 256], false);
     assert_eq!(&e.data[4 * e.dim..8 * e.dim], learner.features(&tape));
