@@ -195,7 +195,34 @@ pub fn part_id(cfg: &TrainConfig) -> String {
     if cfg.bootstrap_steps != d.bootstrap_steps && cfg.method == TrainMethod::Bmssl {
         id.push_str(&format!("-delta{}", cfg.bootstrap_steps));
     }
+    id.push_str(&study_suffix(cfg));
     id
+}
+
+/// The bootstrap study's keys where they differ from the paper's reading (`""` for the literal
+/// BMSSL, so the ids of earlier reproductions stay valid): `-additive-mu1`, `-zh`, `-T0.5`, ...
+fn study_suffix(cfg: &TrainConfig) -> String {
+    let paper = TrainConfig::default();
+    let mut s = String::new();
+    if cfg.outer_loss != paper.outer_loss {
+        s.push_str(&format!("-{}-mu{}", cfg.outer_loss.as_str(), cfg.mu));
+    }
+    if cfg.target_query_steps != paper.target_query_steps {
+        s.push_str(&format!("-q{}", cfg.target_query_steps));
+    }
+    if let Some(lr) = cfg.target_lr {
+        s.push_str(&format!("-tlr{lr}"));
+    }
+    if cfg.target_temperature != paper.target_temperature {
+        s.push_str(&format!("-T{}", cfg.target_temperature));
+    }
+    if cfg.similarity_weight != paper.similarity_weight {
+        s.push_str(&format!("-sim{}", cfg.similarity_weight));
+    }
+    if cfg.zero_head {
+        s.push_str("-zh");
+    }
+    s
 }
 
 impl Plan {
