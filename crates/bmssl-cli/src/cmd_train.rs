@@ -25,7 +25,8 @@ pub struct ConfigFlags {
     /// (Table 6's one-level structure).
     #[arg(long)]
     method: Option<TrainMethod>,
-    /// Bootstrap target: paper or query-step.
+    /// Bootstrap target: `paper` (BMSSL as the paper writes it: delta support steps, KL alone, no
+    /// zeroing; other study flags given beside it still apply) or `query-step`.
     #[arg(long)]
     target: Option<Target>,
     /// BMSSL's outer loss: kl (eq. 3) or additive (MetaSSL's query loss + mu x KL).
@@ -382,7 +383,14 @@ fn resolve_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         TrainConfig::from_toml(&text, &path.display().to_string())?
     } else {
-        TrainConfig::for_method(args.flags.method.unwrap_or(TrainMethod::Bmssl))
+        let defaults = TrainConfig::for_method(args.flags.method.unwrap_or(TrainMethod::Bmssl));
+        // `--target paper` is BMSSL as the paper writes it: the study's keys start from the
+        // paper's reading (flags given beside it still apply).
+        if args.flags.target == Some(Target::Paper) {
+            defaults.with_paper_bootstrap()
+        } else {
+            defaults
+        }
     };
     args.flags.apply(&mut cfg);
     cfg.validate()?;

@@ -146,21 +146,31 @@ pub struct TrainConfig {
     pub method: TrainMethod,
     /// Bootstrap target: `paper` (delta steps on the support views) or `query-step`.
     pub target: Target,
+    // The bootstrap study's keys. A key absent from a configuration file takes the paper's reading
+    // (not the shipped default), so every config.toml written before the key existed keeps its
+    // meaning: `serde(default = ...)` below, [`TrainConfig::with_paper_bootstrap`].
     /// BMSSL's outer loss: `kl` (eq. 3) or `additive` (MetaSSL's query loss + mu x KL).
+    #[serde(default)]
     pub outer_loss: OuterLoss,
     /// mu: weight of the KL in the `additive` outer loss.
+    #[serde(default = "paper_mu")]
     pub mu: f64,
     /// Query steps that end a `query-step` target (1: BMG's single step on the outer objective).
+    #[serde(default = "paper_query_steps")]
     pub target_query_steps: usize,
     /// Step size of the target's steps (absent: alpha, `inner_lr`).
+    #[serde(default)]
     pub target_lr: Option<f64>,
     /// The target is `softmax(logits / target_temperature)`: below 1 sharpens it (1: the paper).
+    #[serde(default = "paper_temperature")]
     pub target_temperature: f64,
     /// nu: weight of the KL between the target's and w_L's similarity distributions of the query
     /// views' projections (0: off, as the paper; bmssl only).
+    #[serde(default)]
     pub similarity_weight: f64,
     /// Zero the classifier at the start of every inner loop, in training as evaluation does
     /// (Kao et al.'s zeroing trick; bmssl, metassl, maml and umtra).
+    #[serde(default)]
     pub zero_head: bool,
     /// `omniglot` (the vendored data) or a path to an image folder `root/<class>/<image>`.
     pub dataset: String,
@@ -244,6 +254,16 @@ pub struct TrainConfig {
     pub shots: usize,
     /// PsCo: temperature of the few-shot term (`temperature2`, 1.0).
     pub temperature2: f64,
+}
+
+fn paper_mu() -> f64 {
+    BootstrapSpec::PAPER.mu
+}
+fn paper_query_steps() -> usize {
+    BootstrapSpec::PAPER.query_steps
+}
+fn paper_temperature() -> f64 {
+    BootstrapSpec::PAPER.temperature
 }
 
 /// Outer learning-rate schedule.
@@ -398,6 +418,23 @@ impl TrainConfig {
         }
     }
 
+    /// This configuration with BMSSL's target and outer loss as the paper writes them (eq. 3, delta
+    /// support steps, KL alone, theta's own classifier): what `--target paper` selects. Every other
+    /// key is kept.
+    pub fn with_paper_bootstrap(self) -> Self {
+        TrainConfig {
+            target: Target::Paper,
+            outer_loss: OuterLoss::Kl,
+            mu: BootstrapSpec::PAPER.mu,
+            target_query_steps: BootstrapSpec::PAPER.query_steps,
+            target_lr: BootstrapSpec::PAPER.lr,
+            target_temperature: BootstrapSpec::PAPER.temperature,
+            similarity_weight: BootstrapSpec::PAPER.similarity_weight,
+            zero_head: false,
+            ..self
+        }
+    }
+
     /// Parses a TOML configuration (unknown keys are rejected) and validates it.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
         let cfg: TrainConfig = toml::from_str(text)
@@ -495,7 +532,7 @@ impl TrainConfig {
                 "must be at least 1 (use target = \"paper\" for a target without query steps)",
             ));
         }
-        let d = TrainConfig::default();
+        let d = TrainConfig::default().with_paper_bootstrap();
         if self.method != TrainMethod::Bmssl {
             for (field, changed) in [
                 ("outer_loss", self.outer_loss != d.outer_loss),
@@ -848,6 +885,20 @@ mod tests {
         rejects(|c| c.temperature = 0.0, "temperature");
         rejects(|c| c.inner_steps = 0, "inner_steps");
         rejects(|c| c.split = "training".into(), "split");
+    }
+
+    #[test]
+    fn a_file_without_the_study_keys_means_the_papers_reading() {
+        let file = "method = \"bmssl\"\ntarget = \"paper\"\n";
+        let c = TrainConfig::from_toml(file, "old.toml").unwrap();
+        assert_eq!(c, c.clone().with_paper_bootstrap());
+        assert_eq!(
+            TrainConfig::default()
+                .with_paper_bootstrap()
+                .meta_spec()
+                .bootstrap,
+            BootstrapSpec::PAPER
+        );
     }
 
     #[test]

@@ -202,7 +202,7 @@ pub fn part_id(cfg: &TrainConfig) -> String {
 /// The bootstrap study's keys where they differ from the paper's reading (`""` for the literal
 /// BMSSL, so the ids of earlier reproductions stay valid): `-additive-mu1`, `-zh`, `-T0.5`, ...
 fn study_suffix(cfg: &TrainConfig) -> String {
-    let paper = TrainConfig::default();
+    let paper = TrainConfig::default().with_paper_bootstrap();
     let mut s = String::new();
     if cfg.outer_loss != paper.outer_loss {
         s.push_str(&format!("-{}-mu{}", cfg.outer_loss.as_str(), cfg.mu));
