@@ -369,7 +369,14 @@ fn run_name(cfg: &TrainConfig) -> String {
     } else {
         format!("-{}-o", cfg.inner_loss.as_str())
     };
-    format!("{}{}{inner}-seed{}", cfg.method.as_str(), target, cfg.seed)
+    // The bootstrap study's keys where they differ from the paper's reading (`-additive-mu0.3-zh`).
+    let study = bmssl::reproduce::plan::study_suffix(cfg);
+    format!(
+        "{}{}{inner}{study}-seed{}",
+        cfg.method.as_str(),
+        target,
+        cfg.seed
+    )
 }
 
 /// Resolves the configuration: defaults < config file (or the resumed run's) < flags.

@@ -358,10 +358,8 @@ impl TrainConfig {
             ..TrainConfig::default()
         };
         match method {
-            TrainMethod::Bmssl
-            | TrainMethod::Metassl
-            | TrainMethod::Scratch
-            | TrainMethod::Onelevel => d,
+            TrainMethod::Bmssl => TrainConfig::shipped_bmssl(d),
+            TrainMethod::Metassl | TrainMethod::Scratch | TrainMethod::Onelevel => d,
             TrainMethod::Maml => TrainConfig {
                 images_per_batch: 5 * 32,
                 tasks_per_batch: 32,
@@ -415,6 +413,20 @@ impl TrainConfig {
                 validation_mode: crate::eval::Mode::Proto,
                 ..d
             },
+        }
+    }
+
+    /// BMSSL as the toolkit ships it, chosen by `docs/results/bmssl-study-2026-12-06` (validation
+    /// split, 1250 meta-steps): the query-step target, MetaSSL's query loss plus mu = 0.3 times the
+    /// KL to the target, and the zeroing trick. The paper's reading is [`Self::with_paper_bootstrap`]
+    /// (`--target paper`).
+    fn shipped_bmssl(d: TrainConfig) -> TrainConfig {
+        TrainConfig {
+            target: Target::QueryStep,
+            outer_loss: OuterLoss::Additive,
+            mu: 0.3,
+            zero_head: true,
+            ..d
         }
     }
 

@@ -201,7 +201,7 @@ pub fn part_id(cfg: &TrainConfig) -> String {
 
 /// The bootstrap study's keys where they differ from the paper's reading (`""` for the literal
 /// BMSSL, so the ids of earlier reproductions stay valid): `-additive-mu1`, `-zh`, `-T0.5`, ...
-fn study_suffix(cfg: &TrainConfig) -> String {
+pub fn study_suffix(cfg: &TrainConfig) -> String {
     let paper = TrainConfig::default().with_paper_bootstrap();
     let mut s = String::new();
     if cfg.outer_loss != paper.outer_loss {
@@ -240,21 +240,27 @@ impl Plan {
 
         let mut t3 = Vec::new();
         for &m in TrainMethod::ALL.iter().filter(|m| m.in_comparison()) {
-            let targets: &[Target] = if m == TrainMethod::Bmssl {
-                &[Target::Paper, Target::QueryStep]
-            } else {
-                &[Target::Paper]
-            };
-            for &t in targets {
-                let cfg = TrainConfig {
-                    target: t,
-                    ..plan.base(m)
-                };
-                let label = if m == TrainMethod::Bmssl {
-                    format!("bmssl ({} target)", target_name(t))
-                } else {
-                    m.as_str().to_string()
-                };
+            // BMSSL gets a row for its shipped default (when it is not the paper's reading) and
+            // one for each target as the paper's reading has it.
+            let mut configs = vec![(m.as_str().to_string(), plan.base(m))];
+            if m == TrainMethod::Bmssl {
+                let shipped = plan.base(m);
+                let paper = shipped.clone().with_paper_bootstrap();
+                configs.clear();
+                if shipped != paper {
+                    configs.push(("bmssl (shipped default)".into(), shipped));
+                }
+                for t in [Target::Paper, Target::QueryStep] {
+                    configs.push((
+                        format!("bmssl ({} target)", target_name(t)),
+                        TrainConfig {
+                            target: t,
+                            ..paper.clone()
+                        },
+                    ));
+                }
+            }
+            for (label, cfg) in configs {
                 let part = plan.add(cfg, &all)?;
                 t3.push(Row {
                     label,
@@ -270,9 +276,10 @@ impl Plan {
             t3,
         );
 
+        // The ablations vary the paper's method: its reading, with the chosen target.
         let bmssl = TrainConfig {
             target: plan.options.ablation_target,
-            ..plan.base(TrainMethod::Bmssl)
+            ..plan.base(TrainMethod::Bmssl).with_paper_bootstrap()
         };
         let mut t5 = Vec::new();
         for level in AUGMENT_LEVELS {
