@@ -120,7 +120,13 @@ fn configurations() -> Vec<(&'static str, TrainConfig)> {
                 ..bmssl.clone()
             },
         ),
-        ("metassl", base(TrainMethod::Metassl)),
+        (
+            "metassl",
+            TrainConfig {
+                zero_head: false,
+                ..base(TrainMethod::Metassl)
+            },
+        ),
         (
             "metassl-zero-head",
             TrainConfig {
