@@ -326,6 +326,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         .threads_per_part
         .unwrap_or_else(|| sweep::threads_per_part(cores, jobs))
         .max(1);
+    bmssl::limits::check_threads(threads).context("--threads-per-part")?;
     let cfg = &spec.parts[0].config;
     let data_dir = args.data_dir.clone().or_else(|| spec.dataset_dir.clone());
     let t0 = Instant::now();

@@ -16,6 +16,22 @@ fn register_font() {
     });
 }
 
+/// Size of every plot in pixels.
+const W: u32 = 900;
+const H: u32 = 540;
+
+/// Encodes RGB pixels as a PNG and writes it atomically: a failed write (full disk) leaves the
+/// previous plot, never a truncated or empty file.
+fn write_png(path: &Path, pixels: &[u8]) -> Result<()> {
+    use image::ImageEncoder;
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(pixels, W, H, image::ExtendedColorType::Rgb8)
+        .with_context(|| format!("encoding {}", path.display()))?;
+    bmssl::checkpoint::write_atomic(path, &png)?;
+    Ok(())
+}
+
 /// One named curve: (x, y) points.
 pub struct Series {
     pub name: String,
@@ -51,7 +67,8 @@ pub fn line_chart(
     }
     let pad = ((y1 - y0) * 0.05).max(1e-6);
     let (y0, y1) = (y0 - pad, y1 + pad);
-    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    let mut pixels = vec![0u8; (W * H * 3) as usize];
+    let root = BitMapBackend::with_buffer(&mut pixels, (W, H)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 24))
@@ -85,9 +102,10 @@ pub fn line_chart(
         .border_style(BLACK)
         .label_font(("sans-serif", 15))
         .draw()?;
-    root.present()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    root.present()?;
+    drop(chart);
+    drop(root);
+    write_png(path, &pixels)
 }
 
 /// Moving average over a trailing window (curves of single meta-batches are noisy).
@@ -217,7 +235,8 @@ pub fn error_bar_chart(
     let (x0, x1) = (x0 - xpad, x1 + xpad);
     let pad = ((y1 - y0) * 0.05).max(1e-6);
     let (y0, y1) = (y0 - pad, y1 + pad);
-    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    let mut pixels = vec![0u8; (W * H * 3) as usize];
+    let root = BitMapBackend::with_buffer(&mut pixels, (W, H)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 24))
@@ -281,7 +300,8 @@ pub fn error_bar_chart(
         .border_style(BLACK)
         .label_font(("sans-serif", 15))
         .draw()?;
-    root.present()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    root.present()?;
+    drop(chart);
+    drop(root);
+    write_png(path, &pixels)
 }

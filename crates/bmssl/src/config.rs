@@ -213,6 +213,7 @@ pub struct TrainConfig {
     /// Augmentation level (`default` = PsCo's crop + flip; `a1`..`a4` = paper Table 5).
     pub augment: AugmentLevel,
     /// Seed of every random choice of the run.
+    #[serde(with = "crate::limits::u64_toml")]
     pub seed: u64,
     /// Checkpoint every this many meta-steps (and at the end).
     pub checkpoint_every: u64,
@@ -600,6 +601,7 @@ impl TrainConfig {
 
     /// Rejects impossible values, naming the field.
     pub fn validate(&self) -> Result<()> {
+        crate::limits::check_train_config(self)?;
         let positive = |field: &str, v: f64| -> Result<()> {
             if !v.is_finite() || v <= 0.0 {
                 return Err(Error::config(

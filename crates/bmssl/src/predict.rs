@@ -82,7 +82,7 @@ pub fn load_image(path: &Path, shape: ImageShape, invert: Invert) -> Result<Vec<
             "not an image file (expected .png, .jpg or .jpeg)",
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::data::image_folder::read_image_file(path)?;
     // Header-first decoding with size and allocation limits (a crafted file is refused, not
     // allocated).
     let img = crate::data::image_folder::decode_limited(&bytes, None)
@@ -145,6 +145,8 @@ fn entries(dir: &Path) -> Result<Vec<PathBuf>> {
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = e.map_err(|e| Error::io(dir, e))?.path();
         if !is_hidden(&p) {
+            // Names are class names and CSV rows: refused, not collapsed, when not UTF-8.
+            crate::data::image_folder::utf8_name(&p)?;
             out.push(p);
         }
     }

@@ -46,12 +46,13 @@ impl ImageFolder {
         }
         let mut classes: Vec<(String, PathBuf)> = Vec::new();
         for entry in read_dir_sorted(root)? {
-            if entry.is_dir() && !is_hidden(&entry) {
-                let name = entry
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                classes.push((name, entry));
+            if is_hidden(&entry) {
+                continue;
+            }
+            // A broken or looping link is an error, not a class silently left out.
+            let meta = std::fs::metadata(&entry).map_err(|e| Error::io(&entry, e))?;
+            if meta.is_dir() {
+                classes.push((utf8_name(&entry)?, entry));
             }
         }
         if classes.is_empty() {
@@ -77,6 +78,7 @@ impl ImageFolder {
                         "not an image file (expected .png, .jpg or .jpeg)",
                     ));
                 }
+                check_image_file(&path)?;
                 files.push((c, path));
             }
             if files.len() == before {
@@ -140,6 +142,65 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The name of `path`'s last component, which must be UTF-8: names are labels (class names, CSV
+/// rows), and a lossy conversion would make two different names one.
+pub(crate) fn utf8_name(path: &Path) -> Result<String> {
+    let name = path.file_name().unwrap_or(path.as_os_str());
+    name.to_str().map(str::to_string).ok_or_else(|| {
+        Error::corrupt(
+            path,
+            "the name is not valid UTF-8 (it would be confused with other names); rename it",
+        )
+    })
+}
+
+/// Largest image file read (bytes), checked before reading.
+pub const MAX_IMAGE_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Checks, without opening it, that `path` is a regular file (a link to one is fine) of at most
+/// [`MAX_IMAGE_FILE_BYTES`]: a FIFO would block forever, a device would read without end.
+pub(crate) fn check_image_file(path: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::corrupt(
+            path,
+            "not a regular file (a FIFO, socket or device); refusing to read it",
+        ));
+    }
+    if meta.len() > MAX_IMAGE_FILE_BYTES {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "{} bytes, more than the {} MiB an image file may have; refusing to read it",
+                meta.len(),
+                MAX_IMAGE_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(meta.len())
+}
+
+/// Reads an image file within [`check_image_file`]'s limits (also if it grows meanwhile).
+pub(crate) fn read_image_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let len = check_image_file(path)?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_IMAGE_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > MAX_IMAGE_FILE_BYTES {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "more than the {} MiB an image file may have; refusing it",
+                MAX_IMAGE_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Largest width or height decoded (pixels): larger images are refused before decoding.
 pub const MAX_IMAGE_SIDE: u32 = 16_384;
 /// Most memory one image's decoder may allocate (bytes).
@@ -191,7 +252,7 @@ pub(crate) fn decode_limited(
 
 /// One file -> CHW `u8` of `shape`.
 fn load_image(path: &Path, shape: ImageShape) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_image_file(path)?;
     let img = decode_limited(&bytes, None).map_err(|reason| Error::corrupt(path, reason))?;
     let (w, h) = (shape.width as u32, shape.height as u32);
     let resize = |dims: (u32, u32)| dims != (w, h);
@@ -292,5 +353,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("notes.txt"), "{err}");
+    }
+
+    fn load_err(root: &Path) -> String {
+        ImageFolder::load(root, ImageShape::new(1, 4, 4))
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// Issue 19: only regular files are read (a FIFO would hang), their size is checked before
+    /// reading, a broken class link is an error, and a non-UTF-8 name is refused by name.
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_of_bounded_size_with_utf8_names_are_read() {
+        use std::os::unix::ffi::OsStrExt;
+        // A FIFO named like an image.
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("c")).unwrap();
+        write_png(&tmp.path().join("c/a.png"), 4, 4, 1);
+        let fifo = tmp.path().join("c/fifo.png");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let err = load_err(tmp.path());
+            assert!(
+                err.contains("fifo.png") && err.contains("not a regular file"),
+                "{err}"
+            );
+            std::fs::remove_file(&fifo).unwrap();
+        }
+        // A (sparse) file over the size limit: refused without reading it.
+        let big = tmp.path().join("c/big.png");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_IMAGE_FILE_BYTES + 1)
+            .unwrap();
+        let err = load_err(tmp.path());
+        assert!(err.contains("big.png") && err.contains("64 MiB"), "{err}");
+        std::fs::remove_file(&big).unwrap();
+        // A broken class link.
+        std::os::unix::fs::symlink(tmp.path().join("nowhere"), tmp.path().join("d")).unwrap();
+        let err = load_err(tmp.path());
+        assert!(err.contains("/d: No such file"), "{err}");
+        std::fs::remove_file(tmp.path().join("d")).unwrap();
+        // A class folder whose name is not UTF-8.
+        let bad = tmp.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+        std::fs::create_dir(&bad).unwrap();
+        write_png(&bad.join("a.png"), 4, 4, 1);
+        let err = load_err(tmp.path());
+        assert!(err.contains("not valid UTF-8"), "{err}");
     }
 }
