@@ -922,10 +922,9 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(
-            err.contains("3 consecutive") && err.contains("none (no checkpoint written yet)"),
-            "{err}"
-        );
+        // Skipped updates leave theta as it was, so a scheduled checkpoint may still be written
+        // (of the finite initialisation): what must hold is that none holds an infinity.
+        assert!(err.contains("3 consecutive"), "{err}");
         for (_, path) in run.step_checkpoints() {
             let c = checkpoint::load(&path).unwrap();
             assert!(c.params.iter().all(|p| p.is_finite()), "{}", path.display());
