@@ -41,9 +41,8 @@ pub struct AdaptArgs {
 /// Runs `bmssl adapt`.
 pub fn run(a: AdaptArgs) -> anyhow::Result<()> {
     // Where the predictions go is checked before any work.
-    match &a.out {
-        Some(path) => bmssl::checkpoint::check_writable(path).context("--out")?,
-        None => crate::out::require_open("the predictions CSV")?,
+    if let Some(path) = &a.out {
+        bmssl::checkpoint::check_writable(path).context("--out")?;
     }
     let model = crate::cmd_eval::load_model(&a.checkpoint, || ArchSpec::conv4(1, 28, 5), 0)?;
     let support = load_support(&a.support, model.image_shape(), a.invert)

@@ -5,8 +5,8 @@
 //!   finishes its work (files such as `eval.json` are still written) and exits 0, as ripgrep does.
 //! * Any other write error (`> /dev/full`) is remembered, the work still finishes, and the command
 //!   then fails with one line, `error: writing to standard output: <OS error>`, exit 1.
-//! * A standard output that is not open at all (`>&-`) is refused up front by commands whose
-//!   result is their output ([`require_open`]).
+//! * A standard output closed before the start (`>&-`) is reopened on `/dev/null` by Rust's
+//!   runtime: it is `> /dev/null`, indistinguishable from it.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,21 +54,4 @@ pub fn finish() -> anyhow::Result<()> {
         Some(e) => Err(anyhow::anyhow!("writing to standard output: {e}")),
         None => Ok(()),
     }
-}
-
-/// Fails unless file descriptor 1 is open (Rust's standard output silently drops writes to a closed
-/// descriptor, which would make `bmssl adapt >&-` succeed having written nothing).
-#[cfg(unix)]
-pub fn require_open(what: &str) -> anyhow::Result<()> {
-    use std::os::fd::AsFd;
-    std::io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .map(drop)
-        .map_err(|e| anyhow::anyhow!("standard output is not open ({e}), and {what} is written there: give an output file"))
-}
-
-#[cfg(not(unix))]
-pub fn require_open(_what: &str) -> anyhow::Result<()> {
-    Ok(())
 }

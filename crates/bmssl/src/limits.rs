@@ -95,8 +95,9 @@ pub fn physical_memory() -> u64 {
 }
 
 /// A coarse upper estimate of the bytes of activations one image costs in a forward pass of a
-/// conv backbone with `blocks` blocks (conv, batch norm, ReLU and pooling outputs kept for the
-/// backward pass, and the same again for its gradients), saturating.
+/// conv backbone with `blocks` blocks (two f32 planes per block kept for the backward pass, and
+/// the same again for its gradients), saturating. On Omniglot's default run this gives ~260 MB
+/// where the measured peak RSS is 154 MiB.
 pub fn bytes_per_image(image_size: usize, channels: usize, hidden: usize, blocks: u32) -> u64 {
     let mut side = image_size as u64;
     let mut total = (side * side)
@@ -104,7 +105,7 @@ pub fn bytes_per_image(image_size: usize, channels: usize, hidden: usize, blocks
         .saturating_mul(4);
     for _ in 0..blocks {
         let plane = side.saturating_mul(side).saturating_mul(hidden as u64);
-        total = total.saturating_add(plane.saturating_mul(4 * 4 * 2));
+        total = total.saturating_add(plane.saturating_mul(4 * 2 * 2));
         side /= 2;
     }
     total
@@ -122,9 +123,8 @@ pub fn run_memory(cfg: &TrainConfig) -> u64 {
         cfg.backbone.blocks() as u32,
     );
     let images = (cfg.images_per_batch as u64).saturating_mul(cfg.views as u64);
-    let steps = (cfg.inner_steps as u64)
-        .saturating_add(cfg.bootstrap_steps as u64)
-        .saturating_add(2);
+    // The bootstrap target's steps are not differentiated through: memory does not grow with them.
+    let steps = (cfg.inner_steps as u64).saturating_add(2);
     // The inner loop runs on the support views of one task at a time; the outer pass sees them all.
     let per_task = (cfg.images_per_batch / cfg.tasks_per_batch.max(1)) as u64 * cfg.views as u64;
     let activations = per_image
@@ -204,7 +204,6 @@ pub fn check_train_config(cfg: &TrainConfig) -> Result<()> {
                 "inner_steps",
                 TrainConfig {
                     inner_steps: d.inner_steps,
-                    bootstrap_steps: d.bootstrap_steps.min(cfg.bootstrap_steps),
                     ..cfg.clone()
                 },
             ),
@@ -238,13 +237,12 @@ pub fn check_train_config(cfg: &TrainConfig) -> Result<()> {
         return Err(Error::config(
             field,
             format!(
-                "this run would need about {} of memory (estimated from image_size = {}, images_per_batch = {}, views = {}, inner_steps = {}, bootstrap_steps = {}), more than this machine's {}",
+                "this run would need about {} of memory (estimated from image_size = {}, images_per_batch = {}, views = {}, inner_steps = {}), more than this machine's {}",
                 gib(need),
                 cfg.image_size,
                 cfg.images_per_batch,
                 cfg.views,
                 cfg.inner_steps,
-                cfg.bootstrap_steps,
                 gib(have)
             ),
         ));
