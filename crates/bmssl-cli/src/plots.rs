@@ -305,3 +305,38 @@ pub fn error_bar_chart(
     drop(root);
     write_png(path, &pixels)
 }
+
+/// The two charts every experiment directory gets from its curves: training-time validation
+/// accuracy (fractions, drawn in %) and outer loss against meta-step, one line per run.
+pub fn learning_and_loss_charts(
+    learning: (&std::path::Path, &str),
+    loss: (&std::path::Path, &str),
+    curves: &[bmssl::reproduce::report::Curves],
+) -> anyhow::Result<()> {
+    line_chart(
+        learning.0,
+        learning.1,
+        "meta-step",
+        "accuracy (%)",
+        &curves
+            .iter()
+            .map(|(name, val, _)| Series {
+                name: name.clone(),
+                points: val.iter().map(|&(s, a)| (s, 100.0 * a)).collect(),
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    line_chart(
+        loss.0,
+        loss.1,
+        "meta-step",
+        "outer loss",
+        &curves
+            .iter()
+            .map(|(name, _, loss)| Series {
+                name: name.clone(),
+                points: loss.clone(),
+            })
+            .collect::<Vec<_>>(),
+    )
+}

@@ -216,14 +216,20 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` so that readers see either the old file or the complete new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// The directory of `path` and this process's temporary file beside it (`.<name>.tmp-<pid>`).
+fn temp_beside(path: &Path) -> (&Path, std::path::PathBuf) {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    (dir, tmp)
+}
+
+/// Writes `bytes` to `path` so that readers see either the old file or the complete new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let (dir, tmp) = temp_beside(path);
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -251,12 +257,7 @@ pub fn check_writable(path: &Path) -> Result<()> {
             std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"),
         ));
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let (_, tmp) = temp_beside(path);
     std::fs::File::create(&tmp).map_err(|e| Error::io(path, e))?;
     let _ = std::fs::remove_file(&tmp);
     Ok(())
