@@ -41,6 +41,10 @@ pub struct AdaptArgs {
 
 /// Runs `bmssl adapt`.
 pub fn run(a: AdaptArgs) -> anyhow::Result<()> {
+    // Where the predictions go is checked before any work.
+    if let Some(path) = &a.out {
+        bmssl::checkpoint::check_writable(path).context("--out")?;
+    }
     let loaded =
         crate::cmd_eval::load_model(&a.checkpoint, || ArchSpec::conv4(1, 28, 5), 0, false)?;
     let model = loaded.model;
@@ -52,17 +56,15 @@ pub fn run(a: AdaptArgs) -> anyhow::Result<()> {
         lr: a.adapt_lr.unwrap_or(model.inner_lr),
         invert: a.invert,
     };
+    bmssl::limits::check_adapt("adapt_lr", opts.lr, "adapt_steps", opts.steps)?;
     let preds = adapt_and_predict(&model, &support, &a.predict, &opts)
         .with_context(|| format!("classifying {}", a.predict.display()))?;
+    let mut csv = Vec::new();
+    write_csv(&mut csv, &support.class_names, &preds)?;
     match &a.out {
         Some(path) => {
-            let mut f = std::io::BufWriter::new(
-                std::fs::File::create(path)
-                    .with_context(|| format!("creating {}", path.display()))?,
-            );
-            write_csv(&mut f, &support.class_names, &preds)
-                .and_then(|()| std::io::Write::flush(&mut f))
-                .with_context(|| format!("writing {}", path.display()))?;
+            // Atomic: a failed write leaves the previous file as it was, never half a file.
+            bmssl::checkpoint::write_atomic(path, &csv)?;
             eprintln!(
                 "adapted to {} classes ({} support images, {} steps); wrote {} predictions to {}",
                 support.class_names.len(),
@@ -72,7 +74,7 @@ pub fn run(a: AdaptArgs) -> anyhow::Result<()> {
                 path.display()
             );
         }
-        None => write_csv(&mut std::io::stdout().lock(), &support.class_names, &preds)?,
+        None => crate::out::bytes(&csv),
     }
     Ok(())
 }

@@ -78,9 +78,16 @@ pub fn run(a: BenchArgs) -> Result<()> {
         );
     }
     if a.threads > 0 {
+        bmssl::limits::check_threads(a.threads)?;
         rayon::ThreadPoolBuilder::new()
             .num_threads(a.threads)
-            .build_global()?;
+            .build_global()
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid value for `threads`: cannot start {} worker threads: {e}",
+                    a.threads
+                )
+            })?;
     }
     let cfg = BenchConfig {
         n_images: a.n_images,

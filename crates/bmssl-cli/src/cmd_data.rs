@@ -318,6 +318,13 @@ fn inspect_benchmark(name: &str, source: &SourceArgs) -> anyhow::Result<()> {
 }
 
 fn tasks(args: &TasksArgs) -> anyhow::Result<()> {
+    let seconds = args.bench_seconds;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= bmssl::limits::MAX_SECONDS) {
+        anyhow::bail!(
+            "invalid value for `bench-seconds`: must be a positive number of seconds up to {}, got {seconds}",
+            bmssl::limits::MAX_SECONDS
+        );
+    }
     if args.preview.is_none() && !args.bench {
         bail!("nothing to do: pass --preview <PNG> and/or --bench");
     }

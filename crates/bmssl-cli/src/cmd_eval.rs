@@ -68,9 +68,9 @@ pub struct EvalArgs {
     /// `--checkpoint random`: input channels (default: 1 for Omniglot, else 3).
     #[arg(long)]
     channels: Option<usize>,
-    /// `--checkpoint random`: input side in pixels.
-    #[arg(long, default_value_t = 28)]
-    image_size: usize,
+    /// `--checkpoint random`: input side in pixels (default 28; a checkpoint has its own).
+    #[arg(long)]
+    image_size: Option<usize>,
     /// Omniglot: no 90/180/270-degree rotation classes.
     #[arg(long)]
     no_rotations: bool,
@@ -152,13 +152,26 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     };
     let omniglot = a.dataset == "omniglot";
     let channels = a.channels.unwrap_or(if omniglot { 1 } else { 3 });
+    bmssl::limits::check_threads(a.threads)?;
+    // The output file is checked before any episode: a typo must not cost the evaluation.
+    if let Some(path) = &a.json {
+        checkpoint::check_writable(path).context("--json")?;
+    }
     let loaded = load_model(
         &a.checkpoint,
-        || ArchSpec::conv4(channels, a.image_size, 5),
+        || ArchSpec::conv4(channels, a.image_size.unwrap_or(28), 5),
         a.init_seed,
         a.quiet,
     )?;
     let model = &loaded.model;
+    if a.checkpoint != "random" && a.image_size.is_some_and(|s| s != model.arch.image_size) {
+        bail!(
+            "--image-size {} contradicts the checkpoint, whose model takes {}x{} images",
+            a.image_size.unwrap_or(0),
+            model.arch.image_size,
+            model.arch.image_size
+        );
+    }
     if a.checkpoint != "random" && a.channels.is_some_and(|c| c != model.arch.in_channels) {
         bail!(
             "--channels {} contradicts the checkpoint, whose model takes {} channel(s)",
@@ -201,9 +214,8 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         adapt_lr: a.adapt_lr.unwrap_or(model.inner_lr),
         features: a.features,
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads)
-        .build()?;
+    opts.validate()?;
+    let pool = crate::thread_pool(a.threads)?;
     let method = match a.mode {
         Mode::Adapt => format!(
             "adapt ({} steps, lr {}, {:?} head)",
@@ -268,8 +280,10 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             "threads": pool.current_num_threads(),
             "results": results,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
-            .with_context(|| format!("writing {}", path.display()))?;
+        checkpoint::write_atomic(
+            path,
+            (serde_json::to_string_pretty(&doc)? + "\n").as_bytes(),
+        )?;
     }
     Ok(())
 }

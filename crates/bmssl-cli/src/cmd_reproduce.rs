@@ -285,33 +285,17 @@ fn draw_plots(out: &Path, results: &report::Results) -> Result<()> {
         &band(&|p| p.2, 1.0),
     )?;
     let curves = report::learning_curves(results);
-    plots::line_chart(
-        &out.join(report::PLOT_LEARNING_CURVES),
-        "Validation accuracy (5-way 1-shot, proto) per method",
-        "meta-step",
-        "accuracy (%)",
-        &curves
-            .iter()
-            .map(|(name, val, _)| Series {
-                name: name.clone(),
-                points: val.iter().map(|&(s, a)| (s, 100.0 * a)).collect(),
-            })
-            .collect::<Vec<_>>(),
-    )?;
-    plots::line_chart(
-        &out.join(report::PLOT_LOSS_CURVES),
-        "Outer loss per method (window means; each method's own loss)",
-        "meta-step",
-        "outer loss",
-        &curves
-            .iter()
-            .map(|(name, _, loss)| Series {
-                name: name.clone(),
-                points: loss.clone(),
-            })
-            .collect::<Vec<_>>(),
-    )?;
-    Ok(())
+    plots::learning_and_loss_charts(
+        (
+            &out.join(report::PLOT_LEARNING_CURVES),
+            "Validation accuracy (5-way 1-shot, proto) per method",
+        ),
+        (
+            &out.join(report::PLOT_LOSS_CURVES),
+            "Outer loss per method (window means; each method's own loss)",
+        ),
+        &curves,
+    )
 }
 
 /// Runs `reproduce`.

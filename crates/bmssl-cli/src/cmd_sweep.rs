@@ -3,7 +3,7 @@
 //! (docs/sweep.md). The orchestration is the library's [`bmssl::reproduce::sweep`]; this is the
 //! command line, the progress display, the datasets and the plots.
 
-use crate::plots::{self, ErrorSeries, Series};
+use crate::plots::{self, ErrorSeries};
 use anyhow::{Context, Result};
 use bmssl::reproduce::sweep::{self, summary, PartStatus, RunOptions, Spec, SweepPart};
 use bmssl::reproduce::{EvalSpec, PartProgress};
@@ -232,33 +232,17 @@ fn draw_plots(out: &Path, spec: &Spec, s: &summary::Summary) -> Result<()> {
         )?;
     }
     let curves = summary::curves(s);
-    plots::line_chart(
-        &out.join(summary::PLOT_LEARNING_CURVES),
-        "Training-time validation accuracy (5-way 1-shot) per part",
-        "meta-step",
-        "accuracy (%)",
-        &curves
-            .iter()
-            .map(|(name, val, _)| Series {
-                name: name.clone(),
-                points: val.iter().map(|&(s, a)| (s, 100.0 * a)).collect(),
-            })
-            .collect::<Vec<_>>(),
-    )?;
-    plots::line_chart(
-        &out.join(summary::PLOT_LOSS_CURVES),
-        "Outer loss per part (window means; each method's own loss)",
-        "meta-step",
-        "outer loss",
-        &curves
-            .iter()
-            .map(|(name, _, loss)| Series {
-                name: name.clone(),
-                points: loss.clone(),
-            })
-            .collect::<Vec<_>>(),
-    )?;
-    Ok(())
+    plots::learning_and_loss_charts(
+        (
+            &out.join(summary::PLOT_LEARNING_CURVES),
+            "Training-time validation accuracy (5-way 1-shot) per part",
+        ),
+        (
+            &out.join(summary::PLOT_LOSS_CURVES),
+            "Outer loss per part (window means; each method's own loss)",
+        ),
+        &curves,
+    )
 }
 
 /// Writes the summary files and plots; returns the summary's path.
@@ -326,6 +310,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
         .threads_per_part
         .unwrap_or_else(|| sweep::threads_per_part(cores, jobs))
         .max(1);
+    bmssl::limits::check_threads(threads).context("--threads-per-part")?;
     let cfg = &spec.parts[0].config;
     let data_dir = args.data_dir.clone().or_else(|| spec.dataset_dir.clone());
     let t0 = Instant::now();

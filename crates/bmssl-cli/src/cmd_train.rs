@@ -25,7 +25,8 @@ pub struct ConfigFlags {
     /// (Table 6's one-level structure).
     #[arg(long)]
     method: Option<TrainMethod>,
-    /// Bootstrap target: paper or query-step.
+    /// Bootstrap target: `paper` (BMSSL as the paper writes it: delta support steps, KL alone, no
+    /// zeroing; other study flags given beside it still apply) or `query-step`.
     #[arg(long)]
     target: Option<Target>,
     /// BMSSL's outer loss: kl (eq. 3) or additive (MetaSSL's query loss + mu x KL).
@@ -368,7 +369,14 @@ fn run_name(cfg: &TrainConfig) -> String {
     } else {
         format!("-{}-o", cfg.inner_loss.as_str())
     };
-    format!("{}{}{inner}-seed{}", cfg.method.as_str(), target, cfg.seed)
+    // The bootstrap study's keys where they differ from the paper's reading (`-additive-mu0.3-zh`).
+    let study = bmssl::reproduce::plan::study_suffix(cfg);
+    format!(
+        "{}{}{inner}{study}-seed{}",
+        cfg.method.as_str(),
+        target,
+        cfg.seed
+    )
 }
 
 /// Resolves the configuration: defaults < config file (or the resumed run's) < flags.
@@ -382,7 +390,14 @@ fn resolve_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         TrainConfig::from_toml(&text, &path.display().to_string())?
     } else {
-        TrainConfig::for_method(args.flags.method.unwrap_or(TrainMethod::Bmssl))
+        let defaults = TrainConfig::for_method(args.flags.method.unwrap_or(TrainMethod::Bmssl));
+        // `--target paper` is BMSSL as the paper writes it: the study's keys start from the
+        // paper's reading (flags given beside it still apply).
+        if args.flags.target == Some(Target::Paper) {
+            defaults.with_paper_bootstrap()
+        } else {
+            defaults
+        }
     };
     args.flags.apply(&mut cfg);
     cfg.validate()?;
@@ -399,6 +414,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let (cfg, dir) = resolve_config(&args)?;
     let run_dir = RunDir::create(&dir)
         .with_context(|| format!("creating run directory {}", dir.display()))?;
+    // One process per run directory (a second `train` or a `--resume` is refused, naming the
+    // holder), held until the test results are written.
+    let _lock = bmssl::lock::lock_run_dir(&dir)?;
     let shape = ImageShape::new(cfg.channels, cfg.image_size, cfg.image_size);
     let t0 = Instant::now();
     let split = open_split(
@@ -416,6 +434,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         TrainingData::Unlabelled(UnlabelledPool::new(split))
     };
     let val = open_held_out(&cfg, "val", args.data_dir.as_deref())?;
+    let test = check_before_training(&cfg, &args, val.as_ref())?;
     let order = if cfg.method.is_ssl() || cfg.method == TrainMethod::Scratch {
         "no inner loop"
     } else if cfg.method == TrainMethod::Protonet {
@@ -497,7 +516,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if args.no_eval {
         return Ok(());
     }
-    let test = open_held_out(&cfg, "test", args.data_dir.as_deref())?;
+    let Some(test) = test else {
+        return Ok(());
+    };
     let model = Model::from_checkpoint(&bmssl::checkpoint::load(&outcome.final_checkpoint)?)?;
     let opts = EvalOptions {
         episodes: args.eval_episodes,
@@ -512,6 +533,52 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &opts,
         args.quiet,
     )
+}
+
+/// Everything the run will need after its first meta-step, checked before it: the validation
+/// episodes against the validation split, the test settings and options against the test split
+/// (which is returned, opened), so that no setting fails after hours of training.
+fn check_before_training(
+    cfg: &TrainConfig,
+    args: &TrainArgs,
+    val: &dyn bmssl::data::Dataset,
+) -> Result<Option<std::sync::Arc<dyn bmssl::data::Dataset>>> {
+    if cfg.validation_episodes >= 2 {
+        bmssl::episodes::sample_episode(
+            val,
+            5,
+            1,
+            EvalOptions::DEFAULT_QUERIES,
+            bmssl::rng::STREAM_VALIDATION,
+            0,
+        )
+        .with_context(|| {
+            format!(
+                "validation (5w1s, {} queries per class; `validation_episodes = 0` turns it off)",
+                EvalOptions::DEFAULT_QUERIES
+            )
+        })?;
+    }
+    if args.no_eval {
+        return Ok(None);
+    }
+    let opts = EvalOptions {
+        mode: args.eval_mode,
+        queries: EvalOptions::DEFAULT_QUERIES,
+        episodes: args.eval_episodes,
+        seed: 0,
+        head: eval::HeadInit::Zero,
+        adapt_steps: cfg.inner_steps,
+        adapt_lr: cfg.inner_lr,
+        features: eval::Features::Backbone,
+    };
+    opts.validate().context("--eval-episodes")?;
+    let test = open_held_out(cfg, "test", args.data_dir.as_deref())?;
+    for &s in &args.eval_settings {
+        bmssl::episodes::sample_episode(test.as_ref(), s.ways, s.shots, opts.queries, 0, 0)
+            .with_context(|| format!("test setting {s} (--eval-settings)"))?;
+    }
+    Ok(Some(test))
 }
 
 /// Evaluates on the test split, prints one line per setting and writes `eval.json`.

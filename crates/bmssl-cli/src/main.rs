@@ -15,6 +15,18 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Every `println!` of the CLI goes through [`out::line`]: a closed pipe ends output quietly, a
+/// full device is an error at the end, never a panic (this shadows the standard macro in every
+/// module declared below).
+macro_rules! println {
+    () => {
+        $crate::out::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::out::line(format_args!($($arg)*))
+    };
+}
+
 mod cmd_adapt;
 mod cmd_bench;
 mod cmd_check;
@@ -25,6 +37,7 @@ mod cmd_plot;
 mod cmd_reproduce;
 mod cmd_sweep;
 mod cmd_train;
+mod out;
 mod plots;
 
 /// Few-shot learning from unlabelled images (BMSSL, arXiv 2308.14267).
@@ -64,6 +77,11 @@ enum Command {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    run_command(cli)?;
+    out::finish()
+}
+
+fn run_command(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Data(cmd) => cmd_data::run(cmd),
         Command::CheckGradient(args) => cmd_check::run(args),
@@ -76,6 +94,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reproduce(args) => cmd_reproduce::run(*args),
         Command::Sweep(args) => cmd_sweep::run(*args),
     }
+}
+
+/// A pool of `threads` worker threads (0: one per core), bounded, with the OS error said once.
+pub fn thread_pool(threads: usize) -> anyhow::Result<rayon::ThreadPool> {
+    bmssl::limits::check_threads(threads)?;
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "invalid value for `threads`: cannot start {threads} worker threads: {e}"
+            )
+        })
 }
 
 /// A command-line usage error as one line (the message and clap's tip, without the usage block),
@@ -95,12 +126,35 @@ fn parse_args() -> Result<Cli, ExitCode> {
         let first = first.strip_prefix("error: ").unwrap_or(first);
         let rest: Vec<&str> = parts.collect();
         if rest.is_empty() {
-            eprintln!("error: {first} (see --help)");
+            error_line(&format!("{first} (see --help)"));
         } else {
-            eprintln!("error: {first}; {} (see --help)", rest.join("; "));
+            error_line(&format!("{first}; {} (see --help)", rest.join("; ")));
         }
         ExitCode::from(2)
     })
+}
+
+/// Prints `error: <message>` on stderr as one line of reasonable length: a message that echoes a
+/// huge value (a 100 MB string) keeps its start and its end (where the cause is). Never panics
+/// (stderr may be closed too).
+fn error_line(message: &str) {
+    const HEAD: usize = 600;
+    const TAIL: usize = 300;
+    let chars: Vec<char> = message.chars().collect();
+    let text = if chars.len() > HEAD + TAIL + 100 {
+        format!(
+            "{} [... {} characters left out ...] {}",
+            chars[..HEAD].iter().collect::<String>(),
+            chars.len() - HEAD - TAIL,
+            chars[chars.len() - TAIL..].iter().collect::<String>()
+        )
+    } else {
+        message.to_string()
+    };
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("error: {text}\n").as_bytes(),
+    );
 }
 
 fn main() -> ExitCode {
@@ -119,7 +173,7 @@ fn main() -> ExitCode {
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
                 .collect();
-            eprintln!("error: {}", lines.join(" "));
+            error_line(&lines.join(" "));
             ExitCode::from(1)
         }
     }

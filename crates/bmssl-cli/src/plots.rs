@@ -16,6 +16,22 @@ fn register_font() {
     });
 }
 
+/// Size of every plot in pixels.
+const W: u32 = 900;
+const H: u32 = 540;
+
+/// Encodes RGB pixels as a PNG and writes it atomically: a failed write (full disk) leaves the
+/// previous plot, never a truncated or empty file.
+fn write_png(path: &Path, pixels: &[u8]) -> Result<()> {
+    use image::ImageEncoder;
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(pixels, W, H, image::ExtendedColorType::Rgb8)
+        .with_context(|| format!("encoding {}", path.display()))?;
+    bmssl::checkpoint::write_atomic(path, &png)?;
+    Ok(())
+}
+
 /// One named curve: (x, y) points.
 pub struct Series {
     pub name: String,
@@ -51,7 +67,8 @@ pub fn line_chart(
     }
     let pad = ((y1 - y0) * 0.05).max(1e-6);
     let (y0, y1) = (y0 - pad, y1 + pad);
-    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    let mut pixels = vec![0u8; (W * H * 3) as usize];
+    let root = BitMapBackend::with_buffer(&mut pixels, (W, H)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 24))
@@ -85,9 +102,10 @@ pub fn line_chart(
         .border_style(BLACK)
         .label_font(("sans-serif", 15))
         .draw()?;
-    root.present()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    root.present()?;
+    drop(chart);
+    drop(root);
+    write_png(path, &pixels)
 }
 
 /// Moving average over a trailing window (curves of single meta-batches are noisy).
@@ -217,7 +235,8 @@ pub fn error_bar_chart(
     let (x0, x1) = (x0 - xpad, x1 + xpad);
     let pad = ((y1 - y0) * 0.05).max(1e-6);
     let (y0, y1) = (y0 - pad, y1 + pad);
-    let root = BitMapBackend::new(path, (900, 540)).into_drawing_area();
+    let mut pixels = vec![0u8; (W * H * 3) as usize];
+    let root = BitMapBackend::with_buffer(&mut pixels, (W, H)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 24))
@@ -281,7 +300,43 @@ pub fn error_bar_chart(
         .border_style(BLACK)
         .label_font(("sans-serif", 15))
         .draw()?;
-    root.present()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    root.present()?;
+    drop(chart);
+    drop(root);
+    write_png(path, &pixels)
+}
+
+/// The two charts every experiment directory gets from its curves: training-time validation
+/// accuracy (fractions, drawn in %) and outer loss against meta-step, one line per run.
+pub fn learning_and_loss_charts(
+    learning: (&std::path::Path, &str),
+    loss: (&std::path::Path, &str),
+    curves: &[bmssl::reproduce::report::Curves],
+) -> anyhow::Result<()> {
+    line_chart(
+        learning.0,
+        learning.1,
+        "meta-step",
+        "accuracy (%)",
+        &curves
+            .iter()
+            .map(|(name, val, _)| Series {
+                name: name.clone(),
+                points: val.iter().map(|&(s, a)| (s, 100.0 * a)).collect(),
+            })
+            .collect::<Vec<_>>(),
+    )?;
+    line_chart(
+        loss.0,
+        loss.1,
+        "meta-step",
+        "outer loss",
+        &curves
+            .iter()
+            .map(|(name, _, loss)| Series {
+                name: name.clone(),
+                points: loss.clone(),
+            })
+            .collect::<Vec<_>>(),
+    )
 }

@@ -377,3 +377,345 @@ fn a_corrupt_checkpoint_is_named() {
         &["model.safetensors", "not a safetensors file"],
     );
 }
+
+// ---- Issue 19: nothing lost to a late failure, no input that panics or hangs. ----
+
+/// `bmssl train` on `dataset` with the tiny configuration, `extra` replacing its flags of the same
+/// names (`--eval` drops `--no-eval`).
+fn train_args<'a>(dataset: &'a Path, run_dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["train", "--dataset", dataset.to_str().unwrap()];
+    let mut tiny = TINY.split_whitespace().peekable();
+    while let Some(flag) = tiny.next() {
+        let has_value = !matches!(flag, "--no-eval" | "--quiet");
+        let value = if has_value { tiny.next() } else { None };
+        if extra.contains(&flag) || (flag == "--no-eval" && extra.contains(&"--eval")) {
+            continue;
+        }
+        args.push(flag);
+        args.extend(value);
+    }
+    args.extend(["--run-dir", run_dir.to_str().unwrap()]);
+    args.extend(extra.iter().filter(|a| **a != "--eval"));
+    args
+}
+
+/// `bmssl eval --checkpoint random` on the tiny folder with `extra` arguments.
+fn eval_args<'a>(root: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "eval",
+        "--checkpoint",
+        "random",
+        "--dataset",
+        root,
+        "--channels",
+        "1",
+        "--episodes",
+        "4",
+        "--queries",
+        "1",
+        "--quiet",
+    ];
+    a.extend(extra);
+    a
+}
+
+#[test]
+fn validation_and_test_settings_are_checked_before_the_first_meta_step() {
+    let t = tmp("late");
+    let root = t.path().join("images");
+    image_folder(&root); // 4 images per class: too few for 15 queries
+    let run_dir = t.path().join("run");
+    // Validation (5w1s with 15 queries) cannot be drawn.
+    fails_with(
+        &train_args(&root, &run_dir, &["--validation-episodes", "2"]),
+        1,
+        &["validation (5w1s, 15 queries per class", "images per class"],
+    );
+    assert!(!run_dir.join("metrics.jsonl").exists(), "trained anyway");
+    // Test settings: the first impossible one is named, nothing trained.
+    let args = train_args(
+        &root,
+        &run_dir,
+        &["--eval", "--eval-settings", "5w1s,5w5s,20w1s"],
+    );
+    fails_with(&args, 1, &["test setting 5w1s (--eval-settings)"]);
+    assert!(!run_dir.join("metrics.jsonl").exists(), "trained anyway");
+    assert!(!step_checkpoint(&run_dir, 2).exists());
+    // One validation episode is no interval: refused, not silently ignored.
+    fails_with(
+        &train_args(&root, &run_dir, &["--validation-episodes", "1"]),
+        1,
+        &["`validation_episodes`", "use 0 to turn validation off"],
+    );
+}
+
+#[test]
+fn output_paths_are_checked_before_any_episode_and_written_atomically() {
+    let t = tmp("outputs");
+    let root = t.path().join("images");
+    image_folder(&root);
+    let r = root.to_str().unwrap();
+    let missing = t.path().join("no-such-dir/x.json");
+    let m = missing.to_str().unwrap();
+    // --episodes 1000000 would take minutes: the error must come before any of them.
+    let t0 = std::time::Instant::now();
+    let mut a = eval_args(r, &["--json", m]);
+    let at = a.iter().position(|x| *x == "--episodes").unwrap();
+    a[at + 1] = "1000000";
+    fails_with(
+        &a,
+        1,
+        &["--json", "no-such-dir/x.json", "No such file or directory"],
+    );
+    assert!(t0.elapsed().as_secs() < 20);
+    // A good --json is whole; an unwritable one leaves the previous file as it was.
+    let json = t.path().join("eval.json");
+    let j = json.to_str().unwrap();
+    let out = run(&eval_args(r, &["--json", j]));
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v["results"][0]["episodes"], 4);
+    assert_eq!(temp_files(t.path()), Vec::<String>::new());
+    // adapt --out into a missing directory: refused before reading anything.
+    fails_with(
+        &[
+            "adapt",
+            "--checkpoint",
+            "random",
+            "--support",
+            r,
+            "--predict",
+            root.join("class00").to_str().unwrap(),
+            "--out",
+            m,
+        ],
+        1,
+        &["--out", "no-such-dir/x.json"],
+    );
+}
+
+#[test]
+fn adapt_settings_that_are_not_positive_finite_numbers_are_refused() {
+    let t = tmp("adapt-lr");
+    let root = t.path().join("images");
+    image_folder(&root);
+    let r = root.to_str().unwrap();
+    let class0 = root.join("class00");
+    for lr in ["nan", "inf", "-5", "0"] {
+        fails_with(
+            &eval_args(r, &[&format!("--adapt-lr={lr}")]),
+            1,
+            &["`adapt_lr`", "positive finite"],
+        );
+        fails_with(
+            &[
+                "adapt",
+                "--checkpoint",
+                "random",
+                "--support",
+                r,
+                "--predict",
+                class0.to_str().unwrap(),
+                &format!("--adapt-lr={lr}"),
+            ],
+            1,
+            &["`adapt_lr`", "positive finite"],
+        );
+    }
+    fails_with(
+        &eval_args(r, &["--adapt-steps", "1000000000"]),
+        1,
+        &["`adapt_steps`", "at most 10000"],
+    );
+}
+
+#[test]
+fn absurd_sizes_are_refused_naming_the_field_and_64_bit_values_never_panic() {
+    let t = tmp("sizes");
+    let root = t.path().join("images");
+    image_folder(&root);
+    let run_dir = t.path().join("run");
+    for (flag, value, field) in [
+        ("--image-size", "100000", "`image_size`"),
+        ("--image-size", "4294967324", "`image_size`"),
+        ("--inner-steps", "1000000", "`inner_steps`"),
+        ("--meta-steps", "9223372036854775808", "`meta_steps`"),
+        (
+            "--checkpoint-every",
+            "18446744073709551615",
+            "`checkpoint_every`",
+        ),
+        (
+            "--validate-every",
+            "9223372036854775808",
+            "`validate_every`",
+        ),
+    ] {
+        fails_with(&train_args(&root, &run_dir, &[flag, value]), 1, &[field]);
+    }
+    let line = fails_with(
+        &train_args(
+            &root,
+            &run_dir,
+            &["--views", "3000000000", "--query-views", "2999999999"],
+        ),
+        1,
+        &["`views`"],
+    );
+    assert!(line.len() < 300, "{line}");
+    // A seed >= 2^63 is a valid seed: it trains and resumes.
+    assert_ok(&run(&train_args(
+        &root,
+        &run_dir,
+        &["--seed", "18446744073709551615"],
+    )));
+    let cfg = std::fs::read_to_string(run_dir.join("config.toml")).unwrap();
+    assert!(cfg.contains("seed = \"18446744073709551615\""), "{cfg}");
+    assert_ok(&run(&resume_args(&run_dir)));
+    // Eval and bench bounds.
+    let r = root.to_str().unwrap();
+    fails_with(
+        &eval_args(r, &["--threads", "100000"]),
+        1,
+        &["`threads`", "at most 1024"],
+    );
+    fails_with(
+        &[
+            "eval",
+            "--checkpoint",
+            "random",
+            "--image-size",
+            "100000",
+            "--quiet",
+        ],
+        1,
+        &["`image_size`", "at most 4096"],
+    );
+    fails_with(
+        &[
+            "data",
+            "tasks",
+            "--dataset",
+            r,
+            "--bench",
+            "--bench-seconds",
+            "1e30",
+        ],
+        1,
+        &["`bench-seconds`"],
+    );
+}
+
+#[test]
+fn a_huge_value_is_not_echoed_whole() {
+    let huge = "x".repeat(100_000); // one argument may have at most 128 KiB
+    let out = run(&[
+        "eval",
+        "--checkpoint",
+        "random",
+        "--quiet",
+        "--dataset",
+        &huge,
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", &err[..err.len().min(300)]);
+    assert_eq!(err.lines().count(), 1);
+    assert!(err.len() < 2000, "{} bytes", err.len());
+    assert!(err.contains("characters left out"), "{err}");
+    let out = run(&["eval", "--checkpoint", "random", "--setting", &huge]);
+    assert!(stderr(&out).len() < 2000);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn stdout_closed_or_full_never_panics_and_loses_nothing() {
+    use std::process::{Command, Stdio};
+    let t = tmp("stdout");
+    let root = t.path().join("images");
+    image_folder(&root);
+    let r = root.to_str().unwrap();
+    let json = t.path().join("eval.json");
+    let args = eval_args(r, &["--json", json.to_str().unwrap()]);
+    // A closed pipe: quiet, exit 0, the JSON written.
+    let mut child = Command::new(bin())
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(json.exists());
+    // A full device: one error line, exit 1, the JSON still written.
+    std::fs::remove_file(&json).unwrap();
+    if Path::new("/dev/full").exists() {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = Command::new(bin())
+            .args(&args)
+            .stdout(full)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with("error: writing to standard output: No space left on device"),
+            "{err}"
+        );
+        assert!(json.exists());
+    }
+    // `train ... | true`: the test results are still written (16 images per class for 15 queries).
+    let big = t.path().join("big");
+    for c in 0..3 {
+        let dir = big.join(format!("c{c}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..16u32 {
+            image::GrayImage::from_fn(28, 28, |x, y| {
+                image::Luma([if (x * 7 + y * 3 + i * 5 + c) % 5 == 0 {
+                    255
+                } else {
+                    0
+                }])
+            })
+            .save(dir.join(format!("{i}.png")))
+            .unwrap();
+        }
+    }
+    let run_dir = t.path().join("run");
+    let a = train_args(
+        &big,
+        &run_dir,
+        &["--eval", "--eval-settings", "2w1s", "--eval-episodes", "2"],
+    );
+    let mut child = Command::new(bin())
+        .args(&a)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(run_dir.join("eval.json").exists());
+    // adapt with standard output not open at all: refused, not "success, nothing written".
+    let out = Command::new(bin())
+        .args([
+            "adapt",
+            "--checkpoint",
+            "random",
+            "--support",
+            r,
+            "--predict",
+            root.join("class00").to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert_ok(&out); // /dev/null is open: fine
+}

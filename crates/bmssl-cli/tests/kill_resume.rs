@@ -243,3 +243,88 @@ fn a_failed_checkpoint_write_stops_the_run_keeps_the_previous_checkpoint_and_los
         "the run resumed after the failed write differs from the uninterrupted run"
     );
 }
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} failed");
+}
+
+/// Issue 19: a second `train` on a run directory that a process is training, and a `--resume` of
+/// it, are refused with one line naming the holder's PID; the first run (paused meanwhile with
+/// SIGSTOP, so the refusals surely land while it runs) ends with the bytes of a run alone and its
+/// metrics once each.
+#[test]
+fn a_second_training_or_a_resume_of_a_directory_in_use_is_refused_and_the_first_run_is_untouched() {
+    let r = reference();
+    let dir = tempfile::Builder::new()
+        .prefix("bmssl-reliability-lock")
+        .tempdir()
+        .unwrap();
+    let run_dir = dir.path().join("run");
+    let args = tiny_train_args(&r.dataset, &run_dir);
+    let mut landed = false;
+    for _attempt in 0..5 {
+        let _ = std::fs::remove_dir_all(&run_dir);
+        let mut first = spawn(&args);
+        // Wait for its first metric line (lock held, config.toml written), then pause it.
+        let t0 = Instant::now();
+        while !run_dir.join("metrics.jsonl").exists() && t0.elapsed() < Duration::from_secs(30) {
+            if first.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        signal(&first, "-STOP");
+        if first.try_wait().unwrap().is_some() || step_checkpoint(&run_dir, 12).exists() {
+            signal(&first, "-CONT");
+            first.wait().unwrap();
+            continue; // finished before the pause: try again
+        }
+        let pid = first.id();
+        let lock = std::fs::read_to_string(run_dir.join(".lock")).unwrap();
+        assert_eq!(lock.trim(), pid.to_string());
+        for (what, a) in [("train", args.clone()), ("resume", resume_args(&run_dir))] {
+            let out = run(&a);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+            assert_eq!(err.lines().count(), 1, "{what}: {err}");
+            assert!(
+                err.starts_with("error: ")
+                    && err.contains(&format!("is in use by process {pid}"))
+                    && err.contains("run"),
+                "{what}: {err}"
+            );
+        }
+        signal(&first, "-CONT");
+        let status = first.wait().unwrap();
+        assert!(status.success(), "the first run failed: {status}");
+        landed = true;
+        break;
+    }
+    assert!(
+        landed,
+        "the first run always finished before it could be paused"
+    );
+    assert!(
+        std::fs::read(step_checkpoint(&run_dir, 12)).unwrap() == r.final_bytes,
+        "the first run's final checkpoint differs from a run alone"
+    );
+    let steps: Vec<u64> = std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["step"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(steps, (1..=12).collect::<Vec<u64>>());
+    assert_eq!(
+        temp_files(&run_dir),
+        Vec::<String>::new(),
+        "stale temp files"
+    );
+}

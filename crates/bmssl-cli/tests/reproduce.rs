@@ -22,7 +22,8 @@ fn the_estimate_lists_every_part_of_the_plan_without_running_anything() {
     for part in [
         "bmssl-paper",
         "bmssl-query-step",
-        "metassl",
+        "bmssl-query-step-additive-mu0.3-zh",
+        "metassl-zh",
         "maml",
         "protonet",
         "umtra",

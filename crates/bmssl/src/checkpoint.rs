@@ -216,14 +216,20 @@ pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` so that readers see either the old file or the complete new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// The directory of `path` and this process's temporary file beside it (`.<name>.tmp-<pid>`).
+fn temp_beside(path: &Path) -> (&Path, std::path::PathBuf) {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    (dir, tmp)
+}
+
+/// Writes `bytes` to `path` so that readers see either the old file or the complete new one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let (dir, tmp) = temp_beside(path);
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -238,6 +244,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::io(path, e));
     }
+    Ok(())
+}
+
+/// Fails, naming `path`, unless a file can be created beside it (its directory exists and is
+/// writable): checked before work whose result is to be written there, so that a typo in an output
+/// path does not cost the work. Nothing is left behind.
+pub fn check_writable(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"),
+        ));
+    }
+    let (_, tmp) = temp_beside(path);
+    std::fs::File::create(&tmp).map_err(|e| Error::io(path, e))?;
+    let _ = std::fs::remove_file(&tmp);
     Ok(())
 }
 
@@ -388,6 +410,11 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
         serde_json::from_str(get("arch")?).map_err(|e| format!("metadata arch: {e}"))?;
     let adapt: AdaptSpec =
         serde_json::from_str(get("adapt")?).map_err(|e| format!("metadata adapt: {e}"))?;
+    // The checksum proves integrity, not sanity: absurd sizes would allocate without bound, an
+    // absurd inner loop would never end.
+    crate::limits::check_arch(&arch).map_err(|e| format!("metadata arch: {e}"))?;
+    crate::limits::check_adapt("inner_lr", adapt.inner_lr, "inner_steps", adapt.inner_steps)
+        .map_err(|e| format!("metadata adapt: {e}"))?;
     let learner = Learner::new(arch.clone()).map_err(|e| e.to_string())?;
     let floats = |name: &str, shape: &[usize]| -> std::result::Result<Vec<f32>, String> {
         let (s, b) = tensors
@@ -405,6 +432,12 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
     let mut params = vec![0.0f32; learner.num_params()];
     for e in &learner.layout.entries {
         params[e.range()].copy_from_slice(&floats(&e.name, &e.shape)?);
+        if let Some(v) = params[e.range()].iter().find(|v| !v.is_finite()) {
+            return Err(format!(
+                "tensor {} holds a non-finite value ({v}): the model is unusable",
+                e.name
+            ));
+        }
     }
     let optimizer = match meta.get("optimizer") {
         None => None,
@@ -567,5 +600,88 @@ mod tests {
         }
         let file = resolve(&ck.join("step-0000010.safetensors")).unwrap();
         assert_eq!((file.which, file.checkpoint.step), (None, 10));
+    }
+
+    /// The sample checkpoint with its metadata or tensors edited and its checksum recomputed: a
+    /// file whose integrity is fine but whose content is absurd.
+    fn resealed(
+        edit: impl FnOnce(&mut BTreeMap<String, String>, &mut BTreeMap<String, (Vec<usize>, Vec<u8>)>),
+    ) -> Vec<u8> {
+        let bytes = to_bytes(&sample()).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let mut meta: BTreeMap<String, String> =
+            header.metadata().clone().unwrap().into_iter().collect();
+        let mut tensors: BTreeMap<String, (Vec<usize>, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| (n, (v.shape().to_vec(), v.data().to_vec())))
+            .collect();
+        edit(&mut meta, &mut tensors);
+        let sum = checksum(&meta, &tensors);
+        meta.insert("checksum".into(), sum);
+        serialize_sorted(&meta, &tensors)
+    }
+
+    fn with_json(key: &'static str, field: &'static str, value: serde_json::Value) -> Vec<u8> {
+        resealed(|meta, _| {
+            let mut v: serde_json::Value = serde_json::from_str(&meta[key]).unwrap();
+            v[field] = value;
+            meta.insert(key.into(), v.to_string());
+        })
+    }
+
+    #[test]
+    fn absurd_metadata_with_a_valid_checksum_is_refused_naming_the_field() {
+        for (key, field, value) in [
+            ("arch", "image_size", serde_json::json!(1_000_000_000u64)),
+            ("arch", "hidden", serde_json::json!(1u64 << 62)),
+            ("arch", "ways", serde_json::json!(1_000_000_000_000u64)),
+            ("arch", "in_channels", serde_json::json!(u64::MAX)),
+            (
+                "adapt",
+                "inner_steps",
+                serde_json::json!(1_000_000_000_000u64),
+            ),
+            ("adapt", "inner_lr", serde_json::json!(-5.0)),
+            ("adapt", "inner_lr", serde_json::json!(0.0)),
+        ] {
+            let err = from_bytes(&with_json(key, field, value.clone())).unwrap_err();
+            assert!(
+                err.contains(&format!("metadata {key}")) && err.contains(field),
+                "{key}.{field} = {value}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_finite_parameters_are_refused_naming_the_tensor() {
+        for bad in [f32::NAN, f32::INFINITY] {
+            let bytes = resealed(|_, tensors| {
+                tensors.get_mut("conv1.weight").unwrap().1[..4].copy_from_slice(&bad.to_le_bytes());
+            });
+            let err = from_bytes(&bytes).unwrap_err();
+            assert!(
+                err.contains("conv1.weight") && err.contains("non-finite"),
+                "{err}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+        /// Any numbers in the architecture and adaptation metadata: refused or loaded, never a
+        /// panic, an abort or an endless allocation.
+        #[test]
+        fn fuzz_checkpoint_metadata_never_panics(
+            field in proptest::sample::select(vec![
+                ("arch", "image_size"), ("arch", "hidden"), ("arch", "proj_dim"), ("arch", "ways"),
+                ("arch", "in_channels"), ("arch", "prototypes"), ("adapt", "inner_steps"),
+            ]),
+            v in proptest::prelude::any::<u64>(),
+            shift in 0u32..64,
+        ) {
+            let _ = from_bytes(&with_json(field.0, field.1, serde_json::json!(v >> shift)));
+        }
     }
 }

@@ -27,6 +27,9 @@ pub enum Error {
     /// Tensor shapes do not line up: a programming or file-format error, reported, never a panic.
     #[error("shape mismatch in {context}: {reason}")]
     Shape { context: String, reason: String },
+    /// A directory is locked by another process (a run being trained).
+    #[error("{path} is in use by {holder} (a run directory takes one process at a time: wait for it to end, or use another directory)")]
+    Busy { path: PathBuf, holder: String },
     /// A loss or gradient became NaN or infinite.
     #[error("non-finite value in {what}")]
     NonFinite { what: String },

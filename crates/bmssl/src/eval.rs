@@ -198,7 +198,10 @@ impl std::str::FromStr for Setting {
         let bad = || {
             Error::config(
                 "setting",
-                format!("`{s}` is not of the form <ways>w<shots>s, e.g. 5w1s"),
+                format!(
+                    "`{}` is not of the form <ways>w<shots>s, e.g. 5w1s",
+                    crate::limits::shorten(s)
+                ),
             )
         };
         let lower = s.trim().to_ascii_lowercase();
@@ -206,6 +209,17 @@ impl std::str::FromStr for Setting {
         let k = rest.strip_suffix('s').ok_or_else(bad)?;
         let ways: usize = w.parse().map_err(|_| bad())?;
         let shots: usize = k.parse().map_err(|_| bad())?;
+        if ways > crate::limits::MAX_WAYS || shots > crate::limits::MAX_QUERIES {
+            return Err(Error::config(
+                "setting",
+                format!(
+                    "`{}`: at most {} ways and {} shots",
+                    crate::limits::shorten(s),
+                    crate::limits::MAX_WAYS,
+                    crate::limits::MAX_QUERIES
+                ),
+            ));
+        }
         if ways < 2 || shots == 0 {
             return Err(Error::config(
                 "setting",
@@ -253,6 +267,17 @@ impl EvalOptions {
             adapt_lr: model.inner_lr,
             features: Features::Backbone,
         }
+    }
+
+    /// Every option within its bound: episodes (at least 2, for the interval), queries, and in
+    /// adapt mode a positive finite learning rate and a bounded number of steps.
+    pub fn validate(&self) -> Result<()> {
+        crate::limits::count("episodes", self.episodes, 2, crate::limits::MAX_EPISODES)?;
+        crate::limits::size("queries", self.queries, 1, crate::limits::MAX_QUERIES)?;
+        if self.mode == Mode::Adapt {
+            crate::limits::check_adapt("adapt_lr", self.adapt_lr, "adapt_steps", self.adapt_steps)?;
+        }
+        Ok(())
     }
 }
 
@@ -313,6 +338,7 @@ pub fn evaluate(
 ) -> Result<SettingResult> {
     model.validate()?;
     check_shape(model, data)?;
+    opts.validate()?;
     if opts.episodes < 2 {
         return Err(Error::config(
             "episodes",

@@ -39,6 +39,8 @@ pub mod episodes;
 pub mod error;
 pub mod eval;
 pub mod golden;
+pub mod limits;
+pub mod lock;
 pub mod loss;
 pub mod meta;
 pub mod model;

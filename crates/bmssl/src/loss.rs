@@ -151,7 +151,13 @@ pub fn supervised_contrastive<S: Scalar>(
             ds[i * b + j] = g.scale(w * inv_tau);
         }
     }
-    // dzn = (ds + ds^T) . zn
+    (loss, similarity_backward(&ds, &zn, &norms, dim))
+}
+
+/// `dz` from `ds = dLoss/ds_ij` of similarities `s_ij = <zn_i, zn_j>` (any scale already in `ds`):
+/// `dzn = (ds + ds^T) . zn`, then back through the row normalisation.
+fn similarity_backward<S: Scalar>(ds: &[S], zn: &[S], norms: &[S], dim: usize) -> Vec<S> {
+    let b = norms.len();
     let mut sym = vec![S::default(); b * b];
     for i in 0..b {
         for j in 0..b {
@@ -163,9 +169,9 @@ pub fn supervised_contrastive<S: Scalar>(
         &mut dzn,
         false,
         crate::engine::MatRef::rows(&sym, b, b),
-        crate::engine::MatRef::rows(&zn, b, dim),
+        crate::engine::MatRef::rows(zn, b, dim),
     );
-    (loss, normalize_rows_backward(&zn, &norms, &dzn, dim))
+    normalize_rows_backward(zn, norms, &dzn, dim)
 }
 
 /// Each view's similarity distribution over the other views: row i of the result `[B, B]` is
@@ -221,22 +227,9 @@ pub fn similarity_kl<S: Scalar>(target: &[S], z: &[S], dim: usize, tau: f64) -> 
             ds[i * b + j] = (log_q.exp() * mass - t).scale(inv_b / tau);
         }
     }
-    let mut sym = vec![S::default(); b * b];
-    for i in 0..b {
-        for j in 0..b {
-            sym[i * b + j] = ds[i * b + j] + ds[j * b + i];
-        }
-    }
-    let mut dzn = vec![S::default(); b * dim];
-    S::matmul(
-        &mut dzn,
-        false,
-        crate::engine::MatRef::rows(&sym, b, b),
-        crate::engine::MatRef::rows(&zn, b, dim),
-    );
     (
         loss.scale(inv_b),
-        normalize_rows_backward(&zn, &norms, &dzn, dim),
+        similarity_backward(&ds, &zn, &norms, dim),
     )
 }
 

@@ -113,7 +113,7 @@ impl ArchSpec {
                 return Err(Error::config(field, "must be at least 1"));
             }
         }
-        Ok(())
+        crate::limits::check_arch(self)
     }
 }
 

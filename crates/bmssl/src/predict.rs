@@ -101,6 +101,8 @@ fn entries(dir: &Path) -> Result<Vec<PathBuf>> {
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = e.map_err(|e| Error::io(dir, e))?.path();
         if !is_hidden(&p) {
+            // Names are class names and CSV rows: refused, not collapsed, when not UTF-8.
+            crate::data::image::utf8_name(&p)?;
             out.push(p);
         }
     }

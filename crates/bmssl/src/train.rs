@@ -300,7 +300,12 @@ impl RunDir {
             .append(true)
             .open(&p)
             .map_err(|e| Error::io(&p, e))?;
-        writeln!(f, "{line}").map_err(|e| Error::io(&p, e))
+        // One `write` per line (`O_APPEND`): a line is never split from its newline, nor
+        // interleaved with another writer's.
+        let mut whole = String::with_capacity(line.len() + 1);
+        whole.push_str(line);
+        whole.push('\n');
+        f.write_all(whole.as_bytes()).map_err(|e| Error::io(&p, e))
     }
     /// Drops metric lines past `step` (left by a run that died after its last checkpoint), and
     /// returns the wall time recorded up to `step`.
@@ -521,18 +526,28 @@ pub fn train(
         if faults.nonfinite_at.contains(&step) {
             outer_loss = f64::NAN;
         }
-        let finite = outer_loss.is_finite() && grad.iter().all(|g| g.is_finite());
+        let mut finite = outer_loss.is_finite() && grad.iter().all(|g| g.is_finite());
         if finite {
+            // A finite gradient can still overflow the parameters (`outer_lr = 1e39`): such an
+            // update is undone and counted as non-finite, so that a checkpoint only ever holds
+            // finite parameters.
+            let before = (theta.clone(), opt.clone());
             opt.step_at(
                 &mut theta,
                 &grad,
                 cfg.lr_schedule.at(cfg.outer_lr, step, cfg.meta_steps),
             );
-            consecutive_bad = 0;
-        } else {
+            if theta.iter().all(|p| p.is_finite()) {
+                consecutive_bad = 0;
+            } else {
+                (theta, opt) = before;
+                finite = false;
+            }
+        }
+        if !finite {
             consecutive_bad += 1;
             observer.warning(&format!(
-                "meta-step {step}: non-finite outer loss or meta-gradient, update skipped ({consecutive_bad} in a row)"
+                "meta-step {step}: non-finite outer loss, meta-gradient or updated parameters, update skipped ({consecutive_bad} in a row)"
             ));
             if consecutive_bad > cfg.max_nonfinite_steps {
                 return Err(Error::NonFinite {
@@ -885,5 +900,34 @@ mod tests {
         );
         assert_eq!(c2.params, c4.params);
         assert!(c4.params.iter().all(|p| p.is_finite()));
+    }
+
+    /// A finite but huge learning rate overflows the parameters, not the loss: the update is undone
+    /// and counted as non-finite, and no checkpoint ever holds an infinity.
+    #[test]
+    fn an_update_that_overflows_the_parameters_is_undone_and_no_checkpoint_holds_an_infinity() {
+        let cfg = TrainConfig {
+            max_nonfinite_steps: 2,
+            outer_lr: 1e39,
+            ..small_config(TrainMethod::Metassl)
+        };
+        let run = temp_run("overflow");
+        let err = train(
+            &run,
+            &cfg,
+            &TrainingData::Unlabelled(pool()),
+            None,
+            &mut Silent,
+            &Faults::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        // Skipped updates leave theta as it was, so a scheduled checkpoint may still be written
+        // (of the finite initialisation): what must hold is that none holds an infinity.
+        assert!(err.contains("3 consecutive"), "{err}");
+        for (_, path) in run.step_checkpoints() {
+            let c = checkpoint::load(&path).unwrap();
+            assert!(c.params.iter().all(|p| p.is_finite()), "{}", path.display());
+        }
     }
 }

@@ -2,7 +2,8 @@
 //! here, whether it is loaded for training, evaluation, `adapt` or `embed`.
 //!
 //! ```text
-//! bytes -> decode (header first, within MAX_IMAGE_SIDE / MAX_IMAGE_ALLOC)
+//! file (a regular file of at most MAX_IMAGE_FILE_BYTES) -> bytes
+//!       -> decode (header first, within MAX_IMAGE_SIDE / MAX_IMAGE_ALLOC)
 //!       -> grey (luma) or RGB (alpha dropped; grey replicated into three channels)
 //!       -> resize to height x width with the antialiased Triangle filter (aspect not kept;
 //!          skipped when the size already matches)
@@ -56,6 +57,65 @@ pub fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// The name of `path`'s last component, which must be UTF-8: names are labels (class names, CSV
+/// rows), and a lossy conversion would make two different names one.
+pub fn utf8_name(path: &Path) -> Result<String> {
+    let name = path.file_name().unwrap_or(path.as_os_str());
+    name.to_str().map(str::to_string).ok_or_else(|| {
+        Error::corrupt(
+            path,
+            "the name is not valid UTF-8 (it would be confused with other names); rename it",
+        )
+    })
+}
+
+/// Largest image file read (bytes), checked before reading.
+pub const MAX_IMAGE_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Checks, without opening it, that `path` is a regular file (a link to one is fine) of at most
+/// [`MAX_IMAGE_FILE_BYTES`]: a FIFO would block forever, a device would read without end.
+pub fn check_image_file(path: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::corrupt(
+            path,
+            "not a regular file (a FIFO, socket or device); refusing to read it",
+        ));
+    }
+    if meta.len() > MAX_IMAGE_FILE_BYTES {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "{} bytes, more than the {} MiB an image file may have; refusing to read it",
+                meta.len(),
+                MAX_IMAGE_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(meta.len())
+}
+
+/// Reads an image file within [`check_image_file`]'s limits (also if it grows meanwhile).
+pub fn read_image_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let len = check_image_file(path)?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(MAX_IMAGE_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > MAX_IMAGE_FILE_BYTES {
+        return Err(Error::corrupt(
+            path,
+            format!(
+                "more than the {} MiB an image file may have; refusing it",
+                MAX_IMAGE_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Errors unless `shape` is grey (1 channel) or RGB (3) with at least one pixel: the only shapes
@@ -170,7 +230,7 @@ pub fn decode_to_chw(
 
 /// One file -> CHW `u8` of `shape`, written into `out`. Errors name the file.
 pub fn load_file_into(path: &Path, shape: ImageShape, out: &mut [u8]) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_image_file(path)?;
     let img = decode_limited(&bytes, None).map_err(|reason| Error::corrupt(path, reason))?;
     to_chw(img, shape, out);
     Ok(())

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::image::{has_image_extension, is_hidden, read_dir_sorted};
-pub use super::image::{IMAGE_EXTENSIONS, MAX_IMAGE_ALLOC, MAX_IMAGE_SIDE};
+use super::image::{check_image_file, has_image_extension, is_hidden, read_dir_sorted, utf8_name};
+pub use super::image::{IMAGE_EXTENSIONS, MAX_IMAGE_ALLOC, MAX_IMAGE_FILE_BYTES, MAX_IMAGE_SIDE};
 use super::{Dataset, ImageShape, InMemoryDataset};
 use crate::{Error, Result};
 
@@ -35,12 +35,13 @@ impl ImageFolder {
         super::image::check_shape(shape)?;
         let mut classes: Vec<(String, PathBuf)> = Vec::new();
         for entry in read_dir_sorted(root)? {
-            if entry.is_dir() && !is_hidden(&entry) {
-                let name = entry
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                classes.push((name, entry));
+            if is_hidden(&entry) {
+                continue;
+            }
+            // A broken or looping link is an error, not a class silently left out.
+            let meta = std::fs::metadata(&entry).map_err(|e| Error::io(&entry, e))?;
+            if meta.is_dir() {
+                classes.push((utf8_name(&entry)?, entry));
             }
         }
         if classes.is_empty() {
@@ -62,6 +63,7 @@ impl ImageFolder {
                         "not an image file (expected .png, .jpg or .jpeg)",
                     ));
                 }
+                check_image_file(&path)?;
                 files.push((c, path));
             }
             if files.len() == before {
@@ -190,5 +192,53 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("notes.txt"), "{err}");
+    }
+
+    fn load_err(root: &Path) -> String {
+        ImageFolder::load(root, ImageShape::new(1, 4, 4))
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// Issue 19: only regular files are read (a FIFO would hang), their size is checked before
+    /// reading, a broken class link is an error, and a non-UTF-8 name is refused by name.
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_of_bounded_size_with_utf8_names_are_read() {
+        use std::os::unix::ffi::OsStrExt;
+        // A FIFO named like an image.
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("c")).unwrap();
+        write_png(&tmp.path().join("c/a.png"), 4, 4, 1);
+        let fifo = tmp.path().join("c/fifo.png");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let err = load_err(tmp.path());
+            assert!(
+                err.contains("fifo.png") && err.contains("not a regular file"),
+                "{err}"
+            );
+            std::fs::remove_file(&fifo).unwrap();
+        }
+        // A (sparse) file over the size limit: refused without reading it.
+        let big = tmp.path().join("c/big.png");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_IMAGE_FILE_BYTES + 1)
+            .unwrap();
+        let err = load_err(tmp.path());
+        assert!(err.contains("big.png") && err.contains("64 MiB"), "{err}");
+        std::fs::remove_file(&big).unwrap();
+        // A broken class link.
+        std::os::unix::fs::symlink(tmp.path().join("nowhere"), tmp.path().join("d")).unwrap();
+        let err = load_err(tmp.path());
+        assert!(err.contains("/d: No such file"), "{err}");
+        std::fs::remove_file(tmp.path().join("d")).unwrap();
+        // A class folder whose name is not UTF-8.
+        let bad = tmp.path().join(std::ffi::OsStr::from_bytes(b"caf\xe9"));
+        std::fs::create_dir(&bad).unwrap();
+        write_png(&bad.join("a.png"), 4, 4, 1);
+        let err = load_err(tmp.path());
+        assert!(err.contains("not valid UTF-8"), "{err}");
     }
 }

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | inner step on S support views | S (plus 3 S for its Hessian-vector product in a second-order meta-gradient) |
 //! | BMSSL target: delta steps on S, then the prediction on Q query views | delta S + Q / 2 (+ Q for the query-step target) |
-//! | outer gradient at w_L on Q query views | Q |
+//! | outer gradient at w_L on Q query views | Q (+ Q for the additive loss's query loss; + Q / 2 + Q for a similarity target) |
 //! | ProtoNet / one-level (M2) task | S + Q (one pass, no inner loop) |
 //! | adapt-mode test episode (w ways, k shots, q queries) | L w k + w q / 2 |
 //! | proto-mode test episode | (w k + w q) / 2 |
@@ -25,7 +25,7 @@
 use super::plan::{Part, Plan};
 use crate::config::{TrainConfig, TrainMethod};
 use crate::eval::{Mode, Setting};
-use crate::meta::Target;
+use crate::meta::{OuterLoss, Target};
 
 /// Seconds per image pass on the reference machine.
 pub const SECONDS_PER_IMAGE_PASS: f64 = 0.56e-3;
@@ -41,11 +41,22 @@ pub fn meta_step_passes(cfg: &TrainConfig) -> f64 {
     let per_task = match cfg.method {
         TrainMethod::Bmssl => {
             let extra = if cfg.target == Target::QueryStep {
+                cfg.target_query_steps as f64 * q
+            } else {
+                0.0
+            };
+            // The additive loss's query-loss pass; the similarity target's prediction and its KL's pass.
+            let additive = if cfg.outer_loss == OuterLoss::Additive {
                 q
             } else {
                 0.0
             };
-            inner + cfg.bootstrap_steps as f64 * s + q / 2.0 + extra + q
+            let similarity = if cfg.similarity_weight > 0.0 {
+                q / 2.0 + q
+            } else {
+                0.0
+            };
+            inner + cfg.bootstrap_steps as f64 * s + q / 2.0 + extra + q + additive + similarity
         }
         TrainMethod::Metassl | TrainMethod::Maml | TrainMethod::Umtra => inner + q,
         TrainMethod::Scratch => 0.0,
@@ -120,7 +131,7 @@ mod tests {
 
     #[test]
     fn the_model_matches_its_calibration_and_the_small_budget_fits_in_two_and_a_half_hours() {
-        let bmssl = TrainConfig::default();
+        let bmssl = TrainConfig::default().with_paper_bootstrap();
         let per_step = meta_step_passes(&bmssl) * SECONDS_PER_IMAGE_PASS;
         assert!((per_step - 1.0 / 3.04).abs() < 0.01, "{per_step}");
         let plan = Plan::new(Budget::small(), PlanOptions::default()).unwrap();

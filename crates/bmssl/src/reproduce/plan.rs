@@ -195,7 +195,34 @@ pub fn part_id(cfg: &TrainConfig) -> String {
     if cfg.bootstrap_steps != d.bootstrap_steps && cfg.method == TrainMethod::Bmssl {
         id.push_str(&format!("-delta{}", cfg.bootstrap_steps));
     }
+    id.push_str(&study_suffix(cfg));
     id
+}
+
+/// The bootstrap study's keys where they differ from the paper's reading (`""` for the literal
+/// BMSSL, so the ids of earlier reproductions stay valid): `-additive-mu1`, `-zh`, `-T0.5`, ...
+pub fn study_suffix(cfg: &TrainConfig) -> String {
+    let paper = TrainConfig::default().with_paper_bootstrap();
+    let mut s = String::new();
+    if cfg.outer_loss != paper.outer_loss {
+        s.push_str(&format!("-{}-mu{}", cfg.outer_loss.as_str(), cfg.mu));
+    }
+    if cfg.target_query_steps != paper.target_query_steps {
+        s.push_str(&format!("-q{}", cfg.target_query_steps));
+    }
+    if let Some(lr) = cfg.target_lr {
+        s.push_str(&format!("-tlr{lr}"));
+    }
+    if cfg.target_temperature != paper.target_temperature {
+        s.push_str(&format!("-T{}", cfg.target_temperature));
+    }
+    if cfg.similarity_weight != paper.similarity_weight {
+        s.push_str(&format!("-sim{}", cfg.similarity_weight));
+    }
+    if cfg.zero_head {
+        s.push_str("-zh");
+    }
+    s
 }
 
 impl Plan {
@@ -213,21 +240,27 @@ impl Plan {
 
         let mut t3 = Vec::new();
         for &m in TrainMethod::ALL.iter().filter(|m| m.in_comparison()) {
-            let targets: &[Target] = if m == TrainMethod::Bmssl {
-                &[Target::Paper, Target::QueryStep]
-            } else {
-                &[Target::Paper]
-            };
-            for &t in targets {
-                let cfg = TrainConfig {
-                    target: t,
-                    ..plan.base(m)
-                };
-                let label = if m == TrainMethod::Bmssl {
-                    format!("bmssl ({} target)", target_name(t))
-                } else {
-                    m.as_str().to_string()
-                };
+            // BMSSL gets a row for its shipped default (when it is not the paper's reading) and
+            // one for each target as the paper's reading has it.
+            let mut configs = vec![(m.as_str().to_string(), plan.base(m))];
+            if m == TrainMethod::Bmssl {
+                let shipped = plan.base(m);
+                let paper = shipped.clone().with_paper_bootstrap();
+                configs.clear();
+                if shipped != paper {
+                    configs.push(("bmssl (shipped default)".into(), shipped));
+                }
+                for t in [Target::Paper, Target::QueryStep] {
+                    configs.push((
+                        format!("bmssl ({} target)", target_name(t)),
+                        TrainConfig {
+                            target: t,
+                            ..paper.clone()
+                        },
+                    ));
+                }
+            }
+            for (label, cfg) in configs {
                 let part = plan.add(cfg, &all)?;
                 t3.push(Row {
                     label,
@@ -243,9 +276,10 @@ impl Plan {
             t3,
         );
 
+        // The ablations vary the paper's method: its reading, with the chosen target.
         let bmssl = TrainConfig {
             target: plan.options.ablation_target,
-            ..plan.base(TrainMethod::Bmssl)
+            ..plan.base(TrainMethod::Bmssl).with_paper_bootstrap()
         };
         let mut t5 = Vec::new();
         for level in AUGMENT_LEVELS {

@@ -145,7 +145,11 @@ fn a_tiny_reproduction_reports_every_table_with_numbers_from_its_own_runs_and_a_
     }
     // Each claim's differences are differences of two part results.
     let claims: Vec<report::Claim> = read_json(&out.join("claims.json")).unwrap();
-    assert_eq!(claims.len(), 5, "two BMSSL rows + three ablation claims");
+    assert_eq!(
+        claims.len(),
+        6,
+        "three BMSSL rows (shipped default, paper and query-step targets) + three ablation claims"
+    );
     let results = report::load(out).unwrap();
     let m3 = &results.parts["bmssl-paper"];
     let m2 = &results.parts["onelevel"];

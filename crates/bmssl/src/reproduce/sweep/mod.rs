@@ -830,20 +830,9 @@ pub fn run(
 
 /// The advisory lock of a part directory, held while the returned file is open; None when
 /// another process holds it.
-fn lock_part(dir: &Path) -> Result<Option<std::fs::File>> {
+fn lock_part(dir: &Path) -> Result<Option<crate::lock::DirLock>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let path = dir.join(".lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    match fs4::FileExt::try_lock(&file) {
-        Ok(()) => Ok(Some(file)),
-        Err(fs4::TryLockError::WouldBlock) => Ok(None),
-        Err(fs4::TryLockError::Error(e)) => Err(Error::io(&path, e)),
-    }
+    Ok(crate::lock::try_lock(dir)?.ok())
 }
 
 fn run_one(

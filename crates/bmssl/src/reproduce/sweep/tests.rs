@@ -45,6 +45,9 @@ method = "metassl"
 
 [variants.bmssl-q]
 target = "query-step"
+# The shipped BMSSL's outer loss, spelled out as the paper's so that only the target varies.
+outer_loss = "kl"
+mu = 1.0
 "#
     )
 }
