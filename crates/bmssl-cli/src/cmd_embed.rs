@@ -2,11 +2,10 @@
 //! `OUT.labels.csv` beside it (row, class index, class name, image). See `bmssl::embed` and
 //! docs/python.md.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use crate::progress::{Style, Ticker};
 use anyhow::{bail, Context};
 use bmssl::data::open_split;
 use bmssl::embed::{self, BatchNormStats, EmbedOptions, RowLabel};
@@ -14,7 +13,6 @@ use bmssl::eval::Features;
 use bmssl::model::ArchSpec;
 use bmssl::predict::{load_image, Invert};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
 /// `bmssl embed`.
@@ -144,35 +142,16 @@ pub fn run(a: EmbedArgs) -> anyhow::Result<()> {
     }
     let passes = embed::passes(model, n, &opts);
     let total = passes * n;
-    let bar = if a.quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total as u64).with_style(
-            ProgressStyle::with_template(
-                "embedding [{bar:30}] {pos}/{len} image passes, {eta} left",
-            )?
-            .progress_chars("=> "),
-        )
-    };
-    // Without a terminal (a log file), a line every 10% instead of a bar.
-    let log_lines = !a.quiet && !std::io::stderr().is_terminal();
-    let done = AtomicUsize::new(0);
+    let bar = Ticker::new(
+        total as u64,
+        "embedding (image passes)",
+        Style::detect(a.quiet),
+    );
     let t1 = Instant::now();
     let e = pool.install(|| {
-        embed::embed_array_with_progress(model, &x, &opts, &|k| {
-            bar.inc(k as u64);
-            let before = done.fetch_add(k, Ordering::Relaxed);
-            if log_lines && (before * 10 / total) != ((before + k) * 10 / total) {
-                eprintln!(
-                    "embedding: {}% ({} of {total} image passes, {:.1} s)",
-                    (before + k) * 100 / total,
-                    before + k,
-                    t1.elapsed().as_secs_f64()
-                );
-            }
-        })
+        embed::embed_array_with_progress(model, &x, &opts, &|k| bar.inc_by(k as u64))
     })?;
-    bar.finish_and_clear();
+    bar.finish();
     let secs = t1.elapsed().as_secs_f64();
     let checkpoint = loaded.describe(&a.checkpoint);
     let meta = [

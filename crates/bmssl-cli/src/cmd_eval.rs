@@ -4,13 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::progress::{Style, Ticker};
 use anyhow::{bail, Context};
 use bmssl::checkpoint;
 use bmssl::data::{open_split, ImageShape};
 use bmssl::eval::{self, EvalOptions, Features, HeadInit, Mode, Model, Setting};
 use bmssl::model::ArchSpec;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 /// `bmssl eval`.
@@ -233,20 +233,12 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     );
     let mut results = Vec::new();
     for s in settings {
-        let bar = if a.quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(a.episodes).with_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} episodes, {eta} left")?
-                    .progress_chars("=> "),
-            )
-        };
-        bar.set_message(s.to_string());
+        let bar = Ticker::new(a.episodes, format!("{s} episodes"), Style::detect(a.quiet));
         let t = Instant::now();
         let r = pool
-            .install(|| eval::evaluate(model, data.as_ref(), s, &opts, &|| bar.inc(1)))
+            .install(|| eval::evaluate(model, data.as_ref(), s, &opts, &|| bar.inc()))
             .with_context(|| format!("evaluating {s}"))?;
-        bar.finish_and_clear();
+        bar.finish();
         let secs = t.elapsed().as_secs_f64();
         println!(
             "{}-way {}-shot: {:.2}% +- {:.2}% ({} episodes, {secs:.1} s)",

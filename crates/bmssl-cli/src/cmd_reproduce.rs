@@ -4,6 +4,7 @@
 //! progress display, the datasets and the plots.
 
 use crate::plots::{self, Series};
+use crate::progress::{Style, Ticker};
 use anyhow::{Context, Result};
 use bmssl::config::TrainConfig;
 use bmssl::data::{known_dataset, open_split, ImageShape};
@@ -13,7 +14,6 @@ use bmssl::reproduce::{
     self, estimate, report, Budget, Part, PartResult, Plan, PlanOptions, Splits,
 };
 use bmssl::train::{Observer, StepRecord, ValidationRecord};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -55,7 +55,7 @@ pub struct ReproduceArgs {
 }
 
 struct Display {
-    bar: Option<ProgressBar>,
+    bar: Option<Ticker>,
     quiet: bool,
     started: Instant,
 }
@@ -63,21 +63,16 @@ struct Display {
 impl Display {
     fn bar(&mut self, len: u64, message: String) {
         if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
+            b.finish();
         }
-        if self.quiet {
-            return;
+        // With --quiet: the part lines only; off a terminal: timed log lines.
+        if !self.quiet {
+            self.bar = Some(Ticker::new(
+                len,
+                format!("  {message}"),
+                Style::detect(false),
+            ));
         }
-        let b = ProgressBar::new(len);
-        b.set_style(
-            ProgressStyle::with_template(
-                "  {msg} {bar:30.cyan/blue} {pos}/{len} [{elapsed} < {eta}]",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        b.set_message(message);
-        self.bar = Some(b);
     }
     fn line(&self, text: &str) {
         match &self.bar {
@@ -109,7 +104,7 @@ impl Observer for Display {
 impl reproduce::Progress for Display {
     fn part(&mut self, index: usize, total: usize, part: &Part, skipped: bool) {
         if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
+            b.finish();
         }
         let elapsed = self.started.elapsed().as_secs_f64() / 60.0;
         if skipped {
@@ -146,12 +141,12 @@ impl reproduce::Progress for Display {
     }
     fn episode(&self) {
         if let Some(b) = &self.bar {
-            b.inc(1);
+            b.inc();
         }
     }
     fn finished(&mut self, _part: &Part, r: &PartResult) {
         if let Some(b) = self.bar.take() {
-            b.finish_and_clear();
+            b.finish();
         }
         let evals: Vec<String> = r
             .evals
@@ -353,7 +348,7 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
         };
         let summary = reproduce::run(&out, &plan, &splits, &mut display)?;
         if let Some(b) = display.bar.take() {
-            b.finish_and_clear();
+            b.finish();
         }
         eprintln!(
             "{} parts ran, {} were already finished, in {}",
@@ -376,8 +371,11 @@ pub fn run(args: ReproduceArgs) -> Result<()> {
             command: command.join(" "),
         },
     )?;
+    if let Some(note) = results.plan.budget.too_small_note() {
+        println!("warning: {note}");
+    }
     for c in report::claims(&results) {
-        println!("{:?}: {}", c.verdict, c.claim);
+        println!("{}: {}", c.claim, c.verdict.words());
     }
     println!("report: {}", path.display());
     Ok(())

@@ -1,6 +1,7 @@
 //! `bmssl train`: meta-train with BMSSL or MetaSSL, then evaluate on the test split.
 
 use crate::plots;
+use crate::progress::{Style, Ticker};
 use anyhow::{Context, Result};
 use bmssl::augment::AugmentLevel;
 use bmssl::config::{LrSchedule, TrainConfig, TrainMethod};
@@ -10,8 +11,8 @@ use bmssl::meta::{OuterLoss, Target};
 use bmssl::model::Backbone;
 use bmssl::objective::ContrastiveLoss;
 use bmssl::optim::OptimizerKind;
+use bmssl::reproduce::paper;
 use bmssl::train::{self, Faults, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -249,28 +250,35 @@ pub struct TrainArgs {
     /// Data directory (default: $BMSSL_DATA, else the repository's data/).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// No progress bar: a log line every 50 meta-steps instead.
+    /// No progress bar: a log line every 30 seconds instead (also what a run whose stderr is a
+    /// file or a pipe gets).
     #[arg(long, short)]
     quiet: bool,
-    /// Test-set evaluation after training: settings (e.g. 5w1s,5w5s,20w1s).
-    #[arg(long, value_delimiter = ',', default_value = "5w1s,5w5s,20w1s")]
-    eval_settings: Vec<Setting>,
-    /// Test episodes per setting (the paper: 2000).
-    #[arg(long, default_value_t = 2000)]
-    eval_episodes: u64,
-    /// Test evaluation mode: adapt or proto.
-    #[arg(long, default_value = "adapt")]
-    eval_mode: Mode,
-    /// Skip the test evaluation.
+    /// Test-set evaluation after training: settings [default: 5w1s,5w5s,20w1s; a resumed run:
+    /// its own].
+    #[arg(long, value_delimiter = ',')]
+    eval_settings: Option<Vec<Setting>>,
+    /// Test episodes per setting (the paper: 2000) [default: 2000; a resumed run: its own].
+    #[arg(long)]
+    eval_episodes: Option<u64>,
+    /// Test evaluation mode: adapt or proto [default: adapt; a resumed run: its own].
+    #[arg(long)]
+    eval_mode: Option<Mode>,
+    /// Skip the test evaluation (a resumed run keeps this choice).
     #[arg(long)]
     no_eval: bool,
+    /// Skip the untrained network's accuracy on the same test episodes, printed beside the
+    /// run's as a yardstick (it costs as much as the test itself; a resumed run keeps this choice).
+    #[arg(long)]
+    no_yardstick: bool,
     #[command(flatten)]
     flags: ConfigFlags,
 }
 
 struct Progress {
-    bar: Option<ProgressBar>,
-    quiet: bool,
+    ticker: Ticker,
+    /// Validation results and warnings as lines (no bar to show them).
+    lines: bool,
     loss_ema: Option<f64>,
     speed_ema: Option<f64>,
     last_val: Option<f64>,
@@ -288,12 +296,6 @@ impl Progress {
         }
         m
     }
-    fn log(&self, line: &str) {
-        match &self.bar {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
-        }
-    }
 }
 
 impl Observer for Progress {
@@ -307,16 +309,17 @@ impl Observer for Progress {
         };
         self.loss_ema = ema(self.loss_ema, r.outer_loss);
         self.speed_ema = ema(self.speed_ema, r.meta_steps_per_s);
-        if let Some(b) = &self.bar {
-            b.set_position(r.step);
-            b.set_message(self.message());
-        } else if self.quiet && r.step.is_multiple_of(50) {
-            eprintln!("step {} · {}", r.step, self.message());
-        }
+        let message = self.message();
+        self.ticker.set_label(if self.lines {
+            format!("meta-steps · {message}")
+        } else {
+            message
+        });
+        self.ticker.set_position(r.step);
     }
     fn validation(&mut self, r: &ValidationRecord) {
         self.last_val = Some(r.val_accuracy);
-        if self.quiet {
+        if self.lines {
             eprintln!(
                 "step {} · validation 5w1s {:.2}% ± {:.2}%",
                 r.step,
@@ -326,7 +329,57 @@ impl Observer for Progress {
         }
     }
     fn warning(&mut self, message: &str) {
-        self.log(&format!("warning: {message}"));
+        self.ticker.println(&format!("warning: {message}"));
+    }
+}
+
+/// What the test after training does: chosen on the command line of a fresh run, saved in the run
+/// directory (`test-plan.json`) and kept by `--resume` unless a flag says otherwise, so that a
+/// resumed short run does not fall back to the 2000-episode default.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct TestPlan {
+    skip: bool,
+    settings: Vec<Setting>,
+    episodes: u64,
+    mode: Mode,
+    yardstick: bool,
+}
+
+impl TestPlan {
+    const FILE: &'static str = "test-plan.json";
+
+    /// The flags over the resumed run's saved plan (a fresh run: over the defaults).
+    fn resolve(args: &TrainArgs, saved: Option<TestPlan>) -> TestPlan {
+        let base = saved.unwrap_or(TestPlan {
+            skip: false,
+            settings: "5w1s,5w5s,20w1s"
+                .split(',')
+                .map(|s| s.parse().expect("valid setting"))
+                .collect(),
+            episodes: 2000,
+            mode: Mode::Adapt,
+            yardstick: true,
+        });
+        TestPlan {
+            skip: base.skip || args.no_eval,
+            settings: args.eval_settings.clone().unwrap_or(base.settings),
+            episodes: args.eval_episodes.unwrap_or(base.episodes),
+            mode: args.eval_mode.unwrap_or(base.mode),
+            yardstick: base.yardstick && !args.no_yardstick,
+        }
+    }
+
+    fn load(dir: &Path) -> Option<TestPlan> {
+        let text = std::fs::read_to_string(dir.join(Self::FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn save(&self, dir: &Path) -> Result<()> {
+        bmssl::checkpoint::write_atomic(
+            &dir.join(Self::FILE),
+            serde_json::to_string_pretty(self)?.as_bytes(),
+        )?;
+        Ok(())
     }
 }
 
@@ -417,6 +470,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // One process per run directory (a second `train` or a `--resume` is refused, naming the
     // holder), held until the test results are written.
     let _lock = bmssl::lock::lock_run_dir(&dir)?;
+    let plan = TestPlan::resolve(&args, args.resume.as_deref().and_then(TestPlan::load));
+    plan.save(&dir)?;
     let shape = ImageShape::new(cfg.channels, cfg.image_size, cfg.image_size);
     let t0 = Instant::now();
     let split = open_split(
@@ -434,7 +489,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         TrainingData::Unlabelled(UnlabelledPool::new(split))
     };
     let val = open_held_out(&cfg, "val", args.data_dir.as_deref())?;
-    let test = check_before_training(&cfg, &args, val.as_ref())?;
+    let test = check_before_training(&cfg, &plan, &args, val.as_ref())?;
     let order = if cfg.method.is_ssl() || cfg.method == TrainMethod::Scratch {
         "no inner loop"
     } else if cfg.method == TrainMethod::Protonet {
@@ -457,20 +512,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         t0.elapsed().as_secs_f64(),
         dir.display()
     );
-    let bar = (!args.quiet).then(|| {
-        let b = ProgressBar::new(cfg.meta_steps);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{bar:30.cyan/blue} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        b
-    });
+    // A bar on a terminal; log lines (every 30 s) with --quiet or when stderr is a file.
+    let style = match Style::detect(args.quiet) {
+        Style::Bar => Style::Bar,
+        _ => Style::Lines,
+    };
     let mut progress = Progress {
-        bar,
-        quiet: args.quiet,
+        ticker: Ticker::new(cfg.meta_steps, "meta-steps", style),
+        lines: style == Style::Lines,
         loss_ema: None,
         speed_ema: None,
         last_val: None,
@@ -488,9 +537,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &mut progress,
         &Faults::default(),
     );
-    if let Some(b) = &progress.bar {
-        b.finish_and_clear();
-    }
+    progress.ticker.finish();
     // Plots also after a failed run: they show what happened.
     let plotted = plots::plot_run(&dir);
     let outcome = outcome?;
@@ -505,6 +552,19 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ),
         Err(e) => eprintln!("warning: plotting failed: {e:#}"),
     }
+    if outcome.resumed_from >= cfg.meta_steps {
+        eprintln!(
+            "{} already held this run, finished ({} meta-steps): nothing trained, its checkpoint is tested again (delete the folder or give --run-dir to train afresh)",
+            dir.display(),
+            outcome.resumed_from
+        );
+    } else if outcome.resumed_from > 0 {
+        eprintln!(
+            "resumed from the checkpoint of step {} in {}",
+            outcome.resumed_from,
+            dir.display()
+        );
+    }
     eprintln!("final checkpoint: {}", outcome.final_checkpoint.display());
     if let Some((step, acc)) = outcome.best {
         eprintln!(
@@ -513,26 +573,38 @@ pub fn run(args: TrainArgs) -> Result<()> {
             100.0 * acc
         );
     }
-    if args.no_eval {
-        return Ok(());
-    }
     let Some(test) = test else {
+        if plan.skip {
+            eprintln!(
+                "test skipped (--no-eval); run it with `bmssl eval --checkpoint {}`",
+                dir.display()
+            );
+        }
         return Ok(());
     };
     let model = Model::from_checkpoint(&bmssl::checkpoint::load(&outcome.final_checkpoint)?)?;
     let opts = EvalOptions {
-        episodes: args.eval_episodes,
-        ..EvalOptions::new(args.eval_mode, &model)
+        episodes: plan.episodes,
+        ..EvalOptions::new(plan.mode, &model)
     };
-    test_report(
-        &dir,
-        &outcome.final_checkpoint,
-        &model,
-        test.as_ref(),
-        &args.eval_settings,
-        &opts,
-        args.quiet,
-    )
+    // The untrained network: the run's own initialisation (same seed, same stream as training's
+    // step 0), scored on the same episodes with the same options.
+    let untrained = plan
+        .yardstick
+        .then(|| Model::random(model.arch.clone(), cfg.seed))
+        .transpose()?;
+    let report = TestReport {
+        dir: &dir,
+        checkpoint: &outcome.final_checkpoint,
+        cfg: &cfg,
+        model: &model,
+        untrained: untrained.as_ref(),
+        test: test.as_ref(),
+        settings: &plan.settings,
+        opts: &opts,
+        style: Style::detect(args.quiet),
+    };
+    report.run()
 }
 
 /// Everything the run will need after its first meta-step, checked before it: the validation
@@ -540,6 +612,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 /// (which is returned, opened), so that no setting fails after hours of training.
 fn check_before_training(
     cfg: &TrainConfig,
+    plan: &TestPlan,
     args: &TrainArgs,
     val: &dyn bmssl::data::Dataset,
 ) -> Result<Option<std::sync::Arc<dyn bmssl::data::Dataset>>> {
@@ -559,13 +632,13 @@ fn check_before_training(
             )
         })?;
     }
-    if args.no_eval {
+    if plan.skip {
         return Ok(None);
     }
     let opts = EvalOptions {
-        mode: args.eval_mode,
+        mode: plan.mode,
         queries: EvalOptions::DEFAULT_QUERIES,
-        episodes: args.eval_episodes,
+        episodes: plan.episodes,
         seed: 0,
         head: eval::HeadInit::Zero,
         adapt_steps: cfg.inner_steps,
@@ -574,64 +647,115 @@ fn check_before_training(
     };
     opts.validate().context("--eval-episodes")?;
     let test = open_held_out(cfg, "test", args.data_dir.as_deref())?;
-    for &s in &args.eval_settings {
+    for &s in &plan.settings {
         bmssl::episodes::sample_episode(test.as_ref(), s.ways, s.shots, opts.queries, 0, 0)
             .with_context(|| format!("test setting {s} (--eval-settings)"))?;
     }
     Ok(Some(test))
 }
 
-/// Evaluates on the test split, prints one line per setting and writes `eval.json`.
-fn test_report(
-    dir: &Path,
-    checkpoint: &Path,
-    model: &Model,
-    test: &dyn bmssl::data::Dataset,
-    settings: &[Setting],
-    opts: &EvalOptions,
-    quiet: bool,
-) -> Result<()> {
-    let mut results = Vec::new();
-    println!(
-        "test accuracy on {} ({} mode, {} episodes, {} queries per class, episode seed {}):",
-        test.name(),
-        serde_json::to_value(opts.mode)?.as_str().unwrap_or("?"),
-        opts.episodes,
-        opts.queries,
-        opts.seed
-    );
-    for &s in settings {
-        let bar = (!quiet).then(|| ProgressBar::new(opts.episodes).with_message(format!("{s}")));
-        if let Some(b) = &bar {
-            b.set_style(
-                ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} [{eta}]")
-                    .expect("valid template"),
+/// The test after training: the run's final checkpoint and, as a yardstick, its untrained network
+/// on the same episodes, beside the paper's figure.
+struct TestReport<'a> {
+    dir: &'a Path,
+    checkpoint: &'a Path,
+    cfg: &'a TrainConfig,
+    model: &'a Model,
+    untrained: Option<&'a Model>,
+    test: &'a dyn bmssl::data::Dataset,
+    settings: &'a [Setting],
+    opts: &'a EvalOptions,
+    style: Style,
+}
+
+impl TestReport<'_> {
+    /// Evaluates on the test split, prints one line per setting and writes `eval.json`.
+    fn run(&self) -> Result<()> {
+        let opts = self.opts;
+        let method = self.cfg.method.as_str();
+        println!(
+            "test accuracy on {} after {} meta-steps ({} mode, {} episodes, {} queries per class, episode seed {}):",
+            self.test.name(),
+            self.cfg.meta_steps,
+            serde_json::to_value(opts.mode)?.as_str().unwrap_or("?"),
+            opts.episodes,
+            opts.queries,
+            opts.seed
+        );
+        let paper_known = self
+            .settings
+            .iter()
+            .any(|&s| paper::table3(method, s).is_some())
+            && self.cfg.dataset == "omniglot";
+        let mut head = format!("  {:>6}  {:>17}", "", "this run");
+        if self.untrained.is_some() {
+            head.push_str(&format!("  {:>17}", "untrained network"));
+        }
+        if paper_known {
+            head.push_str(&format!("  paper's {method} (Table 3, its full training)"));
+        }
+        println!("{head}");
+        let mut results = Vec::new();
+        for &s in self.settings {
+            let t0 = Instant::now();
+            let r = self.score(self.model, s, &format!("{s} episodes"))?;
+            let seconds = t0.elapsed().as_secs_f64();
+            let base = match self.untrained {
+                Some(m) => Some(self.score(m, s, &format!("{s} episodes, untrained network"))?),
+                None => None,
+            };
+            let paper = paper::table3(method, s).filter(|_| self.cfg.dataset == "omniglot");
+            let cell = |r: &eval::SettingResult| {
+                format!(
+                    "{:6.2}% ± {:.2}%",
+                    100.0 * r.summary.mean,
+                    100.0 * r.summary.ci95
+                )
+            };
+            let mut line = format!("  {:>6}: {:>17}", s.to_string(), cell(&r));
+            if let Some(b) = &base {
+                line.push_str(&format!("  {:>17}", cell(b)));
+            }
+            if paper_known {
+                line.push_str(&match paper {
+                    Some(p) => format!("  {p:6.2}%"),
+                    None => "       -".into(),
+                });
+            }
+            line.push_str(&format!("  ({seconds:.1}s)"));
+            println!("{line}");
+            let summary = |r: &eval::SettingResult| serde_json::json!({ "mean": r.summary.mean, "ci95": r.summary.ci95, "std": r.summary.std });
+            results.push(serde_json::json!({
+                "setting": s.to_string(), "mean": r.summary.mean, "ci95": r.summary.ci95, "std": r.summary.std,
+                "episodes": r.summary.episodes, "seconds": seconds,
+                "untrained": base.as_ref().map(summary),
+                "paper": paper,
+            }));
+        }
+        if self.cfg.meta_steps < 10_000 && paper_known {
+            println!(
+                "  (a {}-meta-step run is a short budget: the paper's figures come from full training; see docs/results for longer runs)",
+                self.cfg.meta_steps
             );
         }
-        let t0 = Instant::now();
-        let r = eval::evaluate(model, test, s, opts, &|| {
-            if let Some(b) = &bar {
-                b.inc(1)
-            }
-        })?;
-        if let Some(b) = &bar {
-            b.finish_and_clear();
-        }
-        println!(
-            "  {:>6}: {:6.2}% ± {:.2}%  ({:.1}s)",
-            s.to_string(),
-            100.0 * r.summary.mean,
-            100.0 * r.summary.ci95,
-            t0.elapsed().as_secs_f64()
-        );
-        results.push(serde_json::json!({
-            "setting": s.to_string(), "mean": r.summary.mean, "ci95": r.summary.ci95, "std": r.summary.std,
-            "episodes": r.summary.episodes, "seconds": t0.elapsed().as_secs_f64(),
-        }));
+        let path = self.dir.join("eval.json");
+        let json = serde_json::json!({
+            "checkpoint_scored": { "file": self.checkpoint.display().to_string(), "which": "final" },
+            "meta_steps": self.cfg.meta_steps,
+            "dataset": self.test.name(), "mode": opts.mode, "episodes": opts.episodes,
+            "queries": opts.queries, "episode_seed": opts.seed,
+            "untrained": self.untrained.map(|_| serde_json::json!({ "init_seed": self.cfg.seed })),
+            "results": results,
+        });
+        bmssl::checkpoint::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+        eprintln!("results: {}", path.display());
+        Ok(())
     }
-    let path = dir.join("eval.json");
-    let json = serde_json::json!({ "checkpoint_scored": { "file": checkpoint.display().to_string(), "which": "final" }, "dataset": test.name(), "mode": opts.mode, "episodes": opts.episodes, "queries": opts.queries, "episode_seed": opts.seed, "results": results });
-    bmssl::checkpoint::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
-    eprintln!("results: {}", path.display());
-    Ok(())
+
+    fn score(&self, model: &Model, s: Setting, label: &str) -> Result<eval::SettingResult> {
+        let ticker = Ticker::new(self.opts.episodes, label, self.style);
+        let r = eval::evaluate(model, self.test, s, self.opts, &|| ticker.inc())?;
+        ticker.finish();
+        Ok(r)
+    }
 }

@@ -39,6 +39,7 @@ mod cmd_sweep;
 mod cmd_train;
 mod out;
 mod plots;
+mod progress;
 
 /// Few-shot learning from unlabelled images (BMSSL, arXiv 2308.14267).
 #[derive(Parser)]

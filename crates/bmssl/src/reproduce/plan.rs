@@ -71,6 +71,29 @@ impl Budget {
             checkpoint_every: 250,
         }
     }
+    /// Fewest meta-steps and test episodes per setting from which the report states verdicts.
+    pub const LEAST_TO_JUDGE: (u64, u64) = (100, 100);
+
+    /// Whether this budget measures anything: below [`Self::LEAST_TO_JUDGE`] (the `tiny` budget, a
+    /// check of the machinery) the report prints its figures but judges no claim.
+    pub fn judges_claims(&self) -> bool {
+        self.meta_steps >= Self::LEAST_TO_JUDGE.0 && self.eval_episodes >= Self::LEAST_TO_JUDGE.1
+    }
+
+    /// Why this budget's verdicts mean nothing, if they do not (one sentence).
+    pub fn too_small_note(&self) -> Option<String> {
+        (!self.judges_claims()).then(|| {
+            format!(
+                "budget `{}` ({} meta-steps, {} test episodes per setting) only checks that every part runs: its figures measure nothing, so no claim is judged (at least {} meta-steps and {} episodes are needed; `small` is the least budget that judges)",
+                self.name,
+                self.meta_steps,
+                self.eval_episodes,
+                Self::LEAST_TO_JUDGE.0,
+                Self::LEAST_TO_JUDGE.1
+            )
+        })
+    }
+
     /// The budget of this name.
     pub fn named(name: &str) -> Result<Self> {
         match name.to_ascii_lowercase().as_str() {
@@ -400,6 +423,20 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_budgets_of_a_hundred_steps_and_episodes_or_more_judge_claims() {
+        assert!(Budget::tiny()
+            .too_small_note()
+            .unwrap()
+            .contains("measure nothing"));
+        assert!(Budget::small().judges_claims() && Budget::full().judges_claims());
+        let b = Budget {
+            eval_episodes: 99,
+            ..Budget::small()
+        };
+        assert!(!b.judges_claims());
+    }
 
     #[test]
     fn the_plan_covers_every_method_and_shares_configurations_between_tables() {

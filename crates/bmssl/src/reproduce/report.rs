@@ -82,10 +82,13 @@ pub enum Verdict {
     Inconclusive,
     /// A part it needs has not finished.
     NotRun,
+    /// Measured, but under a budget too small to judge ([`super::Budget::judges_claims`]).
+    NotJudged,
 }
 
 impl Verdict {
-    fn words(self) -> &'static str {
+    /// The verdict in words, as the report writes it.
+    pub fn words(self) -> &'static str {
         match self {
             Verdict::Supported => "our numbers support it",
             Verdict::Contradicted => "our numbers contradict it",
@@ -93,6 +96,9 @@ impl Verdict {
                 "our numbers are inconclusive (the 95% intervals do not decide)"
             }
             Verdict::NotRun => "not measured (a part it needs has not finished)",
+            Verdict::NotJudged => {
+                "not judged (the budget is too small for its numbers to mean anything)"
+            }
         }
     }
 }
@@ -149,6 +155,18 @@ fn positive(cs: &[Comparison], needed: usize) -> Verdict {
 
 /// The four claims of the issue, checked against the results.
 pub fn claims(r: &Results) -> Vec<Claim> {
+    let mut out = judged_claims(r);
+    if !r.plan.budget.judges_claims() {
+        for c in &mut out {
+            if c.verdict != Verdict::NotRun {
+                c.verdict = Verdict::NotJudged;
+            }
+        }
+    }
+    out
+}
+
+fn judged_claims(r: &Results) -> Vec<Claim> {
     let mut out = Vec::new();
     let five_one = Setting { ways: 5, shots: 1 };
 
@@ -340,6 +358,9 @@ pub fn render(r: &Results, ctx: &ReportContext, claims: &[Claim], plots: &[&str]
         "Generated {} on {} by a binary built from commit {}: `{}`.\n",
         ctx.date, ctx.machine, ctx.commit, ctx.command
     );
+    if let Some(note) = b.too_small_note() {
+        let _ = writeln!(m, "> **Warning**: {note}.\n");
+    }
     let _ = writeln!(
         m,
         "Dataset `{}`. Every training run: {} meta-steps, seed {}, validation {} on {} 5-way 1-shot episodes (proto mode, validation split). \

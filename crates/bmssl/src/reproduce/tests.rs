@@ -157,6 +157,16 @@ fn a_tiny_reproduction_reports_every_table_with_numbers_from_its_own_runs_and_a_
     let c = claims.iter().find(|c| c.id == "m1-lt-m2-lt-m3").unwrap();
     let want = m3.eval(s).unwrap().mean - m2.eval(s).unwrap().mean;
     assert!((c.comparisons[1].diff.mean - want).abs() < 1e-12);
+    // Two meta-steps and ten episodes judge nothing, and the report says so first.
+    assert!(
+        claims
+            .iter()
+            .all(|c| c.verdict == report::Verdict::NotJudged),
+        "{:?}",
+        claims.iter().map(|c| c.verdict).collect::<Vec<_>>()
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("> **Warning**: budget `tiny`"), "{md}");
 
     let before: Vec<Vec<u8>> = plan
         .parts
