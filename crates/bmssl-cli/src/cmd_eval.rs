@@ -190,10 +190,20 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     )
     .with_context(|| format!("opening dataset {}", a.dataset))?;
     if !a.quiet {
+        // Omniglot's classes are characters and their rotations: say so, or 1692 test classes
+        // look like a mistake.
+        let classes = if omniglot && !a.no_rotations && data.num_classes() % 4 == 0 {
+            format!(
+                "{} classes: {} characters x 4 rotations",
+                data.num_classes(),
+                data.num_classes() / 4
+            )
+        } else {
+            format!("{} classes", data.num_classes())
+        };
         eprintln!(
-            "loaded {} ({} classes, {} images) in {:.1} s",
+            "loaded {} ({classes}, {} images) in {:.1} s",
             data.name(),
-            data.num_classes(),
             data.num_images(),
             start.elapsed().as_secs_f64()
         );

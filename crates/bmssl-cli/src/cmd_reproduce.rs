@@ -243,27 +243,17 @@ fn draw_plots(out: &Path, results: &report::Results) -> Result<()> {
     std::fs::create_dir_all(out.join("plots"))
         .with_context(|| format!("creating {}", out.join("plots").display()))?;
     let points = report::delta_points(results);
+    // The mean with its 95% interval shaded and each measured delta marked.
     let band = |f: &dyn Fn(&report::DeltaPoint) -> Option<reproduce::Interval>, scale: f64| {
-        let get = |k: f64| {
-            points
-                .iter()
-                .filter_map(|p| f(p).map(|i| (p.0, scale * (i.mean + k * i.ci95))))
-                .collect::<Vec<_>>()
-        };
-        vec![
-            Series {
-                name: "mean".into(),
-                points: get(0.0),
-            },
-            Series {
-                name: "95% interval, upper".into(),
-                points: get(1.0),
-            },
-            Series {
-                name: "95% interval, lower".into(),
-                points: get(-1.0),
-            },
-        ]
+        let measured: Vec<(f64, reproduce::Interval)> = points
+            .iter()
+            .filter_map(|p| f(p).map(|i| (p.0, i)))
+            .collect();
+        vec![Series {
+            name: "mean (95% interval shaded)".into(),
+            points: measured.iter().map(|(x, i)| (*x, scale * i.mean)).collect(),
+            ci95: Some(measured.iter().map(|(_, i)| scale * i.ci95).collect()),
+        }]
     };
     plots::line_chart(
         &out.join(report::PLOT_DELTA_ACCURACY),

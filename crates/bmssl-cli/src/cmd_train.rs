@@ -554,7 +554,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     if outcome.resumed_from >= cfg.meta_steps {
         eprintln!(
-            "{} already held this run, finished ({} meta-steps): nothing trained, its checkpoint is tested again (delete the folder or give --run-dir to train afresh)",
+            "{} already held this run, finished ({} meta-steps): nothing to train, its final checkpoint is used (delete the folder or give --run-dir DIR to train afresh)",
             dir.display(),
             outcome.resumed_from
         );

@@ -33,9 +33,34 @@ fn write_png(path: &Path, pixels: &[u8]) -> Result<()> {
 }
 
 /// One named curve: (x, y) points.
+#[derive(Clone, Debug, Default)]
 pub struct Series {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    /// Half-widths of a 95% interval at each point, drawn as a shaded band with the points marked
+    /// (validation curves); `None` for a plain line.
+    pub ci95: Option<Vec<f64>>,
+}
+
+/// Tick labels of an x axis: integers only when every x is a whole number (meta-steps), so a
+/// short run's axis never reads 0.2, 0.4 steps; otherwise six decimals, trimmed (tick positions
+/// are sums of floats: 0.30000000000000004).
+fn x_tick_label(x: f64, integral: bool) -> String {
+    if integral {
+        let i = x.round();
+        return if (x - i).abs() < 1e-9 {
+            format!("{}", i as i64)
+        } else {
+            String::new()
+        };
+    }
+    let t = format!("{x:.6}");
+    let t = t.trim_end_matches('0').trim_end_matches('.');
+    if t == "-0" {
+        "0".into()
+    } else {
+        t.to_string()
+    }
 }
 
 /// Draws curves on one chart and writes a PNG.
@@ -62,9 +87,18 @@ pub fn line_chart(
         y0 = y0.min(y);
         y1 = y1.max(y);
     }
+    for s in series {
+        for (&(x, y), &c) in s.points.iter().zip(s.ci95.iter().flatten()) {
+            if x.is_finite() && y.is_finite() && c.is_finite() {
+                y0 = y0.min(y - c);
+                y1 = y1.max(y + c);
+            }
+        }
+    }
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }
+    let integral = pts.iter().all(|p| p.0.fract() == 0.0);
     let pad = ((y1 - y0) * 0.05).max(1e-6);
     let (y0, y1) = (y0 - pad, y1 + pad);
     let mut pixels = vec![0u8; (W * H * 3) as usize];
@@ -81,18 +115,38 @@ pub fn line_chart(
         .x_desc(x_label)
         .y_desc(y_label)
         .label_style(("sans-serif", 15))
+        .x_label_formatter(&|x| x_tick_label(*x, integral))
         .draw()?;
     let colours = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
     for (i, s) in series.iter().enumerate() {
         let c = colours[i % colours.len()];
+        let ok: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .collect();
+        if let Some(ci) = &s.ci95 {
+            // The 95% band: upper edge left to right, lower edge back.
+            let band: Vec<(f64, f64, f64)> = s
+                .points
+                .iter()
+                .zip(ci)
+                .filter(|(p, c)| p.0.is_finite() && p.1.is_finite() && c.is_finite())
+                .map(|(&(x, y), &c)| (x, y, c))
+                .collect();
+            let outline: Vec<(f64, f64)> = band
+                .iter()
+                .map(|&(x, y, c)| (x, y + c))
+                .chain(band.iter().rev().map(|&(x, y, c)| (x, y - c)))
+                .collect();
+            if band.len() >= 2 {
+                chart.draw_series(std::iter::once(Polygon::new(outline, c.mix(0.15).filled())))?;
+            }
+            chart.draw_series(ok.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
+        }
         chart
-            .draw_series(LineSeries::new(
-                s.points
-                    .iter()
-                    .copied()
-                    .filter(|p| p.0.is_finite() && p.1.is_finite()),
-                c.stroke_width(2),
-            ))?
+            .draw_series(LineSeries::new(ok.iter().copied(), c.stroke_width(2)))?
             .label(s.name.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
     }
@@ -145,6 +199,12 @@ pub fn plot_run(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     let steps = col("outer_loss").len().max(1);
     let window = (steps / 50).clamp(1, 100);
     let mut written = Vec::new();
+    let outer = bmssl::train::RunDir {
+        root: run_dir.to_path_buf(),
+    }
+    .load_config()
+    .ok()
+    .map_or_else(|| "outer loss".to_string(), |cfg| outer_loss_name(&cfg));
     let losses = dir.join("losses.png");
     line_chart(
         &losses,
@@ -153,16 +213,19 @@ pub fn plot_run(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         "loss",
         &[
             Series {
-                name: "outer loss".into(),
+                name: outer,
                 points: smooth(&col("outer_loss"), window),
+                ..Series::default()
             },
             Series {
                 name: "inner loss before adaptation (support)".into(),
                 points: smooth(&col("inner_loss_before"), window),
+                ..Series::default()
             },
             Series {
                 name: "inner loss after adaptation (support)".into(),
                 points: smooth(&col("inner_loss_after"), window),
+                ..Series::default()
             },
         ],
     )?;
@@ -171,14 +234,25 @@ pub fn plot_run(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
     if !val.is_empty() {
         let path = dir.join("validation.png");
         let pct: Vec<(f64, f64)> = val.iter().map(|&(s, a)| (s, 100.0 * a)).collect();
+        // Rows with an accuracy carry its interval (older runs may lack it: no band then).
+        let ci: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.get("val_accuracy").and_then(|v| v.as_f64()).is_some())
+            .map(|r| {
+                r.get("val_ci95")
+                    .and_then(|v| v.as_f64())
+                    .map_or(f64::NAN, |c| 100.0 * c)
+            })
+            .collect();
         line_chart(
             &path,
-            "Validation accuracy (5-way 1-shot)",
+            "Validation accuracy (5-way 1-shot, 95% interval shaded)",
             "meta-step",
             "accuracy (%)",
             &[Series {
                 name: "validation".into(),
                 points: pct,
+                ci95: Some(ci),
             }],
         )?;
         written.push(path);
@@ -192,10 +266,35 @@ pub fn plot_run(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
         &[Series {
             name: "meta-steps/s".into(),
             points: smooth(&col("meta_steps_per_s"), window),
+            ..Series::default()
         }],
     )?;
     written.push(speed);
     Ok(written)
+}
+
+/// What a run's outer loss is, for the legend: the KL to BMSSL's target, the query loss plus mu x
+/// that KL, or the query loss of MetaSSL / MAML; the step's loss for the other methods.
+pub fn outer_loss_name(cfg: &bmssl::config::TrainConfig) -> String {
+    use bmssl::config::TrainMethod as M;
+    let query = if cfg.contrastive_weight > 0.0 {
+        "query CE + lambda SupCon"
+    } else {
+        "query CE"
+    };
+    match cfg.method {
+        M::Bmssl => match cfg.outer_loss {
+            bmssl::meta::OuterLoss::Kl => "outer loss: KL(target || prediction)".into(),
+            bmssl::meta::OuterLoss::Additive => {
+                format!(
+                    "outer loss: {query} + {} x KL(target || prediction)",
+                    cfg.mu
+                )
+            }
+        },
+        M::Metassl | M::Maml | M::Umtra => format!("outer loss: {query}"),
+        _ => "training loss".into(),
+    }
 }
 
 /// One named line with a 95% error bar at each point: (x, mean, half-width).
@@ -253,16 +352,7 @@ pub fn error_bar_chart(
                 String::new()
             }
         }
-        // Tick positions are sums of floats (0.30000000000000004): six decimals, trimmed.
-        None => {
-            let t = format!("{x:.6}");
-            let t = t.trim_end_matches('0').trim_end_matches('.');
-            if t == "-0" {
-                "0".into()
-            } else {
-                t.to_string()
-            }
-        }
+        None => x_tick_label(*x, false),
     };
     let mut mesh = chart.configure_mesh();
     mesh.x_desc(x_label)
@@ -323,6 +413,7 @@ pub fn learning_and_loss_charts(
             .map(|(name, val, _)| Series {
                 name: name.clone(),
                 points: val.iter().map(|&(s, a)| (s, 100.0 * a)).collect(),
+                ..Series::default()
             })
             .collect::<Vec<_>>(),
     )?;
@@ -336,7 +427,54 @@ pub fn learning_and_loss_charts(
             .map(|(name, _, loss)| Series {
                 name: name.clone(),
                 points: loss.clone(),
+                ..Series::default()
             })
             .collect::<Vec<_>>(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bmssl::config::{TrainConfig, TrainMethod};
+
+    #[test]
+    fn meta_step_axes_are_labelled_with_whole_numbers_only() {
+        assert_eq!(x_tick_label(100.0, true), "100");
+        assert_eq!(x_tick_label(0.4, true), "");
+        assert_eq!(x_tick_label(0.30000000000000004, false), "0.3");
+        assert_eq!(x_tick_label(-0.0, false), "0");
+    }
+
+    #[test]
+    fn the_loss_legend_names_each_methods_outer_loss() {
+        let shipped = outer_loss_name(&TrainConfig::for_method(TrainMethod::Bmssl));
+        assert!(
+            shipped.contains("query CE + lambda SupCon + 0.3 x KL"),
+            "{shipped}"
+        );
+        let paper =
+            outer_loss_name(&TrainConfig::for_method(TrainMethod::Bmssl).with_paper_bootstrap());
+        assert_eq!(paper, "outer loss: KL(target || prediction)");
+        let metassl = outer_loss_name(&TrainConfig::for_method(TrainMethod::Metassl));
+        assert_eq!(metassl, "outer loss: query CE + lambda SupCon");
+        assert_eq!(
+            outer_loss_name(&TrainConfig::for_method(TrainMethod::Simclr)),
+            "training loss"
+        );
+    }
+
+    #[test]
+    fn a_validation_curve_with_its_band_is_drawn_and_a_band_widens_the_axis() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("v.png");
+        let series = Series {
+            name: "validation".into(),
+            points: vec![(0.0, 40.0), (100.0, 60.0), (200.0, 70.0)],
+            ci95: Some(vec![2.0, 1.5, f64::NAN]),
+        };
+        line_chart(&path, "t", "meta-step", "accuracy (%)", &[series]).unwrap();
+        let img = image::open(&path).unwrap();
+        assert_eq!((img.width(), img.height()), (W, H));
+    }
 }
