@@ -328,3 +328,38 @@ fn a_second_training_or_a_resume_of_a_directory_in_use_is_refused_and_the_first_
         "stale temp files"
     );
 }
+
+#[test]
+fn a_resume_keeps_the_runs_no_eval_and_a_rerun_of_a_finished_run_says_it_trained_nothing() {
+    let r = reference();
+    let dir = tempfile::Builder::new()
+        .prefix("bmssl-reliability-plan")
+        .tempdir()
+        .unwrap();
+    let run_dir = dir.path().join("run");
+    let mut first = tiny_train_args(&r.dataset, &run_dir);
+    let i = first.iter().position(|a| a == "--meta-steps").unwrap();
+    first[i + 1] = "4".into();
+    assert_ok(&run(&first));
+    // `--resume` without `--no-eval`: the run's own choice holds, no test is run.
+    let mut resume: Vec<String> = vec!["train".into(), "--resume".into()];
+    resume.push(run_dir.display().to_string());
+    resume.extend(["--meta-steps".into(), "6".into(), "--quiet".into()]);
+    let out = run(&resume);
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("resumed from the checkpoint of step 4"),
+        "{err}"
+    );
+    assert!(err.contains("test skipped (--no-eval)"), "{err}");
+    assert!(!run_dir.join("eval.json").exists());
+    // The same command again: nothing to train, and it says so.
+    let out = run(&resume);
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("already held this run, finished (6 meta-steps): nothing to train"),
+        "{err}"
+    );
+}
