@@ -3,6 +3,9 @@
 
     python3 compare.py OUT BASELINE [PART ...]
 
+A BASELINE or PART written OTHER_OUT:PART is read from another sweep directory (its episodes must
+be the same: same split, setting, seed and count, which is checked).
+
 For every evaluation file `eval-<split>-<setting>-<mode>.json` that BASELINE and a PART both have,
 prints the PART's accuracy, and the mean of the per-episode differences PART - BASELINE with its 95%
 interval (1.96 sd / sqrt(n)), in percentage points. Standard library only.
@@ -10,6 +13,8 @@ interval (1.96 sd / sqrt(n)), in percentage points. Standard library only.
 import json, math, os, sys
 
 def evals(out, part):
+    if ":" in part:
+        out, part = part.rsplit(":", 1)
     d = os.path.join(out, "parts", part)
     found = {}
     for name in sorted(os.listdir(d)):
@@ -22,6 +27,7 @@ def main():
     b = evals(out, base)
     if not parts:
         parts = sorted(p for p in os.listdir(os.path.join(out, "parts")) if p != base)
+
     print(f"| part | evaluation | accuracy % | minus {base} (points, 95%) |")
     print("|---|---|---|---|")
     for p in parts:
