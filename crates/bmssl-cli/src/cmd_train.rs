@@ -375,7 +375,7 @@ impl TestPlan {
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
-        bmssl::checkpoint::write_atomic(
+        bmssl::io::write_atomic(
             &dir.join(Self::FILE),
             serde_json::to_string_pretty(self)?.as_bytes(),
         )?;
@@ -747,7 +747,7 @@ impl TestReport<'_> {
             "untrained": self.untrained.map(|_| serde_json::json!({ "init_seed": self.cfg.seed })),
             "results": results,
         });
-        bmssl::checkpoint::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+        bmssl::io::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
         eprintln!("results: {}", path.display());
         Ok(())
     }

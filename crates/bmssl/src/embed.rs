@@ -528,7 +528,7 @@ pub fn write(path: &Path, e: &Embeddings, metadata: &[(&str, String)]) -> Result
                 .map_err(|err| Error::shape("embeddings", err.to_string()))?
         }
     };
-    crate::checkpoint::write_atomic(path, &bytes)
+    crate::io::write_atomic(path, &bytes)
 }
 
 /// The labels file written beside `out`: `out` + `.labels.csv`.
@@ -549,7 +549,7 @@ pub fn write_labels(path: &Path, labels: &[RowLabel]) -> Result<()> {
             csv_field(&l.image)
         ));
     }
-    crate::checkpoint::write_atomic(path, out.as_bytes())
+    crate::io::write_atomic(path, out.as_bytes())
 }
 
 fn csv_field(s: &str) -> String {

@@ -39,6 +39,7 @@ pub mod episodes;
 pub mod error;
 pub mod eval;
 pub mod golden;
+pub mod io;
 pub mod limits;
 pub mod lock;
 pub mod loss;

@@ -281,7 +281,7 @@ impl RunDir {
             for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let name = entry.file_name();
                 let name = name.to_string_lossy();
-                if name.starts_with('.') && name.contains(".tmp-") {
+                if crate::io::is_temp_name(&name) {
                     let _ = std::fs::remove_file(entry.path());
                 }
             }
@@ -332,7 +332,7 @@ impl RunDir {
         if !out.is_empty() {
             out.push('\n');
         }
-        checkpoint::write_atomic(&p, out.as_bytes())?;
+        crate::io::write_atomic(&p, out.as_bytes())?;
         Ok(wall)
     }
 }
@@ -452,7 +452,7 @@ pub fn train(
             (theta, opt, 0, 0.0, state)
         }
     };
-    checkpoint::write_atomic(&run.config_path(), cfg.to_toml().as_bytes())?;
+    crate::io::write_atomic(&run.config_path(), cfg.to_toml().as_bytes())?;
     let mut best: Option<(u64, f64)> =
         std::fs::read_to_string(run.root.join("checkpoints/best.json"))
             .ok()
@@ -603,7 +603,7 @@ pub fn train(
                         accuracy: acc,
                     })
                     .unwrap_or_default();
-                    checkpoint::write_atomic(
+                    crate::io::write_atomic(
                         &run.root.join("checkpoints/best.json"),
                         json.as_bytes(),
                     )?;

@@ -524,7 +524,7 @@ pub fn write(out: &Path, ctx: &ReportContext) -> Result<PathBuf> {
     .filter(|p| out.join(p).exists())
     .collect();
     let path = out.join("report.md");
-    crate::checkpoint::write_atomic(&path, render(&results, ctx, &claims, &plots).as_bytes())?;
+    crate::io::write_atomic(&path, render(&results, ctx, &claims, &plots).as_bytes())?;
     Ok(path)
 }
 

@@ -416,8 +416,8 @@ pub fn write(out: &Path, spec: &Spec, s: &Summary) -> Result<(PathBuf, PathBuf)>
         .collect();
     let md = out.join("summary.md");
     let csv = out.join("summary.csv");
-    crate::checkpoint::write_atomic(&md, render_md(s, spec, &plots).as_bytes())?;
-    crate::checkpoint::write_atomic(&csv, render_csv(s).as_bytes())?;
+    crate::io::write_atomic(&md, render_md(s, spec, &plots).as_bytes())?;
+    crate::io::write_atomic(&csv, render_csv(s).as_bytes())?;
     Ok((md, csv))
 }
 
