@@ -11,8 +11,8 @@
 //! previous checkpoint intact.
 
 use crate::model::{ArchSpec, Learner};
-use crate::objective::InnerLoss;
 use crate::optim::{Optimizer, OptimizerKind};
+use crate::losses::InnerLoss;
 use crate::{Error, Result};
 use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};

@@ -5,8 +5,8 @@
 use crate::augment::AugmentLevel;
 use crate::meta::{BootstrapSpec, MetaSpec, Method, OuterLoss, Target};
 use crate::model::Backbone;
-use crate::objective::{ContrastiveLoss, InnerLoss};
 use crate::optim::OptimizerKind;
+use crate::losses::{ContrastiveLoss, InnerLoss};
 use crate::tasks::TaskShape;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};

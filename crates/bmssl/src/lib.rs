@@ -42,7 +42,7 @@ pub mod golden;
 pub mod io;
 pub mod limits;
 pub mod lock;
-pub mod loss;
+pub mod losses;
 pub mod meta;
 pub mod model;
 pub mod npz;

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::image::{has_image_extension, is_hidden};
 use crate::data::ImageShape;
 use crate::eval::{HeadInit, Model, Scorer};
-use crate::loss::softmax;
+use crate::losses::softmax;
 use crate::{Error, Result};
 
 /// Whether to invert images (`1 - x`) after conversion to `[0, 1]`.

@@ -1,7 +1,7 @@
 //! One training step of a self-supervised baseline: a batch of B unlabelled images in two
 //! augmented views, both through the learner's backbone and projection head (and, for MoCo/PsCo,
 //! the second view through the momentum encoder instead), the method's loss on the embeddings
-//! ([`super::losses`]), and the gradient with respect to every parameter.
+//! ([`crate::losses::ssl`]), and the gradient with respect to every parameter.
 //!
 //! ```text
 //! x1, x2 [B, C, H, W] -> f -> proj -> z1, z2 [B, 64]            SimCLR, SwAV, Barlow Twins
@@ -12,11 +12,12 @@
 //! projection; the predictor has no twin), updated before each step as PsCo's code does; the queue
 //! holds the last `queue_size` keys, oldest overwritten first.
 
-use super::losses::{self, PscoSpec, SwavSpec};
 use crate::config::{TrainConfig, TrainMethod};
 use crate::engine::{activation, linear, Real};
 use crate::model::Learner;
 use crate::rng;
+use crate::losses::normalize_rows;
+use crate::losses::ssl::{self as losses, PscoSpec, SwavSpec};
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::BTreeMap;
 
@@ -43,7 +44,7 @@ impl SslState {
         let raw: Vec<f64> = (0..cfg.queue_size * dim)
             .map(|_| StandardNormal.sample(&mut r))
             .collect();
-        let queue = losses::normalize_rows(&raw, dim)
+        let queue = normalize_rows(&raw, dim)
             .0
             .into_iter()
             .map(|v| v as f32)
@@ -253,8 +254,7 @@ pub fn step<F: Real>(
                 || learner.infer(ema, x2, true),
             );
             let z1 = o1.projection.expect("projection requested");
-            let (keys, _) =
-                losses::normalize_rows(&ok.projection.expect("projection requested"), dim);
+            let (keys, _) = normalize_rows(&ok.projection.expect("projection requested"), dim);
             let (q, hidden) = if learner.spec.predictor {
                 let (q, h) = predictor_forward(learner, theta, &z1, b);
                 (q, Some(h))
@@ -367,7 +367,7 @@ mod tests {
             }
             _ => {
                 let (ok, _) = l.infer(ema, x2, true);
-                let keys = losses::normalize_rows(&ok.projection.unwrap(), dim).0;
+                let keys = normalize_rows(&ok.projection.unwrap(), dim).0;
                 let q = if l.spec.predictor {
                     let r = |n: &str| l.layout.get(n).unwrap().range();
                     let h = activation::relu(&linear::forward(

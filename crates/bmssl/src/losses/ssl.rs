@@ -19,8 +19,7 @@
 //! the update `w - alpha g(w)` changes with w through the keys and codes too.
 
 use crate::engine::{MatRef, Scalar};
-use crate::loss::{log_sum_exp, supervised_contrastive};
-pub use crate::loss::{normalize_rows, normalize_rows_backward};
+use super::{log_sum_exp, normalize_rows, normalize_rows_backward, supervised_contrastive};
 
 /// SimCLR's NT-Xent on `z [2B, D]` (rows `0..B` the first view of each image, `B..2B` the
 /// second): for every view, cross-entropy of its cosine similarities / tau to the other `2B - 1`
