@@ -51,6 +51,7 @@ pub mod optim;
 pub mod predict;
 pub mod reproduce;
 pub mod rng;
+pub mod settings;
 pub mod ssl;
 pub mod tasks;
 pub mod train;

@@ -424,6 +424,7 @@ pub fn train(
                     format!("{} holds a run with another configuration; resume with the run's own config.toml (only meta_steps and logging options may change)", run.root.display()),
                 ));
             }
+    let ssl = cfg.ssl_spec();
             if c.params.len() != learner.num_params() {
                 return Err(Error::corrupt(
                     &path,
@@ -434,7 +435,11 @@ pub fn train(
                 .optimizer
                 .clone()
                 .ok_or_else(|| Error::corrupt(&path, "checkpoint has no optimiser state"))?;
-            let state = SslState::from_tensors(&c.state, cfg, &learner).ok_or_else(|| {
+            let state = match &ssl {
+                Some(spec) => SslState::from_tensors(&c.state, spec, &learner),
+                None => Some(SslState::default()),
+            };
+            let state = state.ok_or_else(|| {
                 Error::corrupt(
                     &path,
                     "the momentum encoder or queue is missing or does not fit the configuration",
@@ -448,7 +453,10 @@ pub fn train(
             let opt = Optimizer::new(cfg.optimizer, cfg.outer_lr, theta.len())
                 .with_options(cfg.sgd_momentum, cfg.weight_decay);
             let _ = std::fs::remove_file(run.metrics_path());
-            let state = SslState::new(cfg, &learner, &theta);
+            let state = match &ssl {
+                Some(spec) => SslState::new(spec, cfg.seed, &learner, &theta),
+                None => SslState::default(),
+            };
             (theta, opt, 0, 0.0, state)
         }
     };
@@ -493,13 +501,13 @@ pub fn train(
     for step in start + 1..=last_step {
         let t0 = Instant::now();
         let tasks = tasks_for_step(cfg, data, &aug, step)?;
-        let (grad, stats) = match cfg.method {
-            TrainMethod::Protonet => {
+        let (grad, stats) = match (cfg.method, &ssl) {
+            (TrainMethod::Protonet, _) => {
                 crate::baselines::protonet::meta_batch_gradient(&learner, &theta, &tasks)
             }
-            m if m.is_ssl() => {
+            (_, Some(ssl)) => {
                 let r = crate::ssl::step::step(
-                    cfg,
+                    ssl,
                     &learner,
                     &theta,
                     &mut ssl_state,
@@ -514,7 +522,7 @@ pub fn train(
                 };
                 (r.grad, vec![stats])
             }
-            TrainMethod::Onelevel => crate::baselines::onelevel::meta_batch_gradient(
+            (TrainMethod::Onelevel, _) => crate::baselines::onelevel::meta_batch_gradient(
                 &learner,
                 &theta,
                 &tasks,
