@@ -15,6 +15,8 @@ use super::scalar::{MatRef, Scalar};
 /// Geometry of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvShape {
+pub mod fast;
+
     pub c_in: usize,
     pub c_out: usize,
     pub n: usize,
@@ -146,9 +148,11 @@ pub fn col2im_range<S: Scalar>(
 }
 
 /// Forward: `y [C_out, N*H*W] = W [C_out, C_in*k*k] . im2col(x) + b`, chunk by chunk.
-/// Types with a faster kernel for the shape ([`Scalar::conv_forward_fast`]) take it instead.
+/// `f32` (training, evaluation) takes the fast kernels of [`fast`] where one applies to the shape;
+/// `f64` (the checks) and `Dual` keep im2col + GEMM, the reference the fast kernels are tested
+/// against.
 pub fn forward<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> Vec<S> {
-    if let Some(y) = S::conv_forward_fast(x, weight, bias, s) {
+    if let Some(y) = forward_fast(x, weight, bias, s) {
         return y;
     }
     forward_chunked(x, weight, bias, s, CHUNK_ELEMS)
@@ -157,6 +161,37 @@ pub fn forward<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> V
 fn forward_chunked<S: Scalar>(
     x: &[S],
     weight: &[S],
+/// [`fast::forward`] when `S` is `f32` and a fast kernel applies, else `None`.
+fn forward_fast<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> Option<Vec<S>> {
+    let y = fast::forward(S::as_f32(x)?, S::as_f32(weight)?, S::as_f32(bias)?, s)?;
+    S::from_f32(y)
+}
+
+/// [`fast::backward`] when `S` is `f32` and a fast kernel applies, else `None`.
+fn backward_fast<S: Scalar>(
+    dy: &[S],
+    x: &[S],
+    weight: &[S],
+    s: &ConvShape,
+    need_input: bool,
+) -> Option<ConvGrads<S>> {
+    let g = fast::backward(
+        S::as_f32(dy)?,
+        S::as_f32(x)?,
+        S::as_f32(weight)?,
+        s,
+        need_input,
+    )?;
+    Some(ConvGrads {
+        weight: S::from_f32(g.weight)?,
+        bias: S::from_f32(g.bias)?,
+        input: match g.input {
+            Some(v) => Some(S::from_f32(v)?),
+            None => None,
+        },
+    })
+}
+
     bias: &[S],
     s: &ConvShape,
     max_elems: usize,
@@ -192,7 +227,7 @@ pub struct ConvGrads<S> {
 }
 
 /// Backward from the block input `x`: `dW = dy . im2col(x)^T`, `db = row sums of dy`,
-/// `dx = col2im(W^T . dy)`, chunk by chunk.
+/// `dx = col2im(W^T . dy)`, chunk by chunk; `f32` takes the fast kernels as [`forward`] does.
 pub fn backward<S: Scalar>(
     dy: &[S],
     x: &[S],
@@ -200,7 +235,7 @@ pub fn backward<S: Scalar>(
     s: &ConvShape,
     need_input: bool,
 ) -> ConvGrads<S> {
-    if let Some(g) = S::conv_backward_fast(dy, x, weight, s, need_input) {
+    if let Some(g) = backward_fast(dy, x, weight, s, need_input) {
         return g;
     }
     backward_chunked(dy, x, weight, s, need_input, CHUNK_ELEMS)

@@ -15,7 +15,6 @@
 pub mod activation;
 pub mod batchnorm;
 pub mod conv;
-pub mod conv_fast;
 pub mod gradcheck;
 pub mod linear;
 pub mod pool;
