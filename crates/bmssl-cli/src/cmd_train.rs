@@ -12,7 +12,7 @@ use bmssl::model::Backbone;
 use bmssl::objective::ContrastiveLoss;
 use bmssl::optim::OptimizerKind;
 use bmssl::reproduce::paper;
-use bmssl::train::{self, Faults, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
+use bmssl::train::{self, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -535,7 +535,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
             None
         },
         &mut progress,
-        &Faults::default(),
     );
     progress.ticker.finish();
     // Plots also after a failed run: they show what happened.

@@ -418,7 +418,6 @@ fn train(
                     .as_mut()
                     .map(|v| v as &mut bmssl::train::Validator<'_>),
                 &mut bmssl::train::Silent,
-                &bmssl::train::Faults::default(),
             )
         })
         .map_err(err)?;

@@ -109,11 +109,11 @@ pub fn validator<'a>(
     }
 }
 
-/// Test-only fault injection.
+/// Fault injection for this module's tests (private: [`train`] runs with none).
 #[derive(Clone, Debug, Default)]
-pub struct Faults {
+struct Faults {
     /// Meta-steps (1-based) whose loss is replaced by NaN.
-    pub nonfinite_at: Vec<u64>,
+    nonfinite_at: Vec<u64>,
 }
 
 /// The images a run learns from. Self-supervised methods get a pool without labels; only the
@@ -388,6 +388,17 @@ pub fn train(
     cfg: &TrainConfig,
     data: &TrainingData,
     mut validator: Option<&mut Validator<'_>>,
+    run: &RunDir,
+    cfg: &TrainConfig,
+    data: &TrainingData,
+    validator: Option<&mut Validator<'_>>,
+    observer: &mut dyn Observer,
+) -> Result<Outcome> {
+    train_with_faults(run, cfg, data, validator, observer, &Faults::default())
+}
+
+/// [`train`], with the faults a test injects.
+fn train_with_faults(
     observer: &mut dyn Observer,
     faults: &Faults,
 ) -> Result<Outcome> {
@@ -413,6 +424,7 @@ pub fn train(
 
     // Fresh start or resume.
     let mut warn = |m: &str| observer.warning(m);
+    let ssl = cfg.ssl_spec();
     let resumed = run.latest_good(&mut warn);
     run.remove_stale_temp_files();
     let (mut theta, mut opt, start, wall_before, mut ssl_state) = match resumed {
@@ -424,7 +436,6 @@ pub fn train(
                     format!("{} holds a run with another configuration; resume with the run's own config.toml (only meta_steps and logging options may change)", run.root.display()),
                 ));
             }
-    let ssl = cfg.ssl_spec();
             if c.params.len() != learner.num_params() {
                 return Err(Error::corrupt(
                     &path,
@@ -773,7 +784,6 @@ mod tests {
             &TrainingData::Unlabelled(pool()),
             None,
             &mut Silent,
-            &Faults::default(),
         )
         .unwrap();
         let halves = temp_run(&format!("halves-{name}"));
@@ -787,7 +797,6 @@ mod tests {
             &TrainingData::Unlabelled(pool()),
             None,
             &mut Silent,
-            &Faults::default(),
         )
         .unwrap();
         let b = train(
@@ -796,7 +805,6 @@ mod tests {
             &TrainingData::Unlabelled(pool()),
             None,
             &mut Silent,
-            &Faults::default(),
         )
         .unwrap();
         assert_eq!(
@@ -834,7 +842,6 @@ mod tests {
             &TrainingData::Unlabelled(pool()),
             None,
             &mut Silent,
-            &Faults::default(),
         )
         .unwrap();
         let other = TrainConfig {
@@ -847,7 +854,6 @@ mod tests {
             &TrainingData::Unlabelled(pool()),
             None,
             &mut Silent,
-            &Faults::default(),
         )
         .unwrap_err()
         .to_string();
@@ -870,7 +876,7 @@ mod tests {
         }
         // One bad step is skipped and the run completes.
         let mut w = Warnings(vec![]);
-        train(
+        train_with_faults(
             &run,
             &cfg,
             &TrainingData::Unlabelled(pool()),
@@ -886,7 +892,7 @@ mod tests {
         // Three in a row stop it; the newest checkpoint (step 4, holding the step-2 parameters since
         // the updates were skipped) is named and intact.
         let run = temp_run("nan-stop");
-        let err = train(
+        let err = train_with_faults(
             &run,
             &cfg,
             &TrainingData::Unlabelled(pool()),
@@ -926,7 +932,6 @@ mod tests {
             &TrainingData::Unlabelled(pool()),
             None,
             &mut Silent,
-            &Faults::default(),
         )
         .unwrap_err()
         .to_string();

@@ -15,6 +15,7 @@
 pub mod activation;
 pub mod batchnorm;
 pub mod conv;
+#[cfg(test)]
 pub mod gradcheck;
 pub mod linear;
 pub mod pool;

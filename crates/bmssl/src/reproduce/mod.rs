@@ -28,7 +28,7 @@ use crate::checkpoint;
 use crate::config::TrainConfig;
 use crate::data::{Dataset, UnlabelledPool};
 use crate::eval::{self, EvalOptions, HeadInit, Mode, Model, Setting};
-use crate::train::{self, Faults, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
+use crate::train::{self, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -418,7 +418,6 @@ pub(crate) fn run_part(
         &data,
         (cfg.validation_episodes >= 2).then_some(&mut validator as &mut train::Validator<'_>),
         progress,
-        &Faults::default(),
     )?;
     let checkpoint = checkpoint::load(&outcome.final_checkpoint)?;
     let step = checkpoint.step;

@@ -379,7 +379,6 @@ fn a_part_pre_trained_with_bmssl_train_is_adopted_and_only_evaluated() {
         &crate::train::TrainingData::Unlabelled(pool),
         None,
         &mut crate::train::Silent,
-        &crate::train::Faults::default(),
     )
     .unwrap();
     let metrics = std::fs::read(pdir.join("metrics.jsonl")).unwrap();
