@@ -9,10 +9,13 @@
 //! Files are written atomically ([`crate::io::write_atomic`]): a temporary file in the same
 //! directory, flushed to disk, then renamed over the target, so a crash mid-write leaves the
 //! previous checkpoint intact.
+//!
+//! Over 400 lines: the format (write, read, verify every field and the checksum) and finding the
+//! checkpoint in a run directory belong together; about 190 lines are tests.
 
+use crate::losses::InnerLoss;
 use crate::model::{ArchSpec, Learner};
 use crate::optim::{Optimizer, OptimizerKind};
-use crate::losses::InnerLoss;
 use crate::{Error, Result};
 use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};

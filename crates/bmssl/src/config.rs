@@ -1,17 +1,21 @@
 //! The run configuration: every hyper-parameter of a meta-training run, as a TOML file and as CLI
 //! flags, with validation that names the field at fault. Defaults are for Omniglot; the reason for
 //! each is on the field and in `docs/training.md`.
+//!
+//! Over 400 lines: the flat `TrainConfig` (every field, its defaults per method, its validation)
+//! and its TOML handling; issue 16 plans to nest it by concept in `config/` (task, inner loop,
+//! outer loop, per-method sections), each validating itself.
 
 use crate::augment::AugmentLevel;
+use crate::losses::{ContrastiveLoss, InnerLoss};
 use crate::meta::{BootstrapSpec, MetaSpec, Method, OuterLoss, Target};
 use crate::model::Backbone;
 use crate::optim::OptimizerKind;
-use crate::losses::{ContrastiveLoss, InnerLoss};
+use crate::ssl::step::{SslMethod, SslSpec};
 use crate::tasks::TaskShape;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::ssl::step::{SslMethod, SslSpec};
 /// What a run trains: the paper's two methods or a baseline of its Table 3
 /// (see [`crate::baselines`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -469,10 +473,6 @@ impl TrainConfig {
         Ok(cfg)
     }
 
-    /// The configuration as TOML (what a run directory's `config.toml` holds).
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("the configuration always serialises")
-    }
     /// The settings a self-supervised baseline's step reads, `None` for the other methods.
     pub fn ssl_spec(&self) -> Option<SslSpec> {
         Some(SslSpec {
@@ -488,6 +488,10 @@ impl TrainConfig {
         })
     }
 
+    /// The configuration as TOML (what a run directory's `config.toml` holds).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("the configuration always serialises")
+    }
 
     /// The task construction of section 4.1.
     pub fn task_shape(&self) -> TaskShape {

@@ -25,6 +25,10 @@
 //!
 //! Rows are computed in parallel (rayon) and combined in image order: the result is
 //! bit-identical on any number of threads.
+//!
+//! Over 400 lines: feature extraction with its batch-norm modes and memory budget, the image
+//! listing, and the writers of every output format (`.npy`, `.safetensors`, CSV and the labels
+//! file) share one row layout; the tests are in `embed/tests.rs`.
 
 use std::borrow::Cow;
 use std::io::Write;

@@ -29,6 +29,9 @@
 //!
 //! **Interval.** `mean +- 1.96 * s / sqrt(n)`, `s` the *sample* standard deviation (divides by
 //! `n - 1`) of the per-episode accuracies.
+//!
+//! Over 400 lines: episodes, both scorers (adapt and proto), the interval and about 300 lines of
+//! tests; issue 16 plans to split it into `eval/` (episodes, scorer, summary).
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -40,11 +43,11 @@ use crate::model::{ArchSpec, Learner};
 use crate::objective::{InnerLoss, Objective};
 use crate::{Error, Result};
 
+pub use crate::settings::{Features, HeadInit, Mode, Setting};
+
 /// Inner-loop settings of the paper's reference configuration, used for a randomly initialised
 /// model (no checkpoint to read them from): alpha = 0.4, L = 5, lambda = 1, tau = 0.5.
 pub const DEFAULT_INNER_LR: f64 = 0.4;
-pub use crate::settings::{Features, HeadInit, Mode, Setting};
-
 /// See [`DEFAULT_INNER_LR`].
 pub const DEFAULT_INNER_STEPS: usize = 5;
 /// See [`DEFAULT_INNER_LR`].

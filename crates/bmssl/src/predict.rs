@@ -23,6 +23,9 @@
 //! Strictness: a missing folder, a class folder with no images, fewer than 2 classes, a file that
 //! is not `.png/.jpg/.jpeg` or does not decode, and a sub-folder in the predict folder are errors
 //! naming the path. Hidden files (`.DS_Store`) are ignored.
+//!
+//! Over 400 lines: listing the user's folders (with their checks), loading, adapting and the CSV
+//! output are one command's library side; about 190 lines are tests.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -9,14 +9,17 @@
 //! (a few megabytes at most) is reused and stays in cache, where the matrix of a whole 75-image
 //! query batch would be 34 MB written and read back through memory. The forward pass keeps no
 //! im2col matrix; the backward pass rebuilds it per chunk from the block input.
+//!
+//! Over 400 lines: im2col and col2im, the chunked forward and backward passes, the dispatch to the
+//! fast `f32` kernels ([`fast`]) and the finite-difference tests are one kernel, kept together.
 
 use super::scalar::{MatRef, Scalar};
+
+pub mod fast;
 
 /// Geometry of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvShape {
-pub mod fast;
-
     pub c_in: usize,
     pub c_out: usize,
     pub n: usize,
@@ -158,9 +161,6 @@ pub fn forward<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> V
     forward_chunked(x, weight, bias, s, CHUNK_ELEMS)
 }
 
-fn forward_chunked<S: Scalar>(
-    x: &[S],
-    weight: &[S],
 /// [`fast::forward`] when `S` is `f32` and a fast kernel applies, else `None`.
 fn forward_fast<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> Option<Vec<S>> {
     let y = fast::forward(S::as_f32(x)?, S::as_f32(weight)?, S::as_f32(bias)?, s)?;
@@ -192,6 +192,9 @@ fn backward_fast<S: Scalar>(
     })
 }
 
+fn forward_chunked<S: Scalar>(
+    x: &[S],
+    weight: &[S],
     bias: &[S],
     s: &ConvShape,
     max_elems: usize,

@@ -11,6 +11,9 @@
 //! yields `grad` in the value part and `H u` in the tangent part: forward-over-reverse
 //! differentiation (Pearlmutter 1994). The second-order path is therefore the *same code* as the
 //! first-order one, checked by the same tests, with no graph and no tape.
+//!
+//! Over 400 lines: the `Scalar` and `Real` traits, their `f32`/`f64` implementations and the `Dual`
+//! number with every operator it needs are one number-type module; about 80 lines are tests.
 
 use std::fmt::Debug;
 use std::iter::Sum;

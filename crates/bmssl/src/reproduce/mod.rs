@@ -15,6 +15,9 @@
 //! A re-run skips every part whose `result.json` matches its configuration and budget, resumes a
 //! killed training run from its newest checkpoint ([`crate::train`]) and keeps finished
 //! evaluations. See `docs/reproduce.md`.
+//!
+//! Over 400 lines: the part runner (train, then evaluate, with caching and resume) that both
+//! `reproduce` and `sweep` use, and the records they write; its tests are in `reproduce/tests.rs`.
 
 pub mod estimate;
 pub mod paper;

@@ -11,18 +11,18 @@
 //! official code. The momentum encoder is an exponential moving average of theta (backbone and
 //! projection; the predictor has no twin), updated before each step as PsCo's code does; the queue
 //! holds the last `queue_size` keys, oldest overwritten first.
+//!
+//! Over 400 lines: one step for five methods (two forward paths, the momentum encoder, the queue,
+//! the predictor) plus a finite-difference test of every method's step gradient (about 170 lines).
 
 use crate::engine::{activation, linear, Real};
+use crate::losses::normalize_rows;
+use crate::losses::ssl::{self as losses, PscoSpec, SwavSpec};
 use crate::model::Learner;
 use crate::rng;
 use rand_distr::{Distribution, StandardNormal};
-use crate::losses::normalize_rows;
-use crate::losses::ssl::{self as losses, PscoSpec, SwavSpec};
 use std::collections::BTreeMap;
 
-/// State a self-supervised method carries between steps besides theta and the optimiser.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct SslState {
 /// Which self-supervised baseline a step trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SslMethod {
@@ -67,6 +67,9 @@ pub struct SslSpec {
     pub queue_size: usize,
 }
 
+/// State a self-supervised method carries between steps besides theta and the optimiser.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SslState {
     /// Momentum encoder: the learner's parameters averaged over steps (MoCo, PsCo), else empty.
     pub ema: Vec<f32>,
     /// Queue of keys `[Q, D]`, unit rows (MoCo, PsCo), else empty.
@@ -350,10 +353,10 @@ fn enqueue(state: &mut SslState, keys: &[f32], dim: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{TrainConfig, TrainMethod};
     use crate::engine::gradcheck::test_values;
     use crate::model::ArchSpec;
 
-    use crate::config::{TrainConfig, TrainMethod};
     fn setup(method: TrainMethod) -> (SslSpec, u64, Learner, Vec<f64>, Vec<f64>, Vec<f64>) {
         let cfg = TrainConfig {
             images_per_batch: 4,

@@ -17,6 +17,9 @@
 //! ```
 //!
 //! See `docs/sweep.md`.
+//!
+//! Over 400 lines: spec parsing (ordered axes, variants), part expansion, configuration overlay and
+//! its checks, and the runner; issue 16 plans to move it, with `reproduce`, into `experiments/`.
 
 pub mod summary;
 

@@ -2,6 +2,9 @@
 //! speed, wall time, every evaluation's accuracy with its 95% interval and its paired difference
 //! to the baseline part), read only from the parts' `result.json` and `metrics.jsonl`; plus the
 //! points the CLI plots.
+//!
+//! Over 400 lines: the markdown table, the CSV, the paired differences and the plot points are all
+//! computed from the same rows, so they stay in one file (their tests are in `sweep/tests.rs`).
 
 use super::{value_text, Spec, SweepPart};
 use crate::reproduce::{

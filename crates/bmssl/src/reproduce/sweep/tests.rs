@@ -1,3 +1,6 @@
+//! Tests of `bmssl sweep`: spec parsing, part expansion, the configuration overlay, resume and the
+//! summary. Over 400 lines because every case is its own test; no logic lives here.
+
 use super::summary;
 use super::*;
 use crate::reproduce::tests::splits;
