@@ -43,7 +43,7 @@ pub struct AdaptArgs {
 pub fn run(a: AdaptArgs) -> anyhow::Result<()> {
     // Where the predictions go is checked before any work.
     if let Some(path) = &a.out {
-        bmssl::checkpoint::check_writable(path).context("--out")?;
+        bmssl::io::check_writable(path).context("--out")?;
     }
     let loaded =
         crate::cmd_eval::load_model(&a.checkpoint, || ArchSpec::conv4(1, 28, 5), 0, false)?;
@@ -64,7 +64,7 @@ pub fn run(a: AdaptArgs) -> anyhow::Result<()> {
     match &a.out {
         Some(path) => {
             // Atomic: a failed write leaves the previous file as it was, never half a file.
-            bmssl::checkpoint::write_atomic(path, &csv)?;
+            bmssl::io::write_atomic(path, &csv)?;
             eprintln!(
                 "adapted to {} classes ({} support images, {} steps); wrote {} predictions to {}",
                 support.class_names.len(),

@@ -155,7 +155,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     bmssl::limits::check_threads(a.threads)?;
     // The output file is checked before any episode: a typo must not cost the evaluation.
     if let Some(path) = &a.json {
-        checkpoint::check_writable(path).context("--json")?;
+        bmssl::io::check_writable(path).context("--json")?;
     }
     let loaded = load_model(
         &a.checkpoint,
@@ -282,7 +282,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             "threads": pool.current_num_threads(),
             "results": results,
         });
-        checkpoint::write_atomic(
+        bmssl::io::write_atomic(
             path,
             (serde_json::to_string_pretty(&doc)? + "\n").as_bytes(),
         )?;

@@ -12,7 +12,7 @@ use bmssl::model::Backbone;
 use bmssl::objective::ContrastiveLoss;
 use bmssl::optim::OptimizerKind;
 use bmssl::reproduce::paper;
-use bmssl::train::{self, Faults, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
+use bmssl::train::{self, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -375,7 +375,7 @@ impl TestPlan {
     }
 
     fn save(&self, dir: &Path) -> Result<()> {
-        bmssl::checkpoint::write_atomic(
+        bmssl::io::write_atomic(
             &dir.join(Self::FILE),
             serde_json::to_string_pretty(self)?.as_bytes(),
         )?;
@@ -535,7 +535,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
             None
         },
         &mut progress,
-        &Faults::default(),
     );
     progress.ticker.finish();
     // Plots also after a failed run: they show what happened.
@@ -747,7 +746,7 @@ impl TestReport<'_> {
             "untrained": self.untrained.map(|_| serde_json::json!({ "init_seed": self.cfg.seed })),
             "results": results,
         });
-        bmssl::checkpoint::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+        bmssl::io::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
         eprintln!("results: {}", path.display());
         Ok(())
     }

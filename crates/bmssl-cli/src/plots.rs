@@ -28,7 +28,7 @@ fn write_png(path: &Path, pixels: &[u8]) -> Result<()> {
     image::codecs::png::PngEncoder::new(&mut png)
         .write_image(pixels, W, H, image::ExtendedColorType::Rgb8)
         .with_context(|| format!("encoding {}", path.display()))?;
-    bmssl::checkpoint::write_atomic(path, &png)?;
+    bmssl::io::write_atomic(path, &png)?;
     Ok(())
 }
 

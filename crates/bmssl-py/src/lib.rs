@@ -265,7 +265,7 @@ impl AdaptedModel {
         x: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let (logits, ways) = self.logits(py, x)?;
-        let p = bmssl::loss::softmax(&logits, ways);
+        let p = bmssl::losses::softmax(&logits, ways);
         let n = p.len() / ways;
         let a = numpy::ndarray::Array2::from_shape_vec((n, ways), p).map_err(err)?;
         Ok(a.into_pyarray(py))
@@ -418,7 +418,6 @@ fn train(
                     .as_mut()
                     .map(|v| v as &mut bmssl::train::Validator<'_>),
                 &mut bmssl::train::Silent,
-                &bmssl::train::Faults::default(),
             )
         })
         .map_err(err)?;

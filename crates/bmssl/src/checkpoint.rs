@@ -6,18 +6,21 @@
 //! scalars, the resolved run configuration, its hash, and a SHA-256 checksum over all of it, so a
 //! truncated or corrupted file is detected rather than trusted.
 //!
-//! Files are written atomically: a temporary file in the same directory, flushed to disk, then
-//! renamed over the target, so a crash mid-write leaves the previous checkpoint intact.
+//! Files are written atomically ([`crate::io::write_atomic`]): a temporary file in the same
+//! directory, flushed to disk, then renamed over the target, so a crash mid-write leaves the
+//! previous checkpoint intact.
+//!
+//! Over 400 lines: the format (write, read, verify every field and the checksum) and finding the
+//! checkpoint in a run directory belong together; about 190 lines are tests.
 
+use crate::losses::InnerLoss;
 use crate::model::{ArchSpec, Learner};
-use crate::objective::InnerLoss;
 use crate::optim::{Optimizer, OptimizerKind};
 use crate::{Error, Result};
 use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 /// Format tag stored in every checkpoint.
@@ -213,54 +216,7 @@ mod erased {
 /// Writes a checkpoint atomically (temporary file, fsync, rename, fsync of the directory).
 pub fn save(path: &Path, ckpt: &Checkpoint) -> Result<()> {
     let bytes = to_bytes(ckpt)?;
-    write_atomic(path, &bytes)
-}
-
-/// The directory of `path` and this process's temporary file beside it (`.<name>.tmp-<pid>`).
-fn temp_beside(path: &Path) -> (&Path, std::path::PathBuf) {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    (dir, tmp)
-}
-
-/// Writes `bytes` to `path` so that readers see either the old file or the complete new one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let (dir, tmp) = temp_beside(path);
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(())
-}
-
-/// Fails, naming `path`, unless a file can be created beside it (its directory exists and is
-/// writable): checked before work whose result is to be written there, so that a typo in an output
-/// path does not cost the work. Nothing is left behind.
-pub fn check_writable(path: &Path) -> Result<()> {
-    if path.is_dir() {
-        return Err(Error::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::IsADirectory, "is a directory"),
-        ));
-    }
-    let (_, tmp) = temp_beside(path);
-    std::fs::File::create(&tmp).map_err(|e| Error::io(path, e))?;
-    let _ = std::fs::remove_file(&tmp);
-    Ok(())
+    crate::io::write_atomic(path, &bytes)
 }
 
 /// Reads and verifies a checkpoint.

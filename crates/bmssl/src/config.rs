@@ -1,12 +1,17 @@
 //! The run configuration: every hyper-parameter of a meta-training run, as a TOML file and as CLI
 //! flags, with validation that names the field at fault. Defaults are for Omniglot; the reason for
 //! each is on the field and in `docs/training.md`.
+//!
+//! Over 400 lines: the flat `TrainConfig` (every field, its defaults per method, its validation)
+//! and its TOML handling; issue 16 plans to nest it by concept in `config/` (task, inner loop,
+//! outer loop, per-method sections), each validating itself.
 
 use crate::augment::AugmentLevel;
+use crate::losses::{ContrastiveLoss, InnerLoss};
 use crate::meta::{BootstrapSpec, MetaSpec, Method, OuterLoss, Target};
 use crate::model::Backbone;
-use crate::objective::{ContrastiveLoss, InnerLoss};
 use crate::optim::OptimizerKind;
+use crate::ssl::step::{SslMethod, SslSpec};
 use crate::tasks::TaskShape;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -63,19 +68,24 @@ impl TrainMethod {
 
     /// The self-supervised baselines of [`crate::ssl`] (one batch of two views per step, no inner loop).
     pub fn is_ssl(self) -> bool {
-        matches!(
-            self,
-            TrainMethod::Simclr
-                | TrainMethod::Moco
-                | TrainMethod::Swav
-                | TrainMethod::Barlowtwins
-                | TrainMethod::Psco
-        )
+        self.ssl_method().is_some()
+    }
+
+    /// The self-supervised baseline this method is, if it is one (see [`TrainMethod::is_ssl`]).
+    pub fn ssl_method(self) -> Option<SslMethod> {
+        match self {
+            TrainMethod::Simclr => Some(SslMethod::Simclr),
+            TrainMethod::Moco => Some(SslMethod::Moco),
+            TrainMethod::Swav => Some(SslMethod::Swav),
+            TrainMethod::Barlowtwins => Some(SslMethod::Barlowtwins),
+            TrainMethod::Psco => Some(SslMethod::Psco),
+            _ => None,
+        }
     }
 
     /// Whether the method keeps a momentum encoder and a queue of keys.
     pub fn uses_queue(self) -> bool {
-        matches!(self, TrainMethod::Moco | TrainMethod::Psco)
+        self.ssl_method().is_some_and(SslMethod::uses_queue)
     }
 
     /// Whether the method is a row of the paper's Table 3 (every method but the ablation-only
@@ -87,7 +97,7 @@ impl TrainMethod {
     /// How the method is evaluated on a few-shot episode: `adapt` (inner-loop fine-tuning from a
     /// fresh classifier) for every method that meta-learns an initialisation to adapt, `proto`
     /// (nearest prototype on frozen features) for a method with no classifier to adapt.
-    pub fn eval_mode(self) -> crate::eval::Mode {
+    pub fn eval_mode(self) -> crate::settings::Mode {
         match self {
             // The self-supervised baselines train no classifier either: PsCo evaluates them by
             // prototypes, and so do we.
@@ -96,13 +106,13 @@ impl TrainMethod {
             | TrainMethod::Moco
             | TrainMethod::Swav
             | TrainMethod::Barlowtwins
-            | TrainMethod::Psco => crate::eval::Mode::Proto,
+            | TrainMethod::Psco => crate::settings::Mode::Proto,
             TrainMethod::Bmssl
             | TrainMethod::Metassl
             | TrainMethod::Maml
             | TrainMethod::Umtra
             | TrainMethod::Scratch
-            | TrainMethod::Onelevel => crate::eval::Mode::Adapt,
+            | TrainMethod::Onelevel => crate::settings::Mode::Adapt,
         }
     }
 
@@ -225,7 +235,7 @@ pub struct TrainConfig {
     pub validation_episodes: usize,
     /// How validation episodes are scored: `adapt` (the inner loop, as the method is used) or
     /// `proto` (cosine prototypes on frozen features, faster).
-    pub validation_mode: crate::eval::Mode,
+    pub validation_mode: crate::settings::Mode,
     /// Consecutive non-finite meta-steps tolerated (each skipped) before the run stops.
     pub max_nonfinite_steps: u32,
     /// The inner loop's self-supervised term: `supcon` (the paper's) or an "-o" variant
@@ -328,7 +338,7 @@ impl Default for TrainConfig {
             keep_checkpoints: 3,
             validate_every: 100,
             validation_episodes: 200,
-            validation_mode: crate::eval::Mode::Adapt,
+            validation_mode: crate::settings::Mode::Adapt,
             max_nonfinite_steps: 5,
             inner_loss: ContrastiveLoss::Supcon,
             sgd_momentum: 0.0,
@@ -418,7 +428,7 @@ impl TrainConfig {
                 lr_schedule: LrSchedule::Cosine,
                 temperature: 0.2,
                 predictor: method == TrainMethod::Psco,
-                validation_mode: crate::eval::Mode::Proto,
+                validation_mode: crate::settings::Mode::Proto,
                 ..d
             },
         }
@@ -461,6 +471,21 @@ impl TrainConfig {
             .map_err(|e| Error::config(origin, describe_toml_error(&e, text)))?;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The settings a self-supervised baseline's step reads, `None` for the other methods.
+    pub fn ssl_spec(&self) -> Option<SslSpec> {
+        Some(SslSpec {
+            method: self.method.ssl_method()?,
+            temperature: self.temperature,
+            temperature2: self.temperature2,
+            redundancy_weight: self.redundancy_weight,
+            sinkhorn_eps: self.sinkhorn_eps,
+            sinkhorn_iters: self.sinkhorn_iters,
+            momentum: self.momentum,
+            shots: self.shots,
+            queue_size: self.queue_size,
+        })
     }
 
     /// The configuration as TOML (what a run directory's `config.toml` holds).

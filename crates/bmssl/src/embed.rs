@@ -25,6 +25,10 @@
 //!
 //! Rows are computed in parallel (rayon) and combined in image order: the result is
 //! bit-identical on any number of threads.
+//!
+//! Over 400 lines: feature extraction with its batch-norm modes and memory budget, the image
+//! listing, and the writers of every output format (`.npy`, `.safetensors`, CSV and the labels
+//! file) share one row layout; the tests are in `embed/tests.rs`.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -528,7 +532,7 @@ pub fn write(path: &Path, e: &Embeddings, metadata: &[(&str, String)]) -> Result
                 .map_err(|err| Error::shape("embeddings", err.to_string()))?
         }
     };
-    crate::checkpoint::write_atomic(path, &bytes)
+    crate::io::write_atomic(path, &bytes)
 }
 
 /// The labels file written beside `out`: `out` + `.labels.csv`.
@@ -549,7 +553,7 @@ pub fn write_labels(path: &Path, labels: &[RowLabel]) -> Result<()> {
             csv_field(&l.image)
         ));
     }
-    crate::checkpoint::write_atomic(path, out.as_bytes())
+    crate::io::write_atomic(path, out.as_bytes())
 }
 
 fn csv_field(s: &str) -> String {

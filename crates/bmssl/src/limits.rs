@@ -6,6 +6,10 @@
 //! The bounds are generous (far beyond any published few-shot configuration) and exist to turn
 //! an absurd value into a one-line error naming the field, never to restrict real work. Values
 //! are echoed through [`shorten`], so an error line stays short whatever was typed.
+//!
+//! Over 400 lines on purpose: every bound in one file is the point (the command line, configuration
+//! files and checkpoint metadata check against the same table), with the memory estimate and its
+//! tests.
 
 use crate::config::TrainConfig;
 use crate::{Error, Result};

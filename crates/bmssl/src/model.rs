@@ -12,6 +12,10 @@
 //! checkpoints line up with PyTorch. The same [`Learner`] runs with the meta-parameters theta or
 //! with any fast weights w (learn2learn's `clone`/`adapt` idea without the module copies): the
 //! weights are an argument, never state.
+//!
+//! Over 400 lines: the parameter layout and the forward and backward passes of every block and head
+//! form one functional model; splitting them would separate each forward pass from its backward
+//! pass.
 
 use crate::engine::{activation, batchnorm, conv, linear, pool, Scalar};
 use crate::{Error, Result};

@@ -2,10 +2,16 @@
 //! pseudo-labels) and the BMSSL outer loss (KL to a fixed target distribution), each as
 //! "value and gradient with respect to the parameters", plus the Hessian-vector product of the
 //! inner loss that second-order meta-gradients need.
+//!
+//! Over 400 lines: the inner loss with its self-supervised variants, the outer losses and the
+//! Hessian-vector product share the learner's forward/backward plumbing; about 170 lines are
+//! gradient tests.
 
 use crate::engine::{Dual, Real, Scalar};
-use crate::loss;
+use crate::losses;
 use crate::model::Learner;
+
+pub use crate::losses::{ContrastiveLoss, InnerLoss};
 
 /// A batch of images with their (pseudo-)labels.
 #[derive(Clone, Debug)]
@@ -14,83 +20,6 @@ pub struct Batch<F> {
     pub x: Vec<F>,
     /// `[N]`, values in `0..ways`.
     pub labels: Vec<usize>,
-}
-
-/// The inner (task) loss of the paper: `CE(logits, y) + lambda * SupCon(z, y; tau)`, or, for the
-/// paper's "-o" variants (Tables 1-2), another self-supervised objective in SupCon's place.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct InnerLoss {
-    /// lambda: weight of the contrastive term (0 turns the projection head off).
-    pub contrastive_weight: f64,
-    /// tau: temperature of the contrastive term.
-    pub temperature: f64,
-    /// Which self-supervised term (SupCon, the paper's, unless an "-o" variant is asked for).
-    #[serde(default)]
-    pub contrastive: ContrastiveLoss,
-    /// Barlow Twins' off-diagonal weight (the "-o" variant only).
-    #[serde(default = "default_redundancy_weight")]
-    pub redundancy_weight: f64,
-    /// Sinkhorn's regularisation and rounds (SwAV's "-o" variant only).
-    #[serde(default = "default_sinkhorn_eps")]
-    pub sinkhorn_eps: f64,
-    #[serde(default = "default_sinkhorn_iters")]
-    pub sinkhorn_iters: usize,
-}
-
-fn default_redundancy_weight() -> f64 {
-    InnerLoss::PAPER.redundancy_weight
-}
-fn default_sinkhorn_eps() -> f64 {
-    InnerLoss::PAPER.sinkhorn_eps
-}
-fn default_sinkhorn_iters() -> usize {
-    InnerLoss::PAPER.sinkhorn_iters
-}
-
-impl InnerLoss {
-    /// lambda = 1, tau = 0.5, SupCon; the self-supervised settings at their papers' values.
-    pub const PAPER: InnerLoss = InnerLoss {
-        contrastive_weight: 1.0,
-        temperature: 0.5,
-        contrastive: ContrastiveLoss::Supcon,
-        redundancy_weight: 5e-3,
-        sinkhorn_eps: 0.05,
-        sinkhorn_iters: 3,
-    };
-}
-
-/// The self-supervised term of the inner loss. Every choice but SupCon compares the first two
-/// support views of each image (the "-o" variants need M1 >= 2):
-///
-/// | kind | term on the views (a, b) of the task's images |
-/// |---|---|
-/// | `supcon` | paper eq. (1) over all views, pseudo-labels as classes |
-/// | `simclr` | NT-Xent over the 2 x (N/K) views (equal to SupCon when M1 = 2) |
-/// | `moco` | InfoNCE of view a against the keys of view b, computed by the same fast weights under a stop-gradient (a momentum encoder over a 5-step inner loop would barely leave theta, and theta's keys would carry no information about the task); the other images' keys are the negatives (the task's queue) |
-/// | `barlowtwins` | Barlow Twins' cross-correlation of views a and b over the task's images, divided by D (its sum over D dimensions would otherwise dwarf CE) |
-/// | `swav` | SwAV's swapped prediction over the learner's `prototypes.weight` (meta-learned with theta) |
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ContrastiveLoss {
-    #[default]
-    Supcon,
-    Simclr,
-    Moco,
-    Barlowtwins,
-    Swav,
-}
-
-impl ContrastiveLoss {
-    /// Name as in configuration files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ContrastiveLoss::Supcon => "supcon",
-            ContrastiveLoss::Simclr => "simclr",
-            ContrastiveLoss::Moco => "moco",
-            ContrastiveLoss::Barlowtwins => "barlowtwins",
-            ContrastiveLoss::Swav => "swav",
-        }
-    }
 }
 
 /// Rows of the first and second occurrence of each label, in order of first appearance: the two
@@ -120,9 +49,8 @@ fn contrastive_term<S: Scalar>(
     dim: usize,
     prototypes: Option<&[S]>,
 ) -> (S, Vec<S>, Option<Vec<S>>) {
-    use crate::ssl::losses;
     if spec.contrastive == ContrastiveLoss::Supcon {
-        let (l, dz) = loss::supervised_contrastive(z, labels, dim, spec.temperature);
+        let (l, dz) = losses::supervised_contrastive(z, labels, dim, spec.temperature);
         return (l, dz, None);
     }
     let (a, b) = view_pairs(labels);
@@ -153,14 +81,14 @@ fn contrastive_term<S: Scalar>(
         ContrastiveLoss::Simclr | ContrastiveLoss::Swav => {
             let pair: Vec<S> = za.iter().chain(&zb).copied().collect();
             let (l, g) = if spec.contrastive == ContrastiveLoss::Simclr {
-                losses::nt_xent(&pair, dim, spec.temperature)
+                losses::ssl::nt_xent(&pair, dim, spec.temperature)
             } else {
                 let c = prototypes.expect("the swav inner loss needs prototypes in the learner");
-                let (l, g, dc) = losses::swav(
+                let (l, g, dc) = losses::ssl::swav(
                     &pair,
                     c,
                     dim,
-                    losses::SwavSpec {
+                    losses::ssl::SwavSpec {
                         tau: spec.temperature,
                         eps: spec.sinkhorn_eps,
                         iters: spec.sinkhorn_iters,
@@ -177,7 +105,7 @@ fn contrastive_term<S: Scalar>(
             // No gradient flows into the keys (info_nce returns none for them), but on dual
             // numbers their tangent does: an inner step's Jacobian sees them move with w.
             let keys: Vec<S> = losses::normalize_rows(&zb, dim).0;
-            let (l, g) = losses::info_nce_in_batch(&za, &keys, dim, spec.temperature);
+            let (l, g) = losses::ssl::info_nce_in_batch(&za, &keys, dim, spec.temperature);
             scatter(&a, &g);
             l
         }
@@ -185,7 +113,7 @@ fn contrastive_term<S: Scalar>(
             // Barlow Twins' loss sums D diagonal terms (up to D = 64 at the start, against CE's
             // ln(ways)); divided by D, lambda means the same for it as for the other terms and the
             // inner SGD steps stay in the range alpha was chosen for.
-            let (l, ga, gb) = losses::barlow_twins(&za, &zb, dim, spec.redundancy_weight);
+            let (l, ga, gb) = losses::ssl::barlow_twins(&za, &zb, dim, spec.redundancy_weight);
             let inv_d = 1.0 / dim as f64;
             let ga: Vec<S> = ga.into_iter().map(|v| v.scale(inv_d)).collect();
             let gb: Vec<S> = gb.into_iter().map(|v| v.scale(inv_d)).collect();
@@ -205,7 +133,7 @@ pub enum Objective<'a, S> {
     /// `KL(target || softmax(logits))`, target `[N, ways]` constant.
     KlTo(&'a [S]),
     /// Mean `KL(target_i || q_i)` of the projections' similarity distributions
-    /// ([`loss::similarity_kl`]), target `[N, N]` constant, temperature tau.
+    /// ([`losses::similarity_kl`]), target `[N, N]` constant, temperature tau.
     SimilarityKlTo(&'a [S], f64),
 }
 
@@ -229,7 +157,7 @@ impl Learner {
             Objective::Inner(spec) => {
                 let use_proj = spec.contrastive_weight != 0.0;
                 let (out, tape) = self.forward(params, x, use_proj);
-                let (ce, dlogits) = loss::cross_entropy(&out.logits, labels, ways);
+                let (ce, dlogits) = losses::cross_entropy(&out.logits, labels, ways);
                 let (mut total, mut dproj) = (ce, None);
                 let protos = self.layout.get("prototypes.weight").map(|e| e.range());
                 let mut dprotos = None;
@@ -259,7 +187,7 @@ impl Learner {
             }
             Objective::KlTo(target) => {
                 let (out, tape) = self.forward(params, x, false);
-                let (kl, dlogits) = loss::kl_to_target(target, &out.logits, ways);
+                let (kl, dlogits) = losses::kl_to_target(target, &out.logits, ways);
                 LossGrad {
                     loss: kl,
                     grad: self.backward(params, &tape, &dlogits, None),
@@ -271,7 +199,7 @@ impl Learner {
                     .projection
                     .as_deref()
                     .expect("the forward pass was asked for projections");
-                let (kl, dz) = loss::similarity_kl(target, z, self.spec.proj_dim, tau);
+                let (kl, dz) = losses::similarity_kl(target, z, self.spec.proj_dim, tau);
                 let dlogits = vec![S::default(); out.logits.len()];
                 LossGrad {
                     loss: kl,
@@ -284,16 +212,16 @@ impl Learner {
     /// Class probabilities `[N, ways]` at `params`.
     pub fn predict<S: Scalar>(&self, params: &[S], x: &[S]) -> Vec<S> {
         let (out, _) = self.infer(params, x, false);
-        loss::softmax(&out.logits, self.spec.ways)
+        losses::softmax(&out.logits, self.spec.ways)
     }
 
-    /// The projections' similarity distributions `[N, N]` at `params` ([`loss::similarity_distributions`]).
+    /// The projections' similarity distributions `[N, N]` at `params` ([`losses::similarity_distributions`]).
     pub fn similarity_distributions<S: Scalar>(&self, params: &[S], x: &[S], tau: f64) -> Vec<S> {
         let (out, _) = self.infer(params, x, true);
         let z = out
             .projection
             .expect("the forward pass was asked for projections");
-        loss::similarity_distributions(&z, self.spec.proj_dim, tau)
+        losses::similarity_distributions(&z, self.spec.proj_dim, tau)
     }
 
     /// `softmax(logits / temperature)` at `params` (temperature < 1 sharpens).
@@ -306,7 +234,7 @@ impl Learner {
         let (out, _) = self.infer(params, x, false);
         let inv = 1.0 / temperature;
         let scaled: Vec<S> = out.logits.iter().map(|v| v.scale(inv)).collect();
-        loss::softmax(&scaled, self.spec.ways)
+        losses::softmax(&scaled, self.spec.ways)
     }
 
     /// Gradient `g` and Hessian-vector product `H v` of the inner loss at `params`, in one

@@ -23,6 +23,9 @@
 //! Strictness: a missing folder, a class folder with no images, fewer than 2 classes, a file that
 //! is not `.png/.jpg/.jpeg` or does not decode, and a sub-folder in the predict folder are errors
 //! naming the path. Hidden files (`.DS_Store`) are ignored.
+//!
+//! Over 400 lines: listing the user's folders (with their checks), loading, adapting and the CSV
+//! output are one command's library side; about 190 lines are tests.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::image::{has_image_extension, is_hidden};
 use crate::data::ImageShape;
 use crate::eval::{HeadInit, Model, Scorer};
-use crate::loss::softmax;
+use crate::losses::softmax;
 use crate::{Error, Result};
 
 /// Whether to invert images (`1 - x`) after conversion to `[0, 1]`.

@@ -14,6 +14,9 @@
 //!
 //! Pixel convention: `f32` in `[0, 1]`, NCHW. Omniglot is stored inverted (strokes 1, background
 //! 0; see [`crate::data::omniglot`]) so zero padding matches the background.
+//!
+//! Over 400 lines with its tests: the construction itself is about 240 lines; the tests beside it
+//! check each step of section 4.1 (shapes, pseudo-labels, blocks, determinism across threads).
 
 use rand::seq::index;
 use rayon::prelude::*;

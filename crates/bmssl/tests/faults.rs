@@ -1,7 +1,6 @@
 //! Issue 11, library-level faults: failed writes name their path once and leave nothing behind,
 //! decoding limits refuse huge images and zip bombs, a corrupt zip entry is named.
 
-use bmssl::checkpoint;
 use bmssl::data::omniglot::{Omniglot, OmniglotOptions};
 use std::io::Write;
 
@@ -18,7 +17,7 @@ fn zip_with(path: &std::path::Path, name: &str, bytes: &[u8]) {
 fn a_write_into_a_missing_directory_fails_naming_the_path_with_the_os_error_once() {
     let t = tempfile::tempdir().unwrap();
     let path = t.path().join("gone").join("step-0000002.safetensors");
-    let err = checkpoint::write_atomic(&path, b"data").unwrap_err();
+    let err = bmssl::io::write_atomic(&path, b"data").unwrap_err();
     let m = err.to_string();
     assert!(
         m.contains("gone/step-0000002.safetensors") && m.contains("os error 2"),
@@ -32,11 +31,11 @@ fn a_write_into_a_missing_directory_fails_naming_the_path_with_the_os_error_once
 fn a_failed_atomic_write_keeps_the_old_file_and_leaves_no_temporary() {
     let t = tempfile::tempdir().unwrap();
     let good = t.path().join("metrics.jsonl");
-    checkpoint::write_atomic(&good, b"old\n").unwrap();
+    bmssl::io::write_atomic(&good, b"old\n").unwrap();
     // The rename cannot replace a non-empty directory: the write fails after the data was written.
     let blocked = t.path().join("blocked");
     std::fs::create_dir_all(blocked.join("inside")).unwrap();
-    let err = checkpoint::write_atomic(&blocked, b"new")
+    let err = bmssl::io::write_atomic(&blocked, b"new")
         .unwrap_err()
         .to_string();
     assert!(err.contains("blocked"), "{err}");

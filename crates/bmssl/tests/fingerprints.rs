@@ -17,7 +17,7 @@ use bmssl::data::{Dataset, ImageShape, InMemoryDataset, UnlabelledPool};
 use bmssl::eval::{self, EvalOptions, Model};
 use bmssl::meta::{OuterLoss, Target};
 use bmssl::objective::ContrastiveLoss;
-use bmssl::train::{self, Faults, RunDir, Silent, TrainingData};
+use bmssl::train::{self, RunDir, Silent, TrainingData};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -210,8 +210,8 @@ fn fingerprint(name: &str, cfg: &TrainConfig, dir: &Path) -> String {
         TrainingData::Unlabelled(UnlabelledPool::new(train_set))
     };
     let run = RunDir::create(&dir.join(name)).unwrap();
-    let outcome = train::train(&run, cfg, &data, None, &mut Silent, &Faults::default())
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let outcome =
+        train::train(&run, cfg, &data, None, &mut Silent).unwrap_or_else(|e| panic!("{name}: {e}"));
     let model =
         Model::from_checkpoint(&checkpoint::load(&outcome.final_checkpoint).unwrap()).unwrap();
     let opts = EvalOptions {

@@ -6,7 +6,7 @@
 //! of batch-norm statistics).
 
 use crate::engine::Real;
-use crate::loss::cross_entropy;
+use crate::losses::cross_entropy;
 use crate::meta::outer::{mean_over_tasks, TaskStats, TaskTensors};
 use crate::model::Learner;
 

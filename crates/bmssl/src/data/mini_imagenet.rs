@@ -19,6 +19,8 @@
 //!
 //! Errors name the missing folder, the missing image (and the CSV line that lists it), the CSV
 //! line that is malformed, or the file that does not decode.
+//!
+//! Over 400 lines: two on-disk layouts, the split CSVs and their checks; about 320 lines are tests.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};

@@ -9,8 +9,13 @@
 //! (a few megabytes at most) is reused and stays in cache, where the matrix of a whole 75-image
 //! query batch would be 34 MB written and read back through memory. The forward pass keeps no
 //! im2col matrix; the backward pass rebuilds it per chunk from the block input.
+//!
+//! Over 400 lines: im2col and col2im, the chunked forward and backward passes, the dispatch to the
+//! fast `f32` kernels ([`fast`]) and the finite-difference tests are one kernel, kept together.
 
 use super::scalar::{MatRef, Scalar};
+
+pub mod fast;
 
 /// Geometry of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,12 +151,45 @@ pub fn col2im_range<S: Scalar>(
 }
 
 /// Forward: `y [C_out, N*H*W] = W [C_out, C_in*k*k] . im2col(x) + b`, chunk by chunk.
-/// Types with a faster kernel for the shape ([`Scalar::conv_forward_fast`]) take it instead.
+/// `f32` (training, evaluation) takes the fast kernels of [`fast`] where one applies to the shape;
+/// `f64` (the checks) and `Dual` keep im2col + GEMM, the reference the fast kernels are tested
+/// against.
 pub fn forward<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> Vec<S> {
-    if let Some(y) = S::conv_forward_fast(x, weight, bias, s) {
+    if let Some(y) = forward_fast(x, weight, bias, s) {
         return y;
     }
     forward_chunked(x, weight, bias, s, CHUNK_ELEMS)
+}
+
+/// [`fast::forward`] when `S` is `f32` and a fast kernel applies, else `None`.
+fn forward_fast<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> Option<Vec<S>> {
+    let y = fast::forward(S::as_f32(x)?, S::as_f32(weight)?, S::as_f32(bias)?, s)?;
+    S::from_f32(y)
+}
+
+/// [`fast::backward`] when `S` is `f32` and a fast kernel applies, else `None`.
+fn backward_fast<S: Scalar>(
+    dy: &[S],
+    x: &[S],
+    weight: &[S],
+    s: &ConvShape,
+    need_input: bool,
+) -> Option<ConvGrads<S>> {
+    let g = fast::backward(
+        S::as_f32(dy)?,
+        S::as_f32(x)?,
+        S::as_f32(weight)?,
+        s,
+        need_input,
+    )?;
+    Some(ConvGrads {
+        weight: S::from_f32(g.weight)?,
+        bias: S::from_f32(g.bias)?,
+        input: match g.input {
+            Some(v) => Some(S::from_f32(v)?),
+            None => None,
+        },
+    })
 }
 
 fn forward_chunked<S: Scalar>(
@@ -192,7 +230,7 @@ pub struct ConvGrads<S> {
 }
 
 /// Backward from the block input `x`: `dW = dy . im2col(x)^T`, `db = row sums of dy`,
-/// `dx = col2im(W^T . dy)`, chunk by chunk.
+/// `dx = col2im(W^T . dy)`, chunk by chunk; `f32` takes the fast kernels as [`forward`] does.
 pub fn backward<S: Scalar>(
     dy: &[S],
     x: &[S],
@@ -200,7 +238,7 @@ pub fn backward<S: Scalar>(
     s: &ConvShape,
     need_input: bool,
 ) -> ConvGrads<S> {
-    if let Some(g) = S::conv_backward_fast(dy, x, weight, s, need_input) {
+    if let Some(g) = backward_fast(dy, x, weight, s, need_input) {
         return g;
     }
     backward_chunked(dy, x, weight, s, need_input, CHUNK_ELEMS)

@@ -15,7 +15,7 @@
 pub mod activation;
 pub mod batchnorm;
 pub mod conv;
-pub mod conv_fast;
+#[cfg(test)]
 pub mod gradcheck;
 pub mod linear;
 pub mod pool;

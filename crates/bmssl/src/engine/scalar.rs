@@ -11,8 +11,10 @@
 //! yields `grad` in the value part and `H u` in the tangent part: forward-over-reverse
 //! differentiation (Pearlmutter 1994). The second-order path is therefore the *same code* as the
 //! first-order one, checked by the same tests, with no graph and no tape.
+//!
+//! Over 400 lines: the `Scalar` and `Real` traits, their `f32`/`f64` implementations and the `Dual`
+//! number with every operator it needs are one number-type module; about 80 lines are tests.
 
-use super::conv::{ConvGrads, ConvShape};
 use std::fmt::Debug;
 use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
@@ -107,24 +109,15 @@ pub trait Scalar:
         lhs: MatRef<'_, Self>,
         rhs: MatRef<'_, Self>,
     );
-    /// The convolution forward pass through a faster kernel than im2col + GEMM, where this type
-    /// has one for the shape (`f32`: see `conv_fast`); `None` keeps the generic path.
-    fn conv_forward_fast(
-        _x: &[Self],
-        _weight: &[Self],
-        _bias: &[Self],
-        _s: &ConvShape,
-    ) -> Option<Vec<Self>> {
+    /// These values as `f32` slices, without a copy, where this type is `f32`; `None` for every
+    /// other type. A kernel written for `f32` alone (the fast convolution, chosen in
+    /// `engine::conv`) is dispatched by its own module through this and [`Scalar::from_f32`].
+    fn as_f32(_v: &[Self]) -> Option<&[f32]> {
         None
     }
-    /// The convolution backward pass through a faster kernel, as [`Scalar::conv_forward_fast`].
-    fn conv_backward_fast(
-        _dy: &[Self],
-        _x: &[Self],
-        _weight: &[Self],
-        _s: &ConvShape,
-        _need_input: bool,
-    ) -> Option<ConvGrads<Self>> {
+    /// The inverse of [`Scalar::as_f32`]: `f32` values as this type, without a copy, where this
+    /// type is `f32`; `None` for every other type.
+    fn from_f32(_v: Vec<f32>) -> Option<Vec<Self>> {
         None
     }
 }
@@ -142,7 +135,7 @@ fn check_matmul<S>(dst: &[S], dst_rs: usize, lhs: &MatRef<'_, S>, rhs: &MatRef<'
 }
 
 macro_rules! real_scalar {
-    ($t:ty, $fast_conv:expr) => {
+    ($t:ty; $($extra:tt)*) => {
         impl Scalar for $t {
             #[inline(always)]
             fn from_f64(x: f64) -> Self {
@@ -179,39 +172,25 @@ macro_rules! real_scalar {
                 let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
                 <$t as Real>::matmul_strided(dst, m, n, dst_rs, 1, accumulate, lhs, rhs, k);
             }
-            fn conv_forward_fast(
-                x: &[Self],
-                weight: &[Self],
-                bias: &[Self],
-                s: &ConvShape,
-            ) -> Option<Vec<Self>> {
-                if $fast_conv {
-                    super::conv_fast::forward(x, weight, bias, s)
-                } else {
-                    None
-                }
-            }
-            fn conv_backward_fast(
-                dy: &[Self],
-                x: &[Self],
-                weight: &[Self],
-                s: &ConvShape,
-                need_input: bool,
-            ) -> Option<ConvGrads<Self>> {
-                if $fast_conv {
-                    super::conv_fast::backward(dy, x, weight, s, need_input)
-                } else {
-                    None
-                }
-            }
+            $($extra)*
         }
     };
 }
 
-// f32 (training, evaluation) takes the fast convolution kernels; f64 (the checks) keeps im2col +
-// GEMM, the reference the fast kernels are tested against.
-real_scalar!(f32, true);
-real_scalar!(f64, false);
+// f32 says its values are f32, so that `engine::conv` can send them through the fast kernels; f64
+// (the checks) and `Dual` keep im2col + GEMM, the reference the fast kernels are tested against.
+real_scalar! {
+    f32;
+    #[inline(always)]
+    fn as_f32(v: &[Self]) -> Option<&[f32]> {
+        Some(v)
+    }
+    #[inline(always)]
+    fn from_f32(v: Vec<f32>) -> Option<Vec<Self>> {
+        Some(v)
+    }
+}
+real_scalar! { f64; }
 
 /// A real number type that can be the value part of a [`Dual`].
 pub trait Real: Scalar + PartialOrd {

@@ -15,6 +15,9 @@
 //! A re-run skips every part whose `result.json` matches its configuration and budget, resumes a
 //! killed training run from its newest checkpoint ([`crate::train`]) and keeps finished
 //! evaluations. See `docs/reproduce.md`.
+//!
+//! Over 400 lines: the part runner (train, then evaluate, with caching and resume) that both
+//! `reproduce` and `sweep` use, and the records they write; its tests are in `reproduce/tests.rs`.
 
 pub mod estimate;
 pub mod paper;
@@ -28,7 +31,7 @@ use crate::checkpoint;
 use crate::config::TrainConfig;
 use crate::data::{Dataset, UnlabelledPool};
 use crate::eval::{self, EvalOptions, HeadInit, Mode, Model, Setting};
-use crate::train::{self, Faults, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
+use crate::train::{self, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -249,7 +252,7 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
 pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text =
         serde_json::to_string_pretty(value).map_err(|e| Error::corrupt(path, e.to_string()))?;
-    checkpoint::write_atomic(path, text.as_bytes())
+    crate::io::write_atomic(path, text.as_bytes())
 }
 
 /// Whether a stored result is the finished work of `part` under `plan`.
@@ -418,7 +421,6 @@ pub(crate) fn run_part(
         &data,
         (cfg.validation_episodes >= 2).then_some(&mut validator as &mut train::Validator<'_>),
         progress,
-        &Faults::default(),
     )?;
     let checkpoint = checkpoint::load(&outcome.final_checkpoint)?;
     let step = checkpoint.step;

@@ -5,6 +5,9 @@
 //! configuration that two tables need is trained and evaluated once: BMSSL with the default
 //! settings is Table 3's BMSSL row, Table 6's M3 and Table 7's delta = 5 row; Table 3's scratch row
 //! is Table 6's M1.
+//!
+//! Over 400 lines: the plan is mostly data (every part of Tables 3, 5, 6 and 7 under each budget),
+//! kept in one file so that a table's parts and their shared configurations read together.
 
 use crate::augment::AugmentLevel;
 use crate::config::{TrainConfig, TrainMethod};

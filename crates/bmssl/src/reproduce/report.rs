@@ -6,6 +6,9 @@
 //! The writer reads only `OUT/plan.json` and `OUT/parts/*/result.json`: every figure in the report
 //! is a number of those files (or, for a claim, a difference of two of them, written to
 //! `claims.json`). The paper's values come from [`super::paper`].
+//!
+//! Over 400 lines: every table, claim and verdict of the report is rendered from the same results,
+//! so splitting the tables would scatter the claim logic that compares them.
 
 use super::paper;
 use super::plan::{target_name, Plan, Row, TableSpec};
@@ -524,7 +527,7 @@ pub fn write(out: &Path, ctx: &ReportContext) -> Result<PathBuf> {
     .filter(|p| out.join(p).exists())
     .collect();
     let path = out.join("report.md");
-    crate::checkpoint::write_atomic(&path, render(&results, ctx, &claims, &plots).as_bytes())?;
+    crate::io::write_atomic(&path, render(&results, ctx, &claims, &plots).as_bytes())?;
     Ok(path)
 }
 

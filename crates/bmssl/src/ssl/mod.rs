@@ -1,5 +1,4 @@
-//! Self-supervised baselines (SimCLR, MoCo v2, SwAV, Barlow Twins, PsCo): their losses
-//! ([`losses`]) and their training step ([`step`]).
+//! Self-supervised baselines (SimCLR, MoCo v2, SwAV, Barlow Twins, PsCo): their training step
+//! ([`step`]); their losses are in [`crate::losses::ssl`].
 
-pub mod losses;
 pub mod step;

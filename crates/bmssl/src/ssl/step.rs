@@ -1,7 +1,7 @@
 //! One training step of a self-supervised baseline: a batch of B unlabelled images in two
 //! augmented views, both through the learner's backbone and projection head (and, for MoCo/PsCo,
 //! the second view through the momentum encoder instead), the method's loss on the embeddings
-//! ([`super::losses`]), and the gradient with respect to every parameter.
+//! ([`crate::losses::ssl`]), and the gradient with respect to every parameter.
 //!
 //! ```text
 //! x1, x2 [B, C, H, W] -> f -> proj -> z1, z2 [B, 64]            SimCLR, SwAV, Barlow Twins
@@ -11,14 +11,61 @@
 //! official code. The momentum encoder is an exponential moving average of theta (backbone and
 //! projection; the predictor has no twin), updated before each step as PsCo's code does; the queue
 //! holds the last `queue_size` keys, oldest overwritten first.
+//!
+//! Over 400 lines: one step for five methods (two forward paths, the momentum encoder, the queue,
+//! the predictor) plus a finite-difference test of every method's step gradient (about 170 lines).
 
-use super::losses::{self, PscoSpec, SwavSpec};
-use crate::config::{TrainConfig, TrainMethod};
 use crate::engine::{activation, linear, Real};
+use crate::losses::normalize_rows;
+use crate::losses::ssl::{self as losses, PscoSpec, SwavSpec};
 use crate::model::Learner;
 use crate::rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::BTreeMap;
+
+/// Which self-supervised baseline a step trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SslMethod {
+    /// SimCLR: NT-Xent between the two views of each image of a batch.
+    Simclr,
+    /// MoCo v2: InfoNCE against a momentum encoder's keys and a queue.
+    Moco,
+    /// SwAV: swapped prediction of Sinkhorn codes over prototypes.
+    Swav,
+    /// Barlow Twins: cross-correlation of the two views towards the identity.
+    Barlowtwins,
+    /// PsCo: MoCo plus a pseudo-labelled few-shot task drawn from the queue.
+    Psco,
+}
+
+impl SslMethod {
+    /// Whether the method keeps a momentum encoder and a queue of keys.
+    pub fn uses_queue(self) -> bool {
+        matches!(self, SslMethod::Moco | SslMethod::Psco)
+    }
+}
+
+/// What a self-supervised step reads from the run configuration (`TrainConfig::ssl_spec` builds
+/// it), so that the step depends on these settings alone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SslSpec {
+    pub method: SslMethod,
+    /// tau of every method's softmax.
+    pub temperature: f64,
+    /// PsCo's second temperature.
+    pub temperature2: f64,
+    /// Barlow Twins' off-diagonal weight.
+    pub redundancy_weight: f64,
+    /// Sinkhorn's entropy weight and iterations (SwAV, PsCo).
+    pub sinkhorn_eps: f64,
+    pub sinkhorn_iters: usize,
+    /// The momentum encoder's m (MoCo, PsCo).
+    pub momentum: f64,
+    /// PsCo's shots per pseudo-class.
+    pub shots: usize,
+    /// Rows of the queue of keys (MoCo, PsCo).
+    pub queue_size: usize,
+}
 
 /// State a self-supervised method carries between steps besides theta and the optimiser.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -34,16 +81,16 @@ pub struct SslState {
 impl SslState {
     /// Fresh state: the momentum encoder starts as theta; the queue as random unit vectors, as
     /// MoCo's `F.normalize(torch.randn(queue_size, dim))`, drawn from the run's seed.
-    pub fn new(cfg: &TrainConfig, learner: &Learner, theta: &[f32]) -> Self {
-        if !cfg.method.uses_queue() {
+    pub fn new(spec: &SslSpec, seed: u64, learner: &Learner, theta: &[f32]) -> Self {
+        if !spec.method.uses_queue() {
             return SslState::default();
         }
         let dim = learner.spec.proj_dim;
-        let mut r = rng::derive(cfg.seed, &[rng::STREAM_INIT, 1]);
-        let raw: Vec<f64> = (0..cfg.queue_size * dim)
+        let mut r = rng::derive(seed, &[rng::STREAM_INIT, 1]);
+        let raw: Vec<f64> = (0..spec.queue_size * dim)
             .map(|_| StandardNormal.sample(&mut r))
             .collect();
-        let queue = losses::normalize_rows(&raw, dim)
+        let queue = normalize_rows(&raw, dim)
             .0
             .into_iter()
             .map(|v| v as f32)
@@ -70,18 +117,18 @@ impl SslState {
     /// From checkpoint tensors; `None` when they do not fit the configuration.
     pub fn from_tensors(
         t: &BTreeMap<String, Vec<f32>>,
-        cfg: &TrainConfig,
+        spec: &SslSpec,
         learner: &Learner,
     ) -> Option<Self> {
-        if !cfg.method.uses_queue() {
+        if !spec.method.uses_queue() {
             return Some(SslState::default());
         }
         let ema = t.get("ema")?.clone();
         let queue = t.get("queue")?.clone();
         let ptr = *t.get("queue_ptr")?.first()? as usize;
         (ema.len() == learner.num_params()
-            && queue.len() == cfg.queue_size * learner.spec.proj_dim
-            && ptr < cfg.queue_size)
+            && queue.len() == spec.queue_size * learner.spec.proj_dim
+            && ptr < spec.queue_size)
             .then_some(SslState {
                 ema,
                 queue,
@@ -179,7 +226,7 @@ fn to_real<F: Real>(v: &[f32]) -> Vec<F> {
 /// Generic over the float type so that the f64 finite-difference test checks the very code that
 /// trains in f32 (the state is kept in f32, as it is stored).
 pub fn step<F: Real>(
-    cfg: &TrainConfig,
+    spec: &SslSpec,
     learner: &Learner,
     theta: &[F],
     state: &mut SslState,
@@ -189,9 +236,9 @@ pub fn step<F: Real>(
     let b = x1.len() / learner.image_len();
     let dim = learner.spec.proj_dim;
     let no_logits = vec![F::default(); b * learner.spec.ways];
-    let tau = cfg.temperature;
-    match cfg.method {
-        TrainMethod::Simclr | TrainMethod::Swav | TrainMethod::Barlowtwins => {
+    let tau = spec.temperature;
+    match spec.method {
+        SslMethod::Simclr | SslMethod::Swav | SslMethod::Barlowtwins => {
             let ((o1, t1), (o2, t2)) = rayon::join(
                 || learner.forward(theta, x1, true),
                 || learner.forward(theta, x2, true),
@@ -199,13 +246,13 @@ pub fn step<F: Real>(
             let z1 = o1.projection.expect("projection requested");
             let z2 = o2.projection.expect("projection requested");
             let mut extra = None;
-            let (loss, dz1, dz2) = match cfg.method {
-                TrainMethod::Barlowtwins => {
-                    losses::barlow_twins(&z1, &z2, dim, cfg.redundancy_weight)
+            let (loss, dz1, dz2) = match spec.method {
+                SslMethod::Barlowtwins => {
+                    losses::barlow_twins(&z1, &z2, dim, spec.redundancy_weight)
                 }
                 m => {
                     let z: Vec<F> = z1.iter().chain(&z2).copied().collect();
-                    let (l, dz) = if m == TrainMethod::Simclr {
+                    let (l, dz) = if m == SslMethod::Simclr {
                         losses::nt_xent(&z, dim, tau)
                     } else {
                         let r = learner
@@ -219,8 +266,8 @@ pub fn step<F: Real>(
                             dim,
                             SwavSpec {
                                 tau,
-                                eps: cfg.sinkhorn_eps,
-                                iters: cfg.sinkhorn_iters,
+                                eps: spec.sinkhorn_eps,
+                                iters: spec.sinkhorn_iters,
                             },
                         );
                         extra = Some((r, dc));
@@ -243,8 +290,8 @@ pub fn step<F: Real>(
                 loss: loss.re(),
             }
         }
-        TrainMethod::Moco | TrainMethod::Psco => {
-            update_ema(state, theta, cfg.momentum);
+        SslMethod::Moco | SslMethod::Psco => {
+            update_ema(state, theta, spec.momentum);
             let ema: Vec<F> = to_real(&state.ema);
             let queue: Vec<F> = to_real(&state.queue);
             let ema = &ema;
@@ -253,23 +300,22 @@ pub fn step<F: Real>(
                 || learner.infer(ema, x2, true),
             );
             let z1 = o1.projection.expect("projection requested");
-            let (keys, _) =
-                losses::normalize_rows(&ok.projection.expect("projection requested"), dim);
+            let (keys, _) = normalize_rows(&ok.projection.expect("projection requested"), dim);
             let (q, hidden) = if learner.spec.predictor {
                 let (q, h) = predictor_forward(learner, theta, &z1, b);
                 (q, Some(h))
             } else {
                 (z1.clone(), None)
             };
-            let (loss, dq) = if cfg.method == TrainMethod::Moco {
+            let (loss, dq) = if spec.method == SslMethod::Moco {
                 losses::info_nce(&q, &keys, &queue, dim, tau)
             } else {
                 let spec = PscoSpec {
-                    shots: cfg.shots,
+                    shots: spec.shots,
                     tau,
-                    tau2: cfg.temperature2,
-                    eps: cfg.sinkhorn_eps,
-                    iters: cfg.sinkhorn_iters,
+                    tau2: spec.temperature2,
+                    eps: spec.sinkhorn_eps,
+                    iters: spec.sinkhorn_iters,
                 };
                 let k64: Vec<f64> = keys.iter().map(|v| v.re()).collect();
                 let q64: Vec<f64> = state.queue.iter().map(|&v| v as f64).collect();
@@ -292,7 +338,6 @@ pub fn step<F: Real>(
                 loss: loss.re(),
             }
         }
-        m => unreachable!("{} is not a self-supervised baseline", m.as_str()),
     }
 }
 
@@ -308,10 +353,11 @@ fn enqueue(state: &mut SslState, keys: &[f32], dim: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{TrainConfig, TrainMethod};
     use crate::engine::gradcheck::test_values;
     use crate::model::ArchSpec;
 
-    fn setup(method: TrainMethod) -> (TrainConfig, Learner, Vec<f64>, Vec<f64>, Vec<f64>) {
+    fn setup(method: TrainMethod) -> (SslSpec, u64, Learner, Vec<f64>, Vec<f64>, Vec<f64>) {
         let cfg = TrainConfig {
             images_per_batch: 4,
             queue_size: 6,
@@ -337,13 +383,13 @@ mod tests {
             .collect();
         let x1 = test_values(4 * l.image_len(), 61);
         let x2 = test_values(4 * l.image_len(), 62);
-        (cfg, l, p, x1, x2)
+        (cfg.ssl_spec().unwrap(), cfg.seed, l, p, x1, x2)
     }
 
     /// The step's loss in f64 with the momentum encoder, queue and SwAV codes held fixed.
     #[allow(clippy::too_many_arguments)]
     fn loss_at(
-        cfg: &TrainConfig,
+        cfg: &SslSpec,
         l: &Learner,
         p: &[f64],
         x1: &[f64],
@@ -357,17 +403,15 @@ mod tests {
         let (o2, _) = l.forward(p, x2, true);
         let (z1, z2) = (o1.projection.unwrap(), o2.projection.unwrap());
         match cfg.method {
-            TrainMethod::Simclr => losses::nt_xent(&[z1, z2].concat(), dim, cfg.temperature).0,
-            TrainMethod::Barlowtwins => {
-                losses::barlow_twins(&z1, &z2, dim, cfg.redundancy_weight).0
-            }
-            TrainMethod::Swav => {
+            SslMethod::Simclr => losses::nt_xent(&[z1, z2].concat(), dim, cfg.temperature).0,
+            SslMethod::Barlowtwins => losses::barlow_twins(&z1, &z2, dim, cfg.redundancy_weight).0,
+            SslMethod::Swav => {
                 let r = l.layout.get("prototypes.weight").unwrap().range();
                 losses::swav_given_codes(&[z1, z2].concat(), &p[r], codes, dim, cfg.temperature).0
             }
             _ => {
                 let (ok, _) = l.infer(ema, x2, true);
-                let keys = losses::normalize_rows(&ok.projection.unwrap(), dim).0;
+                let keys = normalize_rows(&ok.projection.unwrap(), dim).0;
                 let q = if l.spec.predictor {
                     let r = |n: &str| l.layout.get(n).unwrap().range();
                     let h = activation::relu(&linear::forward(
@@ -389,7 +433,7 @@ mod tests {
                 } else {
                     z1
                 };
-                if cfg.method == TrainMethod::Moco {
+                if cfg.method == SslMethod::Moco {
                     losses::info_nce(&q, &keys, queue, dim, cfg.temperature).0
                 } else {
                     let spec = PscoSpec {
@@ -415,9 +459,9 @@ mod tests {
             TrainMethod::Moco,
             TrainMethod::Psco,
         ] {
-            let (cfg, l, p, x1, x2) = setup(method);
+            let (cfg, seed, l, p, x1, x2) = setup(method);
             let p32: Vec<f32> = p.iter().map(|&v| v as f32).collect();
-            let mut state = SslState::new(&cfg, &l, &p32);
+            let mut state = SslState::new(&cfg, seed, &l, &p32);
             let before = state.clone();
             let got = step(&cfg, &l, &p, &mut state, &x1, &x2);
             // The loss is differenced with the momentum encoder and queue the step saw.
@@ -458,9 +502,9 @@ mod tests {
 
     #[test]
     fn the_queue_takes_the_new_keys_oldest_first_and_wraps() {
-        let (cfg, l, p, x1, x2) = setup(TrainMethod::Moco);
+        let (cfg, seed, l, p, x1, x2) = setup(TrainMethod::Moco);
         let p32: Vec<f32> = p.iter().map(|&v| v as f32).collect();
-        let mut state = SslState::new(&cfg, &l, &p32);
+        let mut state = SslState::new(&cfg, seed, &l, &p32);
         let x1: Vec<f32> = x1.iter().map(|&v| v as f32).collect();
         let x2: Vec<f32> = x2.iter().map(|&v| v as f32).collect();
         step(&cfg, &l, &p32, &mut state, &x1, &x2);

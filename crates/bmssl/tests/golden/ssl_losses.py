@@ -1,7 +1,7 @@
 """PyTorch values of the self-supervised losses, written the way the official PsCo code
 (github.com/alinlab/PsCo, models.py) and Barlow Twins' code write them, on the deterministic test
 inputs of `engine::gradcheck::test_values`. Produces ssl-losses.json, read by
-crates/bmssl/src/ssl/losses.rs (test `losses_match_pytorch`).
+crates/bmssl/src/losses/ssl.rs (test `losses_match_pytorch`).
 
     /work/torchenv/bin/python crates/bmssl/tests/golden/ssl_losses.py > crates/bmssl/tests/golden/ssl-losses.json
 """

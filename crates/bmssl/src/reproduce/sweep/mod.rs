@@ -17,6 +17,9 @@
 //! ```
 //!
 //! See `docs/sweep.md`.
+//!
+//! Over 400 lines: spec parsing (ordered axes, variants), part expansion, configuration overlay and
+//! its checks, and the runner; issue 16 plans to move it, with `reproduce`, into `experiments/`.
 
 pub mod summary;
 
@@ -659,14 +662,14 @@ fn differences(old: &TrainConfig, new: &TrainConfig) -> String {
 pub fn prepare(out: &Path, spec: &Spec, write_configs: bool) -> Result<()> {
     check_existing(out, spec)?;
     std::fs::create_dir_all(out.join("parts")).map_err(|e| Error::io(out, e))?;
-    crate::checkpoint::write_atomic(&spec_copy_path(out), spec.text.as_bytes())?;
+    crate::io::write_atomic(&spec_copy_path(out), spec.text.as_bytes())?;
     if write_configs {
         for p in &spec.parts {
             let dir = part_dir(out, &p.id);
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             let path = dir.join("config.toml");
             if !path.exists() {
-                crate::checkpoint::write_atomic(&path, p.config.to_toml().as_bytes())?;
+                crate::io::write_atomic(&path, p.config.to_toml().as_bytes())?;
             }
         }
     }

@@ -2,6 +2,9 @@
 //! speed, wall time, every evaluation's accuracy with its 95% interval and its paired difference
 //! to the baseline part), read only from the parts' `result.json` and `metrics.jsonl`; plus the
 //! points the CLI plots.
+//!
+//! Over 400 lines: the markdown table, the CSV, the paired differences and the plot points are all
+//! computed from the same rows, so they stay in one file (their tests are in `sweep/tests.rs`).
 
 use super::{value_text, Spec, SweepPart};
 use crate::reproduce::{
@@ -416,8 +419,8 @@ pub fn write(out: &Path, spec: &Spec, s: &Summary) -> Result<(PathBuf, PathBuf)>
         .collect();
     let md = out.join("summary.md");
     let csv = out.join("summary.csv");
-    crate::checkpoint::write_atomic(&md, render_md(s, spec, &plots).as_bytes())?;
-    crate::checkpoint::write_atomic(&csv, render_csv(s).as_bytes())?;
+    crate::io::write_atomic(&md, render_md(s, spec, &plots).as_bytes())?;
+    crate::io::write_atomic(&csv, render_csv(s).as_bytes())?;
     Ok((md, csv))
 }
 

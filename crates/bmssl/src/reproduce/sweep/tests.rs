@@ -1,3 +1,6 @@
+//! Tests of `bmssl sweep`: spec parsing, part expansion, the configuration overlay, resume and the
+//! summary. Over 400 lines because every case is its own test; no logic lives here.
+
 use super::summary;
 use super::*;
 use crate::reproduce::tests::splits;
@@ -379,7 +382,6 @@ fn a_part_pre_trained_with_bmssl_train_is_adopted_and_only_evaluated() {
         &crate::train::TrainingData::Unlabelled(pool),
         None,
         &mut crate::train::Silent,
-        &crate::train::Faults::default(),
     )
     .unwrap();
     let metrics = std::fs::read(pdir.join("metrics.jsonl")).unwrap();

@@ -1,6 +1,10 @@
-//! Fast kernels for the 3x3 "same" convolution on real numbers (`f32` uses them; `f64` and
-//! `Dual` keep the im2col + GEMM path of `conv.rs`, the reference these kernels are tested
-//! against).
+//! Fast kernels for the 3x3 "same" convolution on real numbers (`f32` uses them, as
+//! [`super::forward`] and [`super::backward`] decide; `f64` and `Dual` keep the im2col + GEMM path
+//! of `conv.rs`, the reference these kernels are tested against).
+//!
+//! Over 400 lines because the two kernels (direct and Winograd), their backward passes, the
+//! SSE2/AVX2 dispatch and the tests against the reference belong together: each kernel is checked
+//! against the other path in the same file.
 //!
 //! - Few input channels (the first layer, `C_in <= 4`): a direct convolution over a zero-padded
 //!   copy of the input, vectorised along image rows. im2col + GEMM with an inner dimension of
@@ -15,9 +19,9 @@
 //!
 //! Both are single-threaded and sum in a fixed order, so results are bit-reproducible.
 
-use super::conv::{ConvGrads, ConvShape};
-use super::reduce::sum;
-use super::scalar::{MatRef, Real};
+use super::{ConvGrads, ConvShape};
+use crate::engine::reduce::sum;
+use crate::engine::scalar::{MatRef, Real};
 use std::ops::Range;
 
 /// Input channels up to which the direct kernel is used instead of Winograd.

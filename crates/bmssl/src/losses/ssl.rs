@@ -17,10 +17,12 @@
 //! parameters, and on dual numbers their tangents flow through normally, so that inside BMSSL's inner
 //! loop the Jacobian of an SGD step (what the second-order meta-gradient differentiates) is exact:
 //! the update `w - alpha g(w)` changes with w through the keys and codes too.
+//!
+//! Over 400 lines: five self-supervised losses and Sinkhorn, each with its hand-written gradient;
+//! about 270 lines are tests (finite differences and PyTorch's values).
 
+use super::{log_sum_exp, normalize_rows, normalize_rows_backward, supervised_contrastive};
 use crate::engine::{MatRef, Scalar};
-use crate::loss::{log_sum_exp, supervised_contrastive};
-pub use crate::loss::{normalize_rows, normalize_rows_backward};
 
 /// SimCLR's NT-Xent on `z [2B, D]` (rows `0..B` the first view of each image, `B..2B` the
 /// second): for every view, cross-entropy of its cosine similarities / tau to the other `2B - 1`
