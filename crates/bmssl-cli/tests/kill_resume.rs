@@ -43,6 +43,19 @@ fn reference() -> &'static Reference {
     })
 }
 
+/// A fresh directory with the tiny run of [`reference`]'s dataset trained to `steps` meta-steps
+/// (checkpoints every 2): the first half of the resume tests. Returns the directory (kept alive by
+/// the caller) and the run directory in it.
+fn first_half(prefix: &str, steps: u64) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let mut first = tiny_train_args(&reference().dataset, &run_dir);
+    let i = first.iter().position(|a| a == "--meta-steps").unwrap();
+    first[i + 1] = steps.to_string();
+    assert_ok(&run(&first));
+    (dir, run_dir)
+}
+
 fn spawn(args: &[String]) -> Child {
     Command::new(bin())
         .args(args)
@@ -151,15 +164,7 @@ fn a_run_killed_at_random_moments_and_resumed_ends_with_the_bytes_of_an_uninterr
 fn corrupt_newest_checkpoints_are_skipped_with_a_warning_and_the_run_resumes_from_the_last_good_one(
 ) {
     let r = reference();
-    let dir = tempfile::Builder::new()
-        .prefix("bmssl-reliability-corrupt")
-        .tempdir()
-        .unwrap();
-    let run_dir = dir.path().join("run");
-    let mut first = tiny_train_args(&r.dataset, &run_dir);
-    let i = first.iter().position(|a| a == "--meta-steps").unwrap();
-    first[i + 1] = "6".into();
-    assert_ok(&run(&first));
+    let (_dir, run_dir) = first_half("bmssl-reliability-corrupt", 6);
     // step 6 truncated (a crash of the file system), step 4 with one flipped bit: back to step 2.
     let six = step_checkpoint(&run_dir, 6);
     let bytes = std::fs::read(&six).unwrap();
@@ -197,15 +202,7 @@ fn corrupt_newest_checkpoints_are_skipped_with_a_warning_and_the_run_resumes_fro
 #[test]
 fn a_failed_checkpoint_write_stops_the_run_keeps_the_previous_checkpoint_and_loses_nothing() {
     let r = reference();
-    let dir = tempfile::Builder::new()
-        .prefix("bmssl-reliability-fsize")
-        .tempdir()
-        .unwrap();
-    let run_dir = dir.path().join("run");
-    let mut first = tiny_train_args(&r.dataset, &run_dir);
-    let i = first.iter().position(|a| a == "--meta-steps").unwrap();
-    first[i + 1] = "4".into();
-    assert_ok(&run(&first));
+    let (_dir, run_dir) = first_half("bmssl-reliability-fsize", 4);
     // A file-size limit of 128 KiB: writing the next (1.4 MB) checkpoint fails with EFBIG, as on
     // a full disk. SIGXFSZ is ignored so that the write returns the error instead of killing.
     let mut resume = resume_args(&run_dir);
@@ -331,16 +328,7 @@ fn a_second_training_or_a_resume_of_a_directory_in_use_is_refused_and_the_first_
 
 #[test]
 fn a_resume_keeps_the_runs_no_eval_and_a_rerun_of_a_finished_run_says_it_trained_nothing() {
-    let r = reference();
-    let dir = tempfile::Builder::new()
-        .prefix("bmssl-reliability-plan")
-        .tempdir()
-        .unwrap();
-    let run_dir = dir.path().join("run");
-    let mut first = tiny_train_args(&r.dataset, &run_dir);
-    let i = first.iter().position(|a| a == "--meta-steps").unwrap();
-    first[i + 1] = "4".into();
-    assert_ok(&run(&first));
+    let (_dir, run_dir) = first_half("bmssl-reliability-plan", 4);
     // `--resume` without `--no-eval`: the run's own choice holds, no test is run.
     let mut resume: Vec<String> = vec!["train".into(), "--resume".into()];
     resume.push(run_dir.display().to_string());
