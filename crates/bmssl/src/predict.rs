@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::image::{has_image_extension, is_hidden};
+use crate::data::image::{has_image_extension, is_hidden, read_dir_sorted, utf8_name};
 use crate::data::ImageShape;
 use crate::eval::{HeadInit, Model, Scorer};
 use crate::losses::softmax;
@@ -100,16 +100,12 @@ pub fn load_image(path: &Path, shape: ImageShape, invert: Invert) -> Result<Vec<
 
 /// Entries of `dir`, hidden ones left out, sorted by name.
 fn entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let p = e.map_err(|e| Error::io(dir, e))?.path();
-        if !is_hidden(&p) {
-            // Names are class names and CSV rows: refused, not collapsed, when not UTF-8.
-            crate::data::image::utf8_name(&p)?;
-            out.push(p);
-        }
+    let mut out = read_dir_sorted(dir)?;
+    out.retain(|p| !is_hidden(p));
+    // Names are class names and CSV rows: refused, not collapsed, when not UTF-8.
+    for p in &out {
+        utf8_name(p)?;
     }
-    out.sort();
     Ok(out)
 }
 
