@@ -7,7 +7,7 @@ use crate::plots::{self, Series};
 use crate::progress::{Style, Ticker};
 use anyhow::{Context, Result};
 use bmssl::config::TrainConfig;
-use bmssl::data::{known_dataset, open_split, ImageShape};
+use bmssl::data::{known_dataset, open_split};
 use bmssl::eval::Setting;
 use bmssl::meta::Target;
 use bmssl::reproduce::{
@@ -118,7 +118,7 @@ impl reproduce::Progress for Display {
         let steps = if part.config.method == bmssl::config::TrainMethod::Scratch {
             0
         } else {
-            part.config.meta_steps
+            part.config.outer.meta_steps
         };
         eprintln!(
             "[{}/{total}] {}: {} meta-steps, then {} ({:.0} min elapsed)",
@@ -170,15 +170,21 @@ impl reproduce::Progress for Display {
 /// The three splits of the data `cfg` reads; an image folder is one split, used for all three
 /// (its numbers are then not held-out, and the report's dataset line says which folder it was).
 pub(crate) fn open_splits(cfg: &TrainConfig, data_dir: Option<&Path>) -> Result<Splits> {
-    let shape = ImageShape::new(cfg.channels, cfg.image_size, cfg.image_size);
+    let shape = cfg.data.shape();
     let open = |split: &str| {
-        let split = if known_dataset(&cfg.dataset).is_some() {
+        let split = if known_dataset(&cfg.data.dataset).is_some() {
             split
         } else {
-            &cfg.split
+            &cfg.data.split
         };
-        open_split(&cfg.dataset, split, shape, cfg.rotations, data_dir)
-            .with_context(|| format!("opening {} / {split}", cfg.dataset))
+        open_split(
+            &cfg.data.dataset,
+            split,
+            shape,
+            cfg.data.rotations,
+            data_dir,
+        )
+        .with_context(|| format!("opening {} / {split}", cfg.data.dataset))
     };
     Ok(Splits {
         train: open("train")?,

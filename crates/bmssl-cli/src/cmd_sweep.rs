@@ -148,7 +148,7 @@ impl sweep::SweepProgress for Display {
         let steps = if part.config.method == bmssl::config::TrainMethod::Scratch {
             0
         } else {
-            part.config.meta_steps
+            part.config.outer.meta_steps
         };
         self.line(&format!(
             "[{}/{total}] {}: starting: {steps} meta-steps (resumed if begun), then {} evaluations ({:.0} min elapsed)",

@@ -5,7 +5,7 @@ use crate::progress::{Style, Ticker};
 use anyhow::{Context, Result};
 use bmssl::augment::AugmentLevel;
 use bmssl::config::{LrSchedule, TrainConfig, TrainMethod};
-use bmssl::data::{open_split, ImageShape, UnlabelledPool};
+use bmssl::data::{open_split, UnlabelledPool};
 use bmssl::eval::{self, EvalOptions, Mode, Model, Setting};
 use bmssl::meta::{OuterLoss, Target};
 use bmssl::model::Backbone;
@@ -171,66 +171,68 @@ pub struct ConfigFlags {
 }
 
 macro_rules! apply {
-    ($flags:expr, $cfg:expr, $($f:ident),+) => { $( if let Some(v) = $flags.$f.clone() { $cfg.$f = v; } )+ };
+    ($flags:expr, $cfg:expr, $($sec:ident . $f:ident),+) => { $( if let Some(v) = $flags.$f.clone() { $cfg.$sec.$f = v; } )+ };
 }
 
 impl ConfigFlags {
     fn apply(&self, cfg: &mut TrainConfig) {
         if let Some(v) = self.target_lr {
-            cfg.target_lr = Some(v);
+            cfg.bootstrap.target_lr = Some(v);
+        }
+        if let Some(v) = self.method {
+            cfg.method = v;
         }
         apply!(
             self,
             cfg,
-            method,
-            target,
-            outer_loss,
-            mu,
-            target_query_steps,
-            target_temperature,
-            similarity_weight,
-            zero_head,
-            dataset,
-            split,
-            rotations,
-            image_size,
-            channels,
-            backbone,
-            images_per_batch,
-            views,
-            tasks_per_batch,
-            support_views,
-            query_views,
-            inner_steps,
-            bootstrap_steps,
-            inner_lr,
-            outer_lr,
-            optimizer,
-            contrastive_weight,
-            temperature,
-            meta_steps,
-            first_order,
-            augment,
-            seed,
-            checkpoint_every,
-            keep_checkpoints,
-            validate_every,
-            validation_episodes,
-            validation_mode,
-            max_nonfinite_steps,
-            inner_loss,
-            sgd_momentum,
-            weight_decay,
-            lr_schedule,
-            momentum,
-            queue_size,
-            predictor,
-            prototypes,
-            sinkhorn_iters,
-            sinkhorn_eps,
-            redundancy_weight,
-            shots,
-            temperature2
+            bootstrap.target,
+            bootstrap.outer_loss,
+            bootstrap.mu,
+            bootstrap.target_query_steps,
+            bootstrap.target_temperature,
+            bootstrap.similarity_weight,
+            inner.zero_head,
+            data.dataset,
+            data.split,
+            data.rotations,
+            data.image_size,
+            data.channels,
+            outer.backbone,
+            task.images_per_batch,
+            task.views,
+            task.tasks_per_batch,
+            task.support_views,
+            task.query_views,
+            inner.inner_steps,
+            bootstrap.bootstrap_steps,
+            inner.inner_lr,
+            outer.outer_lr,
+            outer.optimizer,
+            inner.contrastive_weight,
+            inner.temperature,
+            outer.meta_steps,
+            outer.first_order,
+            task.augment,
+            run.seed,
+            run.checkpoint_every,
+            run.keep_checkpoints,
+            run.validate_every,
+            run.validation_episodes,
+            run.validation_mode,
+            run.max_nonfinite_steps,
+            inner.inner_loss,
+            outer.sgd_momentum,
+            outer.weight_decay,
+            outer.lr_schedule,
+            ssl.momentum,
+            ssl.queue_size,
+            ssl.predictor,
+            ssl.prototypes,
+            ssl.sinkhorn_iters,
+            ssl.sinkhorn_eps,
+            ssl.redundancy_weight,
+            ssl.shots,
+            ssl.temperature2
         );
     }
 }
@@ -390,24 +392,24 @@ fn open_held_out(
     split: &str,
     data_dir: Option<&Path>,
 ) -> Result<std::sync::Arc<dyn bmssl::data::Dataset>> {
-    let shape = ImageShape::new(cfg.channels, cfg.image_size, cfg.image_size);
-    let split = if bmssl::data::known_dataset(&cfg.dataset).is_some() {
+    let shape = cfg.data.shape();
+    let split = if bmssl::data::known_dataset(&cfg.data.dataset).is_some() {
         split
     } else {
-        &cfg.split
+        &cfg.data.split
     };
     Ok(open_split(
-        &cfg.dataset,
+        &cfg.data.dataset,
         split,
         shape,
-        cfg.rotations,
+        cfg.data.rotations,
         data_dir,
     )?)
 }
 
 /// Name of a run: method, target (BMSSL), seed.
 fn run_name(cfg: &TrainConfig) -> String {
-    let target = match cfg.target {
+    let target = match cfg.bootstrap.target {
         Target::Paper => "-paper",
         Target::QueryStep => "-query-step",
     };
@@ -417,10 +419,10 @@ fn run_name(cfg: &TrainConfig) -> String {
         ""
     };
     // The paper's "-o" variants: the SSL objective inside BMSSL's loop.
-    let inner = if cfg.inner_loss == ContrastiveLoss::Supcon {
+    let inner = if cfg.inner.inner_loss == ContrastiveLoss::Supcon {
         String::new()
     } else {
-        format!("-{}-o", cfg.inner_loss.as_str())
+        format!("-{}-o", cfg.inner.inner_loss.as_str())
     };
     // The bootstrap study's keys where they differ from the paper's reading (`-additive-mu0.3-zh`).
     let study = bmssl::reproduce::plan::study_suffix(cfg);
@@ -428,7 +430,7 @@ fn run_name(cfg: &TrainConfig) -> String {
         "{}{}{inner}{study}-seed{}",
         cfg.method.as_str(),
         target,
-        cfg.seed
+        cfg.run.seed
     )
 }
 
@@ -472,13 +474,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let _lock = bmssl::lock::lock_run_dir(&dir)?;
     let plan = TestPlan::resolve(&args, args.resume.as_deref().and_then(TestPlan::load));
     plan.save(&dir)?;
-    let shape = ImageShape::new(cfg.channels, cfg.image_size, cfg.image_size);
+    let shape = cfg.data.shape();
     let t0 = Instant::now();
     let split = open_split(
-        &cfg.dataset,
-        &cfg.split,
+        &cfg.data.dataset,
+        &cfg.data.split,
         shape,
-        cfg.rotations,
+        cfg.data.rotations,
         args.data_dir.as_deref(),
     )?;
     let count = split.num_images();
@@ -494,7 +496,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         "no inner loop"
     } else if cfg.method == TrainMethod::Protonet {
         "episodic, no inner loop"
-    } else if cfg.first_order {
+    } else if cfg.outer.first_order {
         "first order"
     } else {
         "second order"
@@ -507,8 +509,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         } else {
             "unlabelled"
         },
-        cfg.dataset,
-        cfg.split,
+        cfg.data.dataset,
+        cfg.data.split,
         t0.elapsed().as_secs_f64(),
         dir.display()
     );
@@ -518,7 +520,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         _ => Style::Lines,
     };
     let mut progress = Progress {
-        ticker: Ticker::new(cfg.meta_steps, "meta-steps", style),
+        ticker: Ticker::new(cfg.outer.meta_steps, "meta-steps", style),
         lines: style == Style::Lines,
         loss_ema: None,
         speed_ema: None,
@@ -529,7 +531,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         &run_dir,
         &cfg,
         &data,
-        if cfg.validation_episodes >= 2 {
+        if cfg.run.validation_episodes >= 2 {
             Some(&mut validator)
         } else {
             None
@@ -551,7 +553,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         ),
         Err(e) => eprintln!("warning: plotting failed: {e:#}"),
     }
-    if outcome.resumed_from >= cfg.meta_steps {
+    if outcome.resumed_from >= cfg.outer.meta_steps {
         eprintln!(
             "{} already held this run, finished ({} meta-steps): nothing to train, its final checkpoint is used (delete the folder or give --run-dir DIR to train afresh)",
             dir.display(),
@@ -568,7 +570,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     if let Some((step, acc)) = outcome.best {
         eprintln!(
             "best validation (5w1s, {} episodes): {:.2}% at step {step}",
-            cfg.validation_episodes,
+            cfg.run.validation_episodes,
             100.0 * acc
         );
     }
@@ -590,7 +592,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // step 0), scored on the same episodes with the same options.
     let untrained = plan
         .yardstick
-        .then(|| Model::random(model.arch.clone(), cfg.seed))
+        .then(|| Model::random(model.arch.clone(), cfg.run.seed))
         .transpose()?;
     let report = TestReport {
         dir: &dir,
@@ -615,7 +617,7 @@ fn check_before_training(
     args: &TrainArgs,
     val: &dyn bmssl::data::Dataset,
 ) -> Result<Option<std::sync::Arc<dyn bmssl::data::Dataset>>> {
-    if cfg.validation_episodes >= 2 {
+    if cfg.run.validation_episodes >= 2 {
         bmssl::episodes::sample_episode(
             val,
             5,
@@ -640,8 +642,8 @@ fn check_before_training(
         episodes: plan.episodes,
         seed: 0,
         head: eval::HeadInit::Zero,
-        adapt_steps: cfg.inner_steps,
-        adapt_lr: cfg.inner_lr,
+        adapt_steps: cfg.inner.inner_steps,
+        adapt_lr: cfg.inner.inner_lr,
         features: eval::Features::Backbone,
     };
     opts.validate().context("--eval-episodes")?;
@@ -675,7 +677,7 @@ impl TestReport<'_> {
         println!(
             "test accuracy on {} after {} meta-steps ({} mode, {} episodes, {} queries per class, episode seed {}):",
             self.test.name(),
-            self.cfg.meta_steps,
+            self.cfg.outer.meta_steps,
             serde_json::to_value(opts.mode)?.as_str().unwrap_or("?"),
             opts.episodes,
             opts.queries,
@@ -685,7 +687,7 @@ impl TestReport<'_> {
             .settings
             .iter()
             .any(|&s| paper::table3(method, s).is_some())
-            && self.cfg.dataset == "omniglot";
+            && self.cfg.data.dataset == "omniglot";
         let mut head = format!("  {:>6}  {:>17}", "", "this run");
         if self.untrained.is_some() {
             head.push_str(&format!("  {:>17}", "untrained network"));
@@ -703,7 +705,7 @@ impl TestReport<'_> {
                 Some(m) => Some(self.score(m, s, &format!("{s} episodes, untrained network"))?),
                 None => None,
             };
-            let paper = paper::table3(method, s).filter(|_| self.cfg.dataset == "omniglot");
+            let paper = paper::table3(method, s).filter(|_| self.cfg.data.dataset == "omniglot");
             let cell = |r: &eval::SettingResult| {
                 format!(
                     "{:6.2}% ± {:.2}%",
@@ -731,19 +733,19 @@ impl TestReport<'_> {
                 "paper": paper,
             }));
         }
-        if self.cfg.meta_steps < 10_000 && paper_known {
+        if self.cfg.outer.meta_steps < 10_000 && paper_known {
             println!(
                 "  (a {}-meta-step run is a short budget: the paper's figures come from full training; see docs/results for longer runs)",
-                self.cfg.meta_steps
+                self.cfg.outer.meta_steps
             );
         }
         let path = self.dir.join("eval.json");
         let json = serde_json::json!({
             "checkpoint_scored": { "file": self.checkpoint.display().to_string(), "which": "final" },
-            "meta_steps": self.cfg.meta_steps,
+            "meta_steps": self.cfg.outer.meta_steps,
             "dataset": self.test.name(), "mode": opts.mode, "episodes": opts.episodes,
             "queries": opts.queries, "episode_seed": opts.seed,
-            "untrained": self.untrained.map(|_| serde_json::json!({ "init_seed": self.cfg.seed })),
+            "untrained": self.untrained.map(|_| serde_json::json!({ "init_seed": self.cfg.run.seed })),
             "results": results,
         });
         bmssl::io::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;

@@ -277,18 +277,18 @@ pub fn plot_run(run_dir: &Path) -> Result<Vec<std::path::PathBuf>> {
 /// that KL, or the query loss of MetaSSL / MAML; the step's loss for the other methods.
 pub fn outer_loss_name(cfg: &bmssl::config::TrainConfig) -> String {
     use bmssl::config::TrainMethod as M;
-    let query = if cfg.contrastive_weight > 0.0 {
+    let query = if cfg.inner.contrastive_weight > 0.0 {
         "query CE + lambda SupCon"
     } else {
         "query CE"
     };
     match cfg.method {
-        M::Bmssl => match cfg.outer_loss {
+        M::Bmssl => match cfg.bootstrap.outer_loss {
             bmssl::meta::OuterLoss::Kl => "outer loss: KL(target || prediction)".into(),
             bmssl::meta::OuterLoss::Additive => {
                 format!(
                     "outer loss: {query} + {} x KL(target || prediction)",
-                    cfg.mu
+                    cfg.bootstrap.mu
                 )
             }
         },

@@ -378,12 +378,12 @@ fn train(
         .allow_threads(|| -> bmssl::Result<_> {
             cfg.validate()?;
             let run = bmssl::train::RunDir::create(&run_dir)?;
-            let shape = ImageShape::new(cfg.channels, cfg.image_size, cfg.image_size);
+            let shape = cfg.data.shape();
             let split = open_split(
-                &cfg.dataset,
-                &cfg.split,
+                &cfg.data.dataset,
+                &cfg.data.split,
                 shape,
-                cfg.rotations,
+                cfg.data.rotations,
                 data_dir.as_deref(),
             )?;
             let data = if cfg.method.uses_labels() {
@@ -391,17 +391,17 @@ fn train(
             } else {
                 bmssl::train::TrainingData::Unlabelled(UnlabelledPool::new(split))
             };
-            let val: Option<std::sync::Arc<dyn Dataset>> = if cfg.validation_episodes >= 2 {
-                let split = if bmssl::data::known_dataset(&cfg.dataset).is_some() {
+            let val: Option<std::sync::Arc<dyn Dataset>> = if cfg.run.validation_episodes >= 2 {
+                let split = if bmssl::data::known_dataset(&cfg.data.dataset).is_some() {
                     "val"
                 } else {
-                    &cfg.split
+                    &cfg.data.split
                 };
                 Some(open_split(
-                    &cfg.dataset,
+                    &cfg.data.dataset,
                     split,
                     shape,
-                    cfg.rotations,
+                    cfg.data.rotations,
                     data_dir.as_deref(),
                 )?)
             } else {

@@ -121,21 +121,22 @@ pub fn bytes_per_image(image_size: usize, channels: usize, hidden: usize, blocks
 /// what matters is that a run which cannot fit is refused before it allocates.
 pub fn run_memory(cfg: &TrainConfig) -> u64 {
     let per_image = bytes_per_image(
-        cfg.image_size,
-        cfg.channels,
+        cfg.data.image_size,
+        cfg.data.channels,
         64,
-        cfg.backbone.blocks() as u32,
+        cfg.outer.backbone.blocks() as u32,
     );
-    let images = (cfg.images_per_batch as u64).saturating_mul(cfg.views as u64);
+    let images = (cfg.task.images_per_batch as u64).saturating_mul(cfg.task.views as u64);
     // The bootstrap target's steps are not differentiated through: memory does not grow with them.
-    let steps = (cfg.inner_steps as u64).saturating_add(2);
+    let steps = (cfg.inner.inner_steps as u64).saturating_add(2);
     // The inner loop runs on the support views of one task at a time; the outer pass sees them all.
-    let per_task = (cfg.images_per_batch / cfg.tasks_per_batch.max(1)) as u64 * cfg.views as u64;
+    let per_task = (cfg.task.images_per_batch / cfg.task.tasks_per_batch.max(1)) as u64
+        * cfg.task.views as u64;
     let activations = per_image
         .saturating_mul(per_task)
         .saturating_mul(steps)
         .saturating_add(per_image.saturating_mul(images));
-    let queue = (cfg.queue_size as u64).saturating_mul(64 * 4);
+    let queue = (cfg.ssl.queue_size as u64).saturating_mul(64 * 4);
     activations.saturating_add(queue)
 }
 
@@ -146,93 +147,83 @@ fn gib(bytes: u64) -> String {
 /// Every numeric field of a run configuration within its bound, and the run's estimated peak
 /// memory within this machine's physical memory (naming the field that drives it).
 pub fn check_train_config(cfg: &TrainConfig) -> Result<()> {
-    size("image_size", cfg.image_size, 1, MAX_IMAGE_SIZE)?;
-    size("channels", cfg.channels, 1, MAX_CHANNELS)?;
-    size("images_per_batch", cfg.images_per_batch, 1, MAX_IMAGES)?;
-    size("tasks_per_batch", cfg.tasks_per_batch, 1, MAX_IMAGES)?;
+    size("image_size", cfg.data.image_size, 1, MAX_IMAGE_SIZE)?;
+    size("channels", cfg.data.channels, 1, MAX_CHANNELS)?;
+    size("images_per_batch", cfg.task.images_per_batch, 1, MAX_IMAGES)?;
+    size("tasks_per_batch", cfg.task.tasks_per_batch, 1, MAX_IMAGES)?;
     for (field, v) in [
-        ("views", cfg.views),
-        ("support_views", cfg.support_views),
-        ("query_views", cfg.query_views),
+        ("views", cfg.task.views),
+        ("support_views", cfg.task.support_views),
+        ("query_views", cfg.task.query_views),
     ] {
         size(field, v, 0, MAX_VIEWS)?;
     }
     for (field, v) in [
-        ("inner_steps", cfg.inner_steps),
-        ("bootstrap_steps", cfg.bootstrap_steps),
-        ("target_query_steps", cfg.target_query_steps),
-        ("sinkhorn_iters", cfg.sinkhorn_iters),
+        ("inner_steps", cfg.inner.inner_steps),
+        ("bootstrap_steps", cfg.bootstrap.bootstrap_steps),
+        ("target_query_steps", cfg.bootstrap.target_query_steps),
+        ("sinkhorn_iters", cfg.ssl.sinkhorn_iters),
     ] {
         size(field, v, 0, MAX_INNER_STEPS)?;
     }
     for (field, v) in [
-        ("meta_steps", cfg.meta_steps),
-        ("checkpoint_every", cfg.checkpoint_every),
-        ("validate_every", cfg.validate_every),
+        ("meta_steps", cfg.outer.meta_steps),
+        ("checkpoint_every", cfg.run.checkpoint_every),
+        ("validate_every", cfg.run.validate_every),
     ] {
         count(field, v, 0, MAX_STEPS)?;
     }
-    if cfg.checkpoint_every == 0 {
+    if cfg.run.checkpoint_every == 0 {
         return Err(Error::config("checkpoint_every", "must be at least 1"));
     }
-    size("keep_checkpoints", cfg.keep_checkpoints, 1, MAX_KEEP)?;
+    size("keep_checkpoints", cfg.run.keep_checkpoints, 1, MAX_KEEP)?;
     count(
         "validation_episodes",
-        cfg.validation_episodes as u64,
+        cfg.run.validation_episodes as u64,
         0,
         MAX_EPISODES,
     )?;
-    if cfg.validation_episodes == 1 {
+    if cfg.run.validation_episodes == 1 {
         return Err(Error::config(
             "validation_episodes",
             "1 episode gives no confidence interval: use 0 to turn validation off, or at least 2",
         ));
     }
-    size("queue_size", cfg.queue_size, 0, MAX_IMAGES)?;
-    size("prototypes", cfg.prototypes, 0, MAX_WAYS)?;
-    size("shots", cfg.shots, 0, MAX_QUERIES)?;
+    size("queue_size", cfg.ssl.queue_size, 0, MAX_IMAGES)?;
+    size("prototypes", cfg.ssl.prototypes, 0, MAX_WAYS)?;
+    size("shots", cfg.ssl.shots, 0, MAX_QUERIES)?;
     let need = run_memory(cfg);
     let have = physical_memory();
     if need > have {
         // Blame the field whose default value would shrink the estimate the most.
         let d = TrainConfig::default();
         let candidates: [(&str, TrainConfig); 5] = [
-            (
-                "image_size",
-                TrainConfig {
-                    image_size: d.image_size,
-                    ..cfg.clone()
-                },
-            ),
-            (
-                "inner_steps",
-                TrainConfig {
-                    inner_steps: d.inner_steps,
-                    ..cfg.clone()
-                },
-            ),
-            (
-                "views",
-                TrainConfig {
-                    views: d.views,
-                    ..cfg.clone()
-                },
-            ),
-            (
-                "images_per_batch",
-                TrainConfig {
-                    images_per_batch: d.images_per_batch,
-                    tasks_per_batch: d.tasks_per_batch,
-                    ..cfg.clone()
-                },
-            ),
-            (
-                "queue_size",
-                TrainConfig {
-                    queue_size: d.queue_size.min(cfg.queue_size),
-                    ..cfg.clone()
-                },
-            ),
+            ("image_size", {
+                let mut edited = cfg.clone();
+                edited.data.image_size = d.data.image_size;
+                edited
+            }),
+            ("inner_steps", {
+                let mut edited = cfg.clone();
+                edited.inner.inner_steps = d.inner.inner_steps;
+                edited
+            }),
+            ("views", {
+                let mut edited = cfg.clone();
+                edited.task.views = d.task.views;
+                edited
+            }),
+            ("images_per_batch", {
+                let mut edited = cfg.clone();
+                edited.task.images_per_batch = d.task.images_per_batch;
+                edited.task.tasks_per_batch = d.task.tasks_per_batch;
+                edited
+            }),
+            ("queue_size", {
+                let mut edited = cfg.clone();
+                edited.ssl.queue_size = d.ssl.queue_size.min(cfg.ssl.queue_size);
+                edited
+            }),
         ];
         let field = candidates
             .iter()
@@ -243,10 +234,10 @@ pub fn check_train_config(cfg: &TrainConfig) -> Result<()> {
             format!(
                 "this run would need about {} of memory (estimated from image_size = {}, images_per_batch = {}, views = {}, inner_steps = {}), more than this machine's {}",
                 gib(need),
-                cfg.image_size,
-                cfg.images_per_batch,
-                cfg.views,
-                cfg.inner_steps,
+                cfg.data.image_size,
+                cfg.task.images_per_batch,
+                cfg.task.views,
+                cfg.inner.inner_steps,
                 gib(have)
             ),
         ));
@@ -346,12 +337,13 @@ mod tests {
     #[test]
     fn every_seed_survives_the_toml_round_trip() {
         for seed in [0, 1, i64::MAX as u64, 1 << 63, u64::MAX] {
-            let cfg = TrainConfig {
-                seed,
-                ..TrainConfig::default()
+            let cfg = {
+                let mut edited = TrainConfig::default();
+                edited.run.seed = seed;
+                edited
             };
             let back = TrainConfig::from_toml(&cfg.to_toml(), "t").unwrap();
-            assert_eq!(back.seed, seed);
+            assert_eq!(back.run.seed, seed);
         }
     }
 
@@ -360,53 +352,60 @@ mod tests {
         let d = TrainConfig::default();
         for (cfg, field) in [
             (
-                TrainConfig {
-                    image_size: 100_000,
-                    ..d.clone()
+                {
+                    let mut edited = d.clone();
+                    edited.data.image_size = 100_000;
+                    edited
                 },
                 "image_size",
             ),
             (
-                TrainConfig {
-                    image_size: 4_294_967_324,
-                    ..d.clone()
+                {
+                    let mut edited = d.clone();
+                    edited.data.image_size = 4_294_967_324;
+                    edited
                 },
                 "image_size",
             ),
             (
-                TrainConfig {
-                    meta_steps: 1 << 63,
-                    ..d.clone()
+                {
+                    let mut edited = d.clone();
+                    edited.outer.meta_steps = 1 << 63;
+                    edited
                 },
                 "meta_steps",
             ),
             (
-                TrainConfig {
-                    checkpoint_every: u64::MAX,
-                    ..d.clone()
+                {
+                    let mut edited = d.clone();
+                    edited.run.checkpoint_every = u64::MAX;
+                    edited
                 },
                 "checkpoint_every",
             ),
             (
-                TrainConfig {
-                    inner_steps: 1_000_000,
-                    ..d.clone()
+                {
+                    let mut edited = d.clone();
+                    edited.inner.inner_steps = 1_000_000;
+                    edited
                 },
                 "inner_steps",
             ),
             (
-                TrainConfig {
-                    views: 1_000_000_000,
-                    support_views: 1,
-                    query_views: 999_999_999,
-                    ..d.clone()
+                {
+                    let mut edited = d.clone();
+                    edited.task.views = 1_000_000_000;
+                    edited.task.support_views = 1;
+                    edited.task.query_views = 999_999_999;
+                    edited
                 },
                 "views",
             ),
             (
-                TrainConfig {
-                    validation_episodes: 1,
-                    ..d.clone()
+                {
+                    let mut edited = d.clone();
+                    edited.run.validation_episodes = 1;
+                    edited
                 },
                 "validation_episodes",
             ),
@@ -418,9 +417,10 @@ mod tests {
 
     #[test]
     fn a_run_too_large_for_memory_is_refused_naming_the_field_that_drives_it() {
-        let cfg = TrainConfig {
-            image_size: 4096,
-            ..TrainConfig::default()
+        let cfg = {
+            let mut edited = TrainConfig::default();
+            edited.data.image_size = 4096;
+            edited
         };
         let err = check_train_config(&cfg).unwrap_err().to_string();
         assert!(err.contains("`image_size`") && err.contains("GiB"), "{err}");

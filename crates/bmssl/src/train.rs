@@ -92,15 +92,15 @@ pub fn validator<'a>(
         let model = crate::eval::Model {
             arch: learner.spec.clone(),
             params: params.to_vec(),
-            inner_lr: cfg.inner_lr,
-            inner_steps: cfg.inner_steps,
+            inner_lr: cfg.inner.inner_lr,
+            inner_steps: cfg.inner.inner_steps,
             inner_loss: cfg.meta_spec().inner_loss,
         };
         let opts = crate::eval::EvalOptions {
-            episodes: cfg.validation_episodes.max(2) as u64,
+            episodes: cfg.run.validation_episodes.max(2) as u64,
             queries,
             seed: rng::STREAM_VALIDATION,
-            ..crate::eval::EvalOptions::new(cfg.validation_mode, &model)
+            ..crate::eval::EvalOptions::new(cfg.run.validation_mode, &model)
         };
         let r = crate::eval::evaluate(
             &model,
@@ -157,7 +157,7 @@ fn tasks_for_step(
             | TrainMethod::Psco
             | TrainMethod::Onelevel,
             TrainingData::Unlabelled(pool),
-        ) => Ok(build_meta_batch(pool, &shape, aug, cfg.seed, step - 1)?
+        ) => Ok(build_meta_batch(pool, &shape, aug, cfg.run.seed, step - 1)?
             .tasks
             .into_iter()
             .map(|t| TaskTensors {
@@ -168,16 +168,16 @@ fn tasks_for_step(
             })
             .collect()),
         (TrainMethod::Umtra, TrainingData::Unlabelled(pool)) => {
-            crate::baselines::umtra::tasks(pool, &shape, aug, cfg.seed, step)
+            crate::baselines::umtra::tasks(pool, &shape, aug, cfg.run.seed, step)
         }
         (TrainMethod::Maml | TrainMethod::Protonet, TrainingData::Labelled(split)) => {
             crate::baselines::labelled_tasks(
                 split.as_ref(),
                 cfg.ways(),
-                cfg.support_views,
-                cfg.query_views,
-                cfg.tasks_per_batch,
-                cfg.seed,
+                cfg.task.support_views,
+                cfg.task.query_views,
+                cfg.task.tasks_per_batch,
+                cfg.run.seed,
                 step,
             )
         }
@@ -344,20 +344,20 @@ impl RunDir {
 /// The learner a configuration trains.
 pub fn learner_for(cfg: &TrainConfig) -> Result<Learner> {
     Learner::new(ArchSpec {
-        backbone: cfg.backbone,
-        in_channels: cfg.channels,
-        image_size: cfg.image_size,
+        backbone: cfg.outer.backbone,
+        in_channels: cfg.data.channels,
+        image_size: cfg.data.image_size,
         hidden: 64,
         proj_dim: 64,
         ways: cfg.ways(),
         prototypes: if cfg.method == TrainMethod::Swav
-            || cfg.inner_loss == crate::objective::ContrastiveLoss::Swav
+            || cfg.inner.inner_loss == crate::objective::ContrastiveLoss::Swav
         {
-            cfg.prototypes
+            cfg.ssl.prototypes
         } else {
             0
         },
-        predictor: cfg.method.uses_queue() && cfg.predictor,
+        predictor: cfg.method.uses_queue() && cfg.ssl.predictor,
     })
 }
 
@@ -365,21 +365,17 @@ pub fn learner_for(cfg: &TrainConfig) -> Result<Learner> {
 /// a run may be resumed with a larger `meta_steps`, but not with another learning rate.
 fn identity(cfg: &TrainConfig) -> String {
     let d = TrainConfig::default();
-    TrainConfig {
-        // A cosine schedule anneals to zero at meta_steps: another budget is another run.
-        meta_steps: if cfg.lr_schedule == crate::config::LrSchedule::Cosine {
-            cfg.meta_steps
-        } else {
-            d.meta_steps
-        },
-        checkpoint_every: d.checkpoint_every,
-        keep_checkpoints: d.keep_checkpoints,
-        validate_every: d.validate_every,
-        validation_episodes: d.validation_episodes,
-        max_nonfinite_steps: d.max_nonfinite_steps,
-        ..cfg.clone()
+    let mut identity = cfg.clone();
+    // A cosine schedule anneals to zero at meta_steps: another budget is another run.
+    if cfg.outer.lr_schedule != crate::config::LrSchedule::Cosine {
+        identity.outer.meta_steps = d.outer.meta_steps;
     }
-    .to_toml()
+    identity.run = crate::config::RunConfig {
+        seed: cfg.run.seed,
+        validation_mode: cfg.run.validation_mode,
+        ..d.run
+    };
+    identity.to_toml()
 }
 
 fn mean(stats: &[TaskStats], f: impl Fn(&TaskStats) -> f64) -> f64 {
@@ -410,22 +406,24 @@ fn train_with_faults(
     if let TrainingData::Unlabelled(pool) = data {
         cfg.task_shape().validate(pool.len())?;
     }
-    if data.image_shape().channels != cfg.channels || data.image_shape().height != cfg.image_size {
+    if data.image_shape().channels != cfg.data.channels
+        || data.image_shape().height != cfg.data.image_size
+    {
         return Err(Error::config(
             "image_size",
             format!(
                 "the data's images are {}, the configuration asks for {}x{}x{}",
                 data.image_shape(),
-                cfg.channels,
-                cfg.image_size,
-                cfg.image_size
+                cfg.data.channels,
+                cfg.data.image_size,
+                cfg.data.image_size
             ),
         ));
     }
     let learner = learner_for(cfg)?;
     let spec = cfg.meta_spec();
     let ssl = cfg.ssl_spec();
-    let aug = Augmenter::from_level(cfg.augment, cfg.image_size, cfg.image_size);
+    let aug = Augmenter::from_level(cfg.task.augment, cfg.data.image_size, cfg.data.image_size);
 
     // Fresh start or resume.
     let mut warn = |m: &str| observer.warning(m);
@@ -464,12 +462,12 @@ fn train_with_faults(
             (c.params, opt, c.step, wall, state)
         }
         None => {
-            let theta = learner.init(&mut rng::derive(cfg.seed, &[rng::STREAM_INIT]));
-            let opt = Optimizer::new(cfg.optimizer, cfg.outer_lr, theta.len())
-                .with_options(cfg.sgd_momentum, cfg.weight_decay);
+            let theta = learner.init(&mut rng::derive(cfg.run.seed, &[rng::STREAM_INIT]));
+            let opt = Optimizer::new(cfg.outer.optimizer, cfg.outer.outer_lr, theta.len())
+                .with_options(cfg.outer.sgd_momentum, cfg.outer.weight_decay);
             let _ = std::fs::remove_file(run.metrics_path());
             let state = match &ssl {
-                Some(spec) => SslState::new(spec, cfg.seed, &learner, &theta),
+                Some(spec) => SslState::new(spec, cfg.run.seed, &learner, &theta),
                 None => SslState::default(),
             };
             (theta, opt, 0, 0.0, state)
@@ -487,13 +485,13 @@ fn train_with_faults(
         arch: learner.spec.clone(),
         params: theta.to_vec(),
         adapt: AdaptSpec {
-            inner_lr: cfg.inner_lr,
-            inner_steps: cfg.inner_steps,
+            inner_lr: cfg.inner.inner_lr,
+            inner_steps: cfg.inner.inner_steps,
             inner_loss: spec.inner_loss,
         },
         method: cfg.method.as_str().to_string(),
         step,
-        seed: cfg.seed,
+        seed: cfg.run.seed,
         optimizer: Some(opt.clone()),
         config_toml: cfg.to_toml(),
         state: state.to_tensors(),
@@ -505,7 +503,7 @@ fn train_with_faults(
     let last_step = if cfg.method == TrainMethod::Scratch {
         0
     } else {
-        cfg.meta_steps
+        cfg.outer.meta_steps
     };
     if last_step == 0 && start == 0 {
         let path = run.step_checkpoint(0);
@@ -558,7 +556,9 @@ fn train_with_faults(
             opt.step_at(
                 &mut theta,
                 &grad,
-                cfg.lr_schedule.at(cfg.outer_lr, step, cfg.meta_steps),
+                cfg.outer
+                    .lr_schedule
+                    .at(cfg.outer.outer_lr, step, cfg.outer.meta_steps),
             );
             if theta.iter().all(|p| p.is_finite()) {
                 consecutive_bad = 0;
@@ -572,7 +572,7 @@ fn train_with_faults(
             observer.warning(&format!(
                 "meta-step {step}: non-finite outer loss, meta-gradient or updated parameters, update skipped ({consecutive_bad} in a row)"
             ));
-            if consecutive_bad > cfg.max_nonfinite_steps {
+            if consecutive_bad > cfg.run.max_nonfinite_steps {
                 return Err(Error::NonFinite {
                     what: format!(
                         "meta-training: {consecutive_bad} consecutive meta-steps (up to step {step}); stopped, the last good checkpoint is {}",
@@ -603,7 +603,7 @@ fn train_with_faults(
 
         let last = step == last_step;
         if let Some(v) = validator.as_deref_mut() {
-            if (cfg.validate_every > 0 && step % cfg.validate_every == 0) || last {
+            if (cfg.run.validate_every > 0 && step % cfg.run.validate_every == 0) || last {
                 let (acc, ci) = v(&learner, &theta)?;
                 let rec = ValidationRecord {
                     step,
@@ -633,7 +633,7 @@ fn train_with_faults(
                 }
             }
         }
-        if step % cfg.checkpoint_every == 0 || last {
+        if step % cfg.run.checkpoint_every == 0 || last {
             let path = run.step_checkpoint(step);
             checkpoint::save(&path, &to_checkpoint(&theta, &opt, step, &ssl_state))?;
             observer.checkpoint(&path);
@@ -641,7 +641,7 @@ fn train_with_faults(
             for (_, old) in run
                 .step_checkpoints()
                 .into_iter()
-                .skip(cfg.keep_checkpoints)
+                .skip(cfg.run.keep_checkpoints)
             {
                 let _ = std::fs::remove_file(old);
             }
@@ -682,20 +682,21 @@ mod tests {
     }
 
     fn small_config(method: TrainMethod) -> TrainConfig {
-        TrainConfig {
+        let mut edited = TrainConfig {
             method,
-            images_per_batch: 6,
-            tasks_per_batch: 2,
-            views: 3,
-            support_views: 1,
-            query_views: 2,
-            inner_steps: 2,
-            bootstrap_steps: 2,
-            meta_steps: 6,
-            checkpoint_every: 2,
-            validate_every: 0,
             ..TrainConfig::default()
-        }
+        };
+        edited.task.images_per_batch = 6;
+        edited.task.tasks_per_batch = 2;
+        edited.task.views = 3;
+        edited.task.support_views = 1;
+        edited.task.query_views = 2;
+        edited.inner.inner_steps = 2;
+        edited.bootstrap.bootstrap_steps = 2;
+        edited.outer.meta_steps = 6;
+        edited.run.checkpoint_every = 2;
+        edited.run.validate_every = 0;
+        edited
     }
 
     fn temp_run(name: &str) -> RunDir {
@@ -708,7 +709,7 @@ mod tests {
     fn outer_loss_falls_on_a_fixed_meta_batch(method: TrainMethod) {
         let cfg = small_config(method);
         let learner = learner_for(&cfg).unwrap();
-        let aug = Augmenter::from_level(cfg.augment, 28, 28);
+        let aug = Augmenter::from_level(cfg.task.augment, 28, 28);
         let batch = build_meta_batch(&pool(), &cfg.task_shape(), &aug, 5, 0).unwrap();
         let tasks: Vec<TaskTensors<f32>> = batch
             .tasks
@@ -721,7 +722,7 @@ mod tests {
             })
             .collect();
         let mut theta = learner.init(&mut rng::derive(0, &[rng::STREAM_INIT]));
-        let mut opt = Optimizer::new(cfg.optimizer, 1e-3, theta.len());
+        let mut opt = Optimizer::new(cfg.outer.optimizer, 1e-3, theta.len());
         let spec = cfg.meta_spec();
         let loss = |theta: &[f32]| {
             mean(&meta_gradient(&learner, theta, &tasks, &spec).1, |s| {
@@ -759,14 +760,15 @@ mod tests {
     /// must survive a resume bit for bit.
     #[test]
     fn a_resumed_moco_run_restores_its_momentum_encoder_queue_and_sgd_momentum() {
-        let cfg = TrainConfig {
-            images_per_batch: 6,
-            queue_size: 10,
-            meta_steps: 6,
-            checkpoint_every: 2,
-            validate_every: 0,
-            lr_schedule: crate::config::LrSchedule::Constant,
-            ..TrainConfig::for_method(TrainMethod::Moco)
+        let cfg = {
+            let mut edited = TrainConfig::for_method(TrainMethod::Moco);
+            edited.task.images_per_batch = 6;
+            edited.ssl.queue_size = 10;
+            edited.outer.meta_steps = 6;
+            edited.run.checkpoint_every = 2;
+            edited.run.validate_every = 0;
+            edited.outer.lr_schedule = crate::config::LrSchedule::Constant;
+            edited
         };
         resume_is_bit_identical(cfg, "moco");
     }
@@ -791,9 +793,10 @@ mod tests {
         )
         .unwrap();
         let halves = temp_run(&format!("halves-{name}"));
-        let half = TrainConfig {
-            meta_steps: 3,
-            ..cfg.clone()
+        let half = {
+            let mut edited = cfg.clone();
+            edited.outer.meta_steps = 3;
+            edited
         };
         train(
             &halves,
@@ -839,18 +842,20 @@ mod tests {
         let run = temp_run("mismatch");
         train(
             &run,
-            &TrainConfig {
-                meta_steps: 2,
-                ..cfg.clone()
+            &{
+                let mut edited = cfg.clone();
+                edited.outer.meta_steps = 2;
+                edited
             },
             &TrainingData::Unlabelled(pool()),
             None,
             &mut Silent,
         )
         .unwrap();
-        let other = TrainConfig {
-            inner_lr: 0.1,
-            ..cfg
+        let other = {
+            let mut edited = cfg;
+            edited.inner.inner_lr = 0.1;
+            edited
         };
         let err = train(
             &run,
@@ -867,9 +872,10 @@ mod tests {
     #[test]
     fn a_nonfinite_loss_skips_the_update_and_repeated_ones_stop_the_run_keeping_the_last_checkpoint(
     ) {
-        let cfg = TrainConfig {
-            max_nonfinite_steps: 2,
-            ..small_config(TrainMethod::Metassl)
+        let cfg = {
+            let mut edited = small_config(TrainMethod::Metassl);
+            edited.run.max_nonfinite_steps = 2;
+            edited
         };
         let run = temp_run("nan");
         struct Warnings(Vec<String>);
@@ -924,10 +930,11 @@ mod tests {
     /// and counted as non-finite, and no checkpoint ever holds an infinity.
     #[test]
     fn an_update_that_overflows_the_parameters_is_undone_and_no_checkpoint_holds_an_infinity() {
-        let cfg = TrainConfig {
-            max_nonfinite_steps: 2,
-            outer_lr: 1e39,
-            ..small_config(TrainMethod::Metassl)
+        let cfg = {
+            let mut edited = small_config(TrainMethod::Metassl);
+            edited.run.max_nonfinite_steps = 2;
+            edited.outer.outer_lr = 1e39;
+            edited
         };
         let run = temp_run("overflow");
         let err = train(

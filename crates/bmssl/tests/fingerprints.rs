@@ -54,109 +54,92 @@ fn synthetic(name: &str, classes: usize, per_class: usize, seed: u64) -> Arc<dyn
 /// of the code, not of a benchmark), BMSSL's two targets in both orders, the "-o" variant, and the
 /// bootstrap study's knobs.
 fn configurations() -> Vec<(&'static str, TrainConfig)> {
-    let base = |m: TrainMethod| TrainConfig {
-        meta_steps: 3,
-        checkpoint_every: 3,
-        validate_every: 0,
-        seed: 7,
-        ..TrainConfig::for_method(m)
+    let base = |m: TrainMethod| {
+        let mut edited = TrainConfig::for_method(m);
+        edited.outer.meta_steps = 3;
+        edited.run.checkpoint_every = 3;
+        edited.run.validate_every = 0;
+        edited.run.seed = 7;
+        edited
     };
-    let small_ssl = |m: TrainMethod| TrainConfig {
-        images_per_batch: 16,
-        queue_size: 32,
-        prototypes: 8,
-        ..base(m)
+    let small_ssl = |m: TrainMethod| {
+        let mut edited = base(m);
+        edited.task.images_per_batch = 16;
+        edited.ssl.queue_size = 32;
+        edited.ssl.prototypes = 8;
+        edited
     };
     // The paper's reading, spelled out (the shipped default is fingerprinted apart).
     let bmssl = base(TrainMethod::Bmssl).with_paper_bootstrap();
-    let query_step = TrainConfig {
-        target: Target::QueryStep,
-        ..bmssl.clone()
+    let query_step = {
+        let mut edited = bmssl.clone();
+        edited.bootstrap.target = Target::QueryStep;
+        edited
     };
     vec![
         ("bmssl-paper", bmssl.clone()),
         ("bmssl-shipped-default", base(TrainMethod::Bmssl)),
         ("bmssl-query-step", query_step.clone()),
-        (
-            "bmssl-paper-first-order",
-            TrainConfig {
-                first_order: true,
-                ..bmssl.clone()
-            },
-        ),
-        (
-            "bmssl-query-step-first-order",
-            TrainConfig {
-                first_order: true,
-                ..query_step.clone()
-            },
-        ),
-        (
-            "bmssl-additive-zero-head",
-            TrainConfig {
-                outer_loss: OuterLoss::Additive,
-                mu: 0.5,
-                zero_head: true,
-                ..query_step.clone()
-            },
-        ),
-        (
-            "bmssl-sharp-similarity",
-            TrainConfig {
-                target_temperature: 0.5,
-                target_query_steps: 2,
-                target_lr: Some(0.2),
-                similarity_weight: 1.0,
-                ..query_step.clone()
-            },
-        ),
-        (
-            "bmssl-o-simclr",
-            TrainConfig {
-                inner_loss: ContrastiveLoss::Simclr,
-                views: 4,
-                support_views: 2,
-                query_views: 2,
-                ..bmssl.clone()
-            },
-        ),
-        (
-            "metassl",
-            TrainConfig {
-                zero_head: false,
-                ..base(TrainMethod::Metassl)
-            },
-        ),
-        (
-            "metassl-zero-head",
-            TrainConfig {
-                zero_head: true,
-                ..base(TrainMethod::Metassl)
-            },
-        ),
-        (
-            "maml",
-            TrainConfig {
-                images_per_batch: 20,
-                tasks_per_batch: 4,
-                ..base(TrainMethod::Maml)
-            },
-        ),
-        (
-            "protonet",
-            TrainConfig {
-                images_per_batch: 10,
-                ..base(TrainMethod::Protonet)
-            },
-        ),
-        (
-            "umtra",
-            TrainConfig {
-                images_per_batch: 20,
-                tasks_per_batch: 4,
-                ..base(TrainMethod::Umtra)
-            },
-        ),
+        ("bmssl-paper-first-order", {
+            let mut edited = bmssl.clone();
+            edited.outer.first_order = true;
+            edited
+        }),
+        ("bmssl-query-step-first-order", {
+            let mut edited = query_step.clone();
+            edited.outer.first_order = true;
+            edited
+        }),
+        ("bmssl-additive-zero-head", {
+            let mut edited = query_step.clone();
+            edited.bootstrap.outer_loss = OuterLoss::Additive;
+            edited.bootstrap.mu = 0.5;
+            edited.inner.zero_head = true;
+            edited
+        }),
+        ("bmssl-sharp-similarity", {
+            let mut edited = query_step.clone();
+            edited.bootstrap.target_temperature = 0.5;
+            edited.bootstrap.target_query_steps = 2;
+            edited.bootstrap.target_lr = Some(0.2);
+            edited.bootstrap.similarity_weight = 1.0;
+            edited
+        }),
+        ("bmssl-o-simclr", {
+            let mut edited = bmssl.clone();
+            edited.inner.inner_loss = ContrastiveLoss::Simclr;
+            edited.task.views = 4;
+            edited.task.support_views = 2;
+            edited.task.query_views = 2;
+            edited
+        }),
+        ("metassl", {
+            let mut edited = base(TrainMethod::Metassl);
+            edited.inner.zero_head = false;
+            edited
+        }),
+        ("metassl-zero-head", {
+            let mut edited = base(TrainMethod::Metassl);
+            edited.inner.zero_head = true;
+            edited
+        }),
+        ("maml", {
+            let mut edited = base(TrainMethod::Maml);
+            edited.task.images_per_batch = 20;
+            edited.task.tasks_per_batch = 4;
+            edited
+        }),
+        ("protonet", {
+            let mut edited = base(TrainMethod::Protonet);
+            edited.task.images_per_batch = 10;
+            edited
+        }),
+        ("umtra", {
+            let mut edited = base(TrainMethod::Umtra);
+            edited.task.images_per_batch = 20;
+            edited.task.tasks_per_batch = 4;
+            edited
+        }),
         ("scratch", base(TrainMethod::Scratch)),
         ("onelevel", base(TrainMethod::Onelevel)),
         ("simclr", small_ssl(TrainMethod::Simclr)),

@@ -41,41 +41,47 @@ pub const PART_OVERHEAD_SECONDS: f64 = 1.5;
 /// Image passes of one meta-step of `cfg`.
 pub fn meta_step_passes(cfg: &TrainConfig) -> f64 {
     let ways = cfg.ways() as f64;
-    let s = ways * cfg.support_views as f64;
-    let q = ways * cfg.query_views as f64;
-    let l = cfg.inner_steps as f64;
-    let hvp = if cfg.first_order { 0.0 } else { 3.0 };
+    let s = ways * cfg.task.support_views as f64;
+    let q = ways * cfg.task.query_views as f64;
+    let l = cfg.inner.inner_steps as f64;
+    let hvp = if cfg.outer.first_order { 0.0 } else { 3.0 };
     let inner = l * s * (1.0 + hvp);
     let per_task = match cfg.method {
         TrainMethod::Bmssl => {
-            let extra = if cfg.target == Target::QueryStep {
-                cfg.target_query_steps as f64 * q
+            let extra = if cfg.bootstrap.target == Target::QueryStep {
+                cfg.bootstrap.target_query_steps as f64 * q
             } else {
                 0.0
             };
             // The additive loss's query-loss pass; the similarity target's prediction and its KL's pass.
-            let additive = if cfg.outer_loss == OuterLoss::Additive {
+            let additive = if cfg.bootstrap.outer_loss == OuterLoss::Additive {
                 q
             } else {
                 0.0
             };
-            let similarity = if cfg.similarity_weight > 0.0 {
+            let similarity = if cfg.bootstrap.similarity_weight > 0.0 {
                 q / 2.0 + q
             } else {
                 0.0
             };
-            inner + cfg.bootstrap_steps as f64 * s + q / 2.0 + extra + q + additive + similarity
+            inner
+                + cfg.bootstrap.bootstrap_steps as f64 * s
+                + q / 2.0
+                + extra
+                + q
+                + additive
+                + similarity
         }
         TrainMethod::Metassl | TrainMethod::Maml | TrainMethod::Umtra => inner + q,
         TrainMethod::Scratch => 0.0,
         // ProtoNet, one-level (M2), and any method added later that takes one pass over its views.
         _ => s + q,
     };
-    per_task * cfg.tasks_per_batch as f64 * area(cfg)
+    per_task * cfg.task.tasks_per_batch as f64 * area(cfg)
 }
 
 fn area(cfg: &TrainConfig) -> f64 {
-    (cfg.image_size * cfg.image_size) as f64 / (28.0 * 28.0)
+    (cfg.data.image_size * cfg.data.image_size) as f64 / (28.0 * 28.0)
 }
 
 /// Image passes of one test episode.
@@ -95,27 +101,33 @@ pub fn part_seconds(plan: &Plan, part: &Part) -> f64 {
     let steps = if cfg.method == TrainMethod::Scratch {
         0
     } else {
-        cfg.meta_steps
+        cfg.outer.meta_steps
     };
     let train = steps as f64 * meta_step_passes(cfg);
-    let validations = if steps == 0 || cfg.validation_episodes < 2 {
+    let validations = if steps == 0 || cfg.run.validation_episodes < 2 {
         0
     } else {
         // Every `validate_every` meta-steps and at the end (only at the end when 0).
-        match cfg.validate_every {
+        match cfg.run.validate_every {
             0 => 1,
             every => steps.div_ceil(every),
         }
     };
     let five_one = Setting { ways: 5, shots: 1 };
     let validate = validations as f64
-        * cfg.validation_episodes as f64
-        * episode_passes(cfg.validation_mode, five_one, b.queries, cfg.inner_steps);
+        * cfg.run.validation_episodes as f64
+        * episode_passes(
+            cfg.run.validation_mode,
+            five_one,
+            b.queries,
+            cfg.inner.inner_steps,
+        );
     let test: f64 = part
         .settings
         .iter()
         .map(|&s| {
-            b.eval_episodes as f64 * episode_passes(part.eval_mode, s, b.queries, cfg.inner_steps)
+            b.eval_episodes as f64
+                * episode_passes(part.eval_mode, s, b.queries, cfg.inner.inner_steps)
         })
         .sum();
     (train + validate + test * area(cfg)) * SECONDS_PER_IMAGE_PASS + PART_OVERHEAD_SECONDS

@@ -419,7 +419,7 @@ pub(crate) fn run_part(
         &run_dir,
         cfg,
         &data,
-        (cfg.validation_episodes >= 2).then_some(&mut validator as &mut train::Validator<'_>),
+        (cfg.run.validation_episodes >= 2).then_some(&mut validator as &mut train::Validator<'_>),
         progress,
     )?;
     let checkpoint = checkpoint::load(&outcome.final_checkpoint)?;

@@ -209,17 +209,19 @@ pub fn part_id(cfg: &TrainConfig) -> String {
     let mut id = cfg.method.as_str().to_string();
     if cfg.method == TrainMethod::Bmssl {
         id.push('-');
-        id.push_str(target_name(cfg.target));
+        id.push_str(target_name(cfg.bootstrap.target));
     }
-    if cfg.augment != d.augment {
+    if cfg.task.augment != d.task.augment {
         id.push('-');
-        id.push_str(cfg.augment.as_str());
+        id.push_str(cfg.task.augment.as_str());
     }
-    if cfg.inner_steps != d.inner_steps {
-        id.push_str(&format!("-L{}", cfg.inner_steps));
+    if cfg.inner.inner_steps != d.inner.inner_steps {
+        id.push_str(&format!("-L{}", cfg.inner.inner_steps));
     }
-    if cfg.bootstrap_steps != d.bootstrap_steps && cfg.method == TrainMethod::Bmssl {
-        id.push_str(&format!("-delta{}", cfg.bootstrap_steps));
+    if cfg.bootstrap.bootstrap_steps != d.bootstrap.bootstrap_steps
+        && cfg.method == TrainMethod::Bmssl
+    {
+        id.push_str(&format!("-delta{}", cfg.bootstrap.bootstrap_steps));
     }
     id.push_str(&study_suffix(cfg));
     id
@@ -230,22 +232,26 @@ pub fn part_id(cfg: &TrainConfig) -> String {
 pub fn study_suffix(cfg: &TrainConfig) -> String {
     let paper = TrainConfig::default().with_paper_bootstrap();
     let mut s = String::new();
-    if cfg.outer_loss != paper.outer_loss {
-        s.push_str(&format!("-{}-mu{}", cfg.outer_loss.as_str(), cfg.mu));
+    if cfg.bootstrap.outer_loss != paper.bootstrap.outer_loss {
+        s.push_str(&format!(
+            "-{}-mu{}",
+            cfg.bootstrap.outer_loss.as_str(),
+            cfg.bootstrap.mu
+        ));
     }
-    if cfg.target_query_steps != paper.target_query_steps {
-        s.push_str(&format!("-q{}", cfg.target_query_steps));
+    if cfg.bootstrap.target_query_steps != paper.bootstrap.target_query_steps {
+        s.push_str(&format!("-q{}", cfg.bootstrap.target_query_steps));
     }
-    if let Some(lr) = cfg.target_lr {
+    if let Some(lr) = cfg.bootstrap.target_lr {
         s.push_str(&format!("-tlr{lr}"));
     }
-    if cfg.target_temperature != paper.target_temperature {
-        s.push_str(&format!("-T{}", cfg.target_temperature));
+    if cfg.bootstrap.target_temperature != paper.bootstrap.target_temperature {
+        s.push_str(&format!("-T{}", cfg.bootstrap.target_temperature));
     }
-    if cfg.similarity_weight != paper.similarity_weight {
-        s.push_str(&format!("-sim{}", cfg.similarity_weight));
+    if cfg.bootstrap.similarity_weight != paper.bootstrap.similarity_weight {
+        s.push_str(&format!("-sim{}", cfg.bootstrap.similarity_weight));
     }
-    if cfg.zero_head {
+    if cfg.inner.zero_head {
         s.push_str("-zh");
     }
     s
@@ -277,13 +283,11 @@ impl Plan {
                     configs.push(("bmssl (shipped default)".into(), shipped));
                 }
                 for t in [Target::Paper, Target::QueryStep] {
-                    configs.push((
-                        format!("bmssl ({} target)", target_name(t)),
-                        TrainConfig {
-                            target: t,
-                            ..paper.clone()
-                        },
-                    ));
+                    configs.push((format!("bmssl ({} target)", target_name(t)), {
+                        let mut edited = paper.clone();
+                        edited.bootstrap.target = t;
+                        edited
+                    }));
                 }
             }
             for (label, cfg) in configs {
@@ -303,16 +307,18 @@ impl Plan {
         );
 
         // The ablations vary the paper's method: its reading, with the chosen target.
-        let bmssl = TrainConfig {
-            target: plan.options.ablation_target,
-            ..plan.base(TrainMethod::Bmssl).with_paper_bootstrap()
+        let bmssl = {
+            let mut edited = plan.base(TrainMethod::Bmssl).with_paper_bootstrap();
+            edited.bootstrap.target = plan.options.ablation_target;
+            edited
         };
         let mut t5 = Vec::new();
         for level in AUGMENT_LEVELS {
             let part = plan.add(
-                TrainConfig {
-                    augment: level,
-                    ..bmssl.clone()
+                {
+                    let mut edited = bmssl.clone();
+                    edited.task.augment = level;
+                    edited
                 },
                 &one,
             )?;
@@ -343,10 +349,11 @@ impl Plan {
         let mut t7 = Vec::new();
         for delta in DELTAS {
             let part = plan.add(
-                TrainConfig {
-                    inner_steps: TABLE7_INNER_STEPS,
-                    bootstrap_steps: delta,
-                    ..bmssl.clone()
+                {
+                    let mut edited = bmssl.clone();
+                    edited.inner.inner_steps = TABLE7_INNER_STEPS;
+                    edited.bootstrap.bootstrap_steps = delta;
+                    edited
                 },
                 &one,
             )?;
@@ -368,16 +375,17 @@ impl Plan {
     /// A method's configuration under this plan's budget and options.
     fn base(&self, method: TrainMethod) -> TrainConfig {
         let b = &self.budget;
-        TrainConfig {
-            dataset: self.options.dataset.clone(),
-            seed: self.options.seed,
-            meta_steps: b.meta_steps,
-            checkpoint_every: b.checkpoint_every,
-            keep_checkpoints: 1,
-            validate_every: b.validate_every,
-            validation_episodes: b.validation_episodes,
-            validation_mode: Mode::Proto,
-            ..TrainConfig::for_method(method)
+        {
+            let mut edited = TrainConfig::for_method(method);
+            edited.data.dataset = self.options.dataset.clone();
+            edited.run.seed = self.options.seed;
+            edited.outer.meta_steps = b.meta_steps;
+            edited.run.checkpoint_every = b.checkpoint_every;
+            edited.run.keep_checkpoints = 1;
+            edited.run.validate_every = b.validate_every;
+            edited.run.validation_episodes = b.validation_episodes;
+            edited.run.validation_mode = Mode::Proto;
+            edited
         }
     }
 

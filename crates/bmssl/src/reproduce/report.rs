@@ -543,7 +543,7 @@ pub fn delta_points(r: &Results) -> Vec<DeltaPoint> {
         .iter()
         .filter_map(|row| {
             let p = r.parts.get(&row.part)?;
-            let delta = r.plan.part(&row.part)?.config.bootstrap_steps as f64;
+            let delta = r.plan.part(&row.part)?.config.bootstrap.bootstrap_steps as f64;
             let a = p.eval(t7.settings[0]).map(|e| Interval {
                 mean: e.mean,
                 ci95: e.ci95,

@@ -358,13 +358,14 @@ mod tests {
     use crate::model::ArchSpec;
 
     fn setup(method: TrainMethod) -> (SslSpec, u64, Learner, Vec<f64>, Vec<f64>, Vec<f64>) {
-        let cfg = TrainConfig {
-            images_per_batch: 4,
-            queue_size: 6,
-            prototypes: 5,
-            shots: 2,
-            temperature: 0.5,
-            ..TrainConfig::for_method(method)
+        let cfg = {
+            let mut edited = TrainConfig::for_method(method);
+            edited.task.images_per_batch = 4;
+            edited.ssl.queue_size = 6;
+            edited.ssl.prototypes = 5;
+            edited.ssl.shots = 2;
+            edited.inner.temperature = 0.5;
+            edited
         };
         let l = Learner::new(ArchSpec {
             hidden: 3,
@@ -383,7 +384,7 @@ mod tests {
             .collect();
         let x1 = test_values(4 * l.image_len(), 61);
         let x2 = test_values(4 * l.image_len(), 62);
-        (cfg.ssl_spec().unwrap(), cfg.seed, l, p, x1, x2)
+        (cfg.ssl_spec().unwrap(), cfg.run.seed, l, p, x1, x2)
     }
 
     /// The step's loss in f64 with the momentum encoder, queue and SwAV codes held fixed.

@@ -106,15 +106,19 @@ inner_lr = 0.3
     );
     let a = spec.part("a-target=query-step-inner_steps=2").unwrap();
     assert_eq!(a.config.method, TrainMethod::Bmssl);
-    assert_eq!(a.config.inner_lr, 0.2, "base");
-    assert_eq!(a.config.outer_lr, 0.01, "base");
-    assert_eq!(a.config.inner_steps, 2, "axis");
-    assert_eq!(a.config.target, crate::meta::Target::QueryStep, "axis");
+    assert_eq!(a.config.inner.inner_lr, 0.2, "base");
+    assert_eq!(a.config.outer.outer_lr, 0.01, "base");
+    assert_eq!(a.config.inner.inner_steps, 2, "axis");
+    assert_eq!(
+        a.config.bootstrap.target,
+        crate::meta::Target::QueryStep,
+        "axis"
+    );
     let b = spec.part("b-target=paper-inner_steps=1").unwrap();
     assert_eq!(b.config.method, TrainMethod::Protonet);
-    assert_eq!(b.config.inner_lr, 0.3, "the variant beats the base");
+    assert_eq!(b.config.inner.inner_lr, 0.3, "the variant beats the base");
     assert_eq!(
-        b.config.images_per_batch, 60,
+        b.config.task.images_per_batch, 60,
         "the method's own defaults under the overrides"
     );
     assert_eq!(
@@ -129,18 +133,16 @@ inner_lr = 0.3
     )
     .unwrap();
     assert_eq!(spec.parts[0].id, "v-inner_lr=0.5");
-    assert_eq!(spec.parts[0].config.inner_lr, 0.5);
+    assert_eq!(spec.parts[0].config.inner.inner_lr, 0.5);
     // Neither variants nor axes: one part, `base`, with the method's defaults.
     let spec = Spec::parse("[base]\nmeta_steps = 7\n", "s.toml").unwrap();
     assert_eq!(spec.parts.len(), 1);
     assert_eq!(spec.parts[0].id, "base");
-    assert_eq!(
-        spec.parts[0].config,
-        TrainConfig {
-            meta_steps: 7,
-            ..TrainConfig::for_method(TrainMethod::Bmssl)
-        }
-    );
+    assert_eq!(spec.parts[0].config, {
+        let mut edited = TrainConfig::for_method(TrainMethod::Bmssl);
+        edited.outer.meta_steps = 7;
+        edited
+    });
     // Validation for every part, test only for the listed ones; cache names say split, setting, mode.
     let spec = Spec::parse(&tiny_spec("\"bmssl-q-inner_lr=0.1\""), "s.toml").unwrap();
     let files = |id: &str| -> Vec<String> {
