@@ -1,5 +1,9 @@
 //! `bmssl data ...`: look at datasets and at the tasks built from them.
 //!
+//! Over 400 lines: its three subcommands share the dataset flags (`SourceArgs`) and loaders, and
+//! the task preview draws its own tiles and frames (no plotting library for an image grid); each
+//! part is short, and splitting them would spread one command's flags over several files.
+//!
 //! * `bmssl data inspect <omniglot | miniimagenet | cifar-fs | PATH>`: classes and images per
 //!   split, image shape, rotations or on-disk layout, decoded-image cache, load time.
 //! * `bmssl data tasks --preview tasks.png`: draw one meta-batch (a row per pseudo-class, support

@@ -1,241 +1,23 @@
 //! `bmssl train`: meta-train with BMSSL or MetaSSL, then evaluate on the test split.
+//!
+//! Over 400 lines: the command is the whole train-then-test pipeline (the configuration's layers,
+//! the progress observer, the saved test plan, the test and its yardstick, the summary); issue 16
+//! moves that pipeline into the library as one function shared with `reproduce`. The flags of the
+//! configuration's keys are in `config_flags.rs`.
 
+use crate::config_flags::ConfigFlags;
 use crate::plots;
 use crate::progress::{Style, Ticker};
 use anyhow::{Context, Result};
-use bmssl::augment::AugmentLevel;
-use bmssl::config::{LrSchedule, TrainConfig, TrainMethod};
+use bmssl::config::{TrainConfig, TrainMethod};
 use bmssl::data::{open_split, UnlabelledPool};
 use bmssl::eval::{self, EvalOptions, Mode, Model, Setting};
-use bmssl::meta::{OuterLoss, Target};
-use bmssl::model::Backbone;
+use bmssl::meta::Target;
 use bmssl::objective::ContrastiveLoss;
-use bmssl::optim::OptimizerKind;
 use bmssl::reproduce::paper;
 use bmssl::train::{self, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Every hyper-parameter of the run configuration as a flag (unset flags keep the value of the
-/// config file, or of the run being resumed, or the default). Names follow the glossary; the
-/// paper's / reference's names are aliases.
-#[derive(clap::Args, Default, Debug)]
-pub struct ConfigFlags {
-    /// bmssl (eq. 3), metassl (eq. 2), or a baseline: maml, protonet, umtra, scratch, simclr,
-    /// moco, swav, barlowtwins, psco, onelevel
-    /// (Table 6's one-level structure).
-    #[arg(long)]
-    method: Option<TrainMethod>,
-    /// Bootstrap target: `paper` (BMSSL as the paper writes it: delta support steps, KL alone, no
-    /// zeroing; other study flags given beside it still apply) or `query-step`.
-    #[arg(long)]
-    target: Option<Target>,
-    /// BMSSL's outer loss: kl (eq. 3) or additive (MetaSSL's query loss + mu x KL).
-    #[arg(long)]
-    outer_loss: Option<OuterLoss>,
-    /// mu: weight of the KL in the additive outer loss.
-    #[arg(long)]
-    mu: Option<f64>,
-    /// Query steps that end a query-step target.
-    #[arg(long)]
-    target_query_steps: Option<usize>,
-    /// Step size of the target's steps (default: --inner-lr).
-    #[arg(long)]
-    target_lr: Option<f64>,
-    /// Target temperature: softmax(logits / T); below 1 sharpens the target.
-    #[arg(long)]
-    target_temperature: Option<f64>,
-    /// nu: weight of the KL between the target's and w_L's similarity distributions of the query
-    /// views' projections (0: off).
-    #[arg(long)]
-    similarity_weight: Option<f64>,
-    /// Zero the classifier at the start of every inner loop (true/false).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    zero_head: Option<bool>,
-    /// `omniglot`, `miniimagenet`, `cifar-fs` or a path to an image folder root/<class>/<image>.
-    #[arg(long)]
-    dataset: Option<String>,
-    /// Split used as the unlabelled pool.
-    #[arg(long)]
-    split: Option<String>,
-    /// Omniglot rotations as extra classes (true/false).
-    #[arg(long)]
-    rotations: Option<bool>,
-    #[arg(long)]
-    image_size: Option<usize>,
-    #[arg(long)]
-    channels: Option<usize>,
-    /// conv4 or conv5.
-    #[arg(long)]
-    backbone: Option<Backbone>,
-    /// N: source images per meta-batch.
-    #[arg(long, visible_alias = "n-images")]
-    images_per_batch: Option<usize>,
-    /// M: views per image.
-    #[arg(long)]
-    views: Option<usize>,
-    /// K: tasks per meta-batch.
-    #[arg(long, visible_alias = "blocks")]
-    tasks_per_batch: Option<usize>,
-    /// M1: support views per image.
-    #[arg(long, visible_alias = "m1")]
-    support_views: Option<usize>,
-    /// M2: query views per image.
-    #[arg(long, visible_alias = "m2")]
-    query_views: Option<usize>,
-    /// L: inner steps.
-    #[arg(long)]
-    inner_steps: Option<usize>,
-    /// delta: bootstrap steps.
-    #[arg(long, visible_alias = "delta")]
-    bootstrap_steps: Option<usize>,
-    /// alpha: inner learning rate.
-    #[arg(long)]
-    inner_lr: Option<f64>,
-    /// beta: outer learning rate.
-    #[arg(long)]
-    outer_lr: Option<f64>,
-    /// adam or sgd.
-    #[arg(long)]
-    optimizer: Option<OptimizerKind>,
-    /// lambda: weight of the contrastive term.
-    #[arg(long, visible_alias = "lam")]
-    contrastive_weight: Option<f64>,
-    /// tau: contrastive temperature.
-    #[arg(long, visible_alias = "tau")]
-    temperature: Option<f64>,
-    /// Meta-steps (outer updates).
-    #[arg(long)]
-    meta_steps: Option<u64>,
-    /// First-order meta-gradient (true/false).
-    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
-    first_order: Option<bool>,
-    /// default, a1, a2, a3 or a4.
-    #[arg(long)]
-    augment: Option<AugmentLevel>,
-    #[arg(long)]
-    seed: Option<u64>,
-    #[arg(long)]
-    checkpoint_every: Option<u64>,
-    #[arg(long)]
-    keep_checkpoints: Option<usize>,
-    #[arg(long)]
-    validate_every: Option<u64>,
-    #[arg(long)]
-    validation_episodes: Option<usize>,
-    /// adapt or proto.
-    #[arg(long)]
-    validation_mode: Option<Mode>,
-    #[arg(long)]
-    max_nonfinite_steps: Option<u32>,
-    /// Inner-loop self-supervised term: supcon (the paper's), or an "-o" variant: simclr, moco,
-    /// swav, barlowtwins (needs --support-views 2 or more).
-    #[arg(long)]
-    inner_loss: Option<ContrastiveLoss>,
-    /// SGD momentum of the outer optimiser.
-    #[arg(long)]
-    sgd_momentum: Option<f64>,
-    /// L2 weight decay of the outer optimiser.
-    #[arg(long, visible_alias = "wd")]
-    weight_decay: Option<f64>,
-    /// Outer learning-rate schedule: constant or cosine.
-    #[arg(long)]
-    lr_schedule: Option<LrSchedule>,
-    /// MoCo / PsCo: momentum of the key encoder's moving average.
-    #[arg(long)]
-    momentum: Option<f64>,
-    /// MoCo / PsCo: keys in the queue.
-    #[arg(long)]
-    queue_size: Option<usize>,
-    /// MoCo / PsCo: predictor MLP on the online branch (true/false).
-    #[arg(long, visible_alias = "prediction", num_args = 0..=1, default_missing_value = "true")]
-    predictor: Option<bool>,
-    /// SwAV: number of prototypes.
-    #[arg(long, visible_alias = "n-prototypes")]
-    prototypes: Option<usize>,
-    /// SwAV / PsCo: Sinkhorn rounds.
-    #[arg(long, visible_alias = "sinkhorn-iter")]
-    sinkhorn_iters: Option<usize>,
-    /// SwAV / PsCo: Sinkhorn's entropic regularisation.
-    #[arg(long)]
-    sinkhorn_eps: Option<f64>,
-    /// Barlow Twins: weight of the off-diagonal term.
-    #[arg(long)]
-    redundancy_weight: Option<f64>,
-    /// PsCo: shots per pseudo-class drawn from the queue.
-    #[arg(long, visible_alias = "num-shots")]
-    shots: Option<usize>,
-    /// PsCo: temperature of the few-shot term.
-    #[arg(long)]
-    temperature2: Option<f64>,
-}
-
-macro_rules! apply {
-    ($flags:expr, $cfg:expr, $($sec:ident . $f:ident),+) => { $( if let Some(v) = $flags.$f.clone() { $cfg.$sec.$f = v; } )+ };
-}
-
-impl ConfigFlags {
-    fn apply(&self, cfg: &mut TrainConfig) {
-        if let Some(v) = self.target_lr {
-            cfg.bootstrap.target_lr = Some(v);
-        }
-        if let Some(v) = self.method {
-            cfg.method = v;
-        }
-        apply!(
-            self,
-            cfg,
-            bootstrap.target,
-            bootstrap.outer_loss,
-            bootstrap.mu,
-            bootstrap.target_query_steps,
-            bootstrap.target_temperature,
-            bootstrap.similarity_weight,
-            inner.zero_head,
-            data.dataset,
-            data.split,
-            data.rotations,
-            data.image_size,
-            data.channels,
-            outer.backbone,
-            task.images_per_batch,
-            task.views,
-            task.tasks_per_batch,
-            task.support_views,
-            task.query_views,
-            inner.inner_steps,
-            bootstrap.bootstrap_steps,
-            inner.inner_lr,
-            outer.outer_lr,
-            outer.optimizer,
-            inner.contrastive_weight,
-            inner.temperature,
-            outer.meta_steps,
-            outer.first_order,
-            task.augment,
-            run.seed,
-            run.checkpoint_every,
-            run.keep_checkpoints,
-            run.validate_every,
-            run.validation_episodes,
-            run.validation_mode,
-            run.max_nonfinite_steps,
-            inner.inner_loss,
-            outer.sgd_momentum,
-            outer.weight_decay,
-            outer.lr_schedule,
-            ssl.momentum,
-            ssl.queue_size,
-            ssl.predictor,
-            ssl.prototypes,
-            ssl.sinkhorn_iters,
-            ssl.sinkhorn_eps,
-            ssl.redundancy_weight,
-            ssl.shots,
-            ssl.temperature2
-        );
-    }
-}
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
@@ -273,6 +55,7 @@ pub struct TrainArgs {
     /// run's as a yardstick (it costs as much as the test itself; a resumed run keeps this choice).
     #[arg(long)]
     no_yardstick: bool,
+    // Every key of the run configuration as a flag (`--inner-lr`), over the config file.
     #[command(flatten)]
     flags: ConfigFlags,
 }
@@ -436,7 +219,7 @@ fn run_name(cfg: &TrainConfig) -> String {
 
 /// Resolves the configuration: defaults < config file (or the resumed run's) < flags.
 fn resolve_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
-    let mut cfg = if let Some(dir) = &args.resume {
+    let cfg = if let Some(dir) = &args.resume {
         RunDir { root: dir.clone() }
             .load_config()
             .context("resuming")?
@@ -445,16 +228,20 @@ fn resolve_config(args: &TrainArgs) -> Result<(TrainConfig, PathBuf)> {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         TrainConfig::from_toml(&text, &path.display().to_string())?
     } else {
-        let defaults = TrainConfig::for_method(args.flags.method.unwrap_or(TrainMethod::Bmssl));
+        let method = match args.flags.get("method") {
+            Some(m) => m.parse()?,
+            None => TrainMethod::Bmssl,
+        };
+        let defaults = TrainConfig::for_method(method);
         // `--target paper` is BMSSL as the paper writes it: the study's keys start from the
         // paper's reading (flags given beside it still apply).
-        if args.flags.target == Some(Target::Paper) {
+        if args.flags.get("target") == Some("paper") {
             defaults.with_paper_bootstrap()
         } else {
             defaults
         }
     };
-    args.flags.apply(&mut cfg);
+    let cfg = cfg.with_overrides(&args.flags.overrides)?;
     cfg.validate()?;
     let dir = args
         .resume

@@ -37,6 +37,7 @@ mod cmd_plot;
 mod cmd_reproduce;
 mod cmd_sweep;
 mod cmd_train;
+mod config_flags;
 mod out;
 mod plots;
 mod progress;

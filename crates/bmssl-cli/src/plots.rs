@@ -1,4 +1,8 @@
 //! PNG plots of a run's curves, drawn from its `metrics.jsonl` with `plotters`.
+//!
+//! Over 400 lines: the three chart kinds every command draws (lines with smoothing, error bars,
+//! the learning/loss pair) and the run's own plots share one font, one PNG writer and the axis
+//! labelling, which would otherwise be copied into each.
 //! The font (DejaVu Sans, its licence beside it in `assets/`) is compiled in, so plotting needs no
 //! system fonts.
 

@@ -229,9 +229,9 @@ fn fields_of<T: DeserializeOwned>() -> &'static [&'static str] {
     fields
 }
 
-/// Every key of the configuration file, sorted.
-pub fn config_keys() -> Vec<String> {
-    let mut keys: Vec<String> = [
+/// Every key of the configuration file, as the sections' field names.
+pub(super) fn static_keys() -> Vec<&'static str> {
+    [
         fields_of::<MethodKey>(),
         fields_of::<BootstrapConfig>(),
         fields_of::<DataConfig>(),
@@ -242,9 +242,11 @@ pub fn config_keys() -> Vec<String> {
         fields_of::<SslConfig>(),
     ]
     .concat()
-    .into_iter()
-    .map(str::to_string)
-    .collect();
+}
+
+/// Every key of the configuration file, sorted.
+pub fn config_keys() -> Vec<String> {
+    let mut keys: Vec<String> = static_keys().into_iter().map(str::to_string).collect();
     keys.sort();
     keys
 }

@@ -13,7 +13,8 @@
 //! | [`RunConfig`] | `run.rs` | seed, checkpoints, validation |
 //!
 //! Each section validates its own keys; [`TrainConfig::validate`] adds the checks that tie a method
-//! to its sections. The file stays one flat table of keys (`file.rs`), as it always was.
+//! to its sections. The file stays one flat table of keys (`file.rs`), as it always was; the CLI's
+//! flags are overrides of those keys (`overrides.rs`).
 
 mod bootstrap;
 mod data;
@@ -21,6 +22,7 @@ mod file;
 mod inner;
 mod method;
 mod outer;
+mod overrides;
 mod run;
 mod ssl;
 mod task;
@@ -31,6 +33,7 @@ pub use file::{config_keys, nearest_key};
 pub use inner::InnerLoopConfig;
 pub use method::TrainMethod;
 pub use outer::{LrSchedule, OuterConfig};
+pub use overrides::{is_bool_key, override_keys, override_value};
 pub use run::RunConfig;
 pub use ssl::SslConfig;
 pub use task::TaskConfig;

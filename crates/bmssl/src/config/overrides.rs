@@ -1,0 +1,155 @@
+//! Overrides of configuration keys by name (`inner_lr` = "0.1"), merged into the flat table before
+//! it is read: how the CLI's flags set keys, so a key added to a section needs no flag code.
+
+use super::{config_keys, nearest_key, TrainConfig};
+use crate::{Error, Result};
+use serde::Deserialize;
+
+/// Every key of the configuration file, as the CLI names its flags (`inner_lr` is `--inner-lr`).
+pub fn override_keys() -> Vec<&'static str> {
+    super::file::static_keys()
+}
+
+/// Whether `key` holds true/false (the CLI lets such a flag stand alone for `true`).
+pub fn is_bool_key(key: &str) -> bool {
+    matches!(defaults().get(key), Some(toml::Value::Boolean(_)))
+}
+
+fn defaults() -> toml::Table {
+    match toml::Value::try_from(TrainConfig::default()) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    }
+}
+
+/// `raw` (a flag's text) as the TOML value of `key`: typed as the key's default value is (a
+/// string stays a string, so `--target paper` needs no quotes), then checked by reading a
+/// configuration with it. The error is one line about the value alone.
+pub fn override_value(key: &str, raw: &str) -> std::result::Result<toml::Value, String> {
+    let mut table = defaults();
+    let value = match table.get(key) {
+        Some(toml::Value::String(_)) => toml::Value::String(raw.to_string()),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
+            raw.parse()
+                .map_err(|_| format!("expected true or false, got `{raw}`"))?,
+        ),
+        Some(toml::Value::Integer(_)) => match raw.parse::<i64>() {
+            Ok(i) => toml::Value::Integer(i),
+            // Above i64, which TOML cannot hold: a u64 seed is read from text; any other count
+            // saturates at i64::MAX, which validation then refuses naming the key (as a file's
+            // value out of range is).
+            Err(e) => match raw.parse::<u64>() {
+                Ok(_) => {
+                    let text = toml::Value::String(raw.to_string());
+                    let mut t = table.clone();
+                    t.insert(key.to_string(), text.clone());
+                    if TrainConfig::deserialize(toml::Value::Table(t)).is_ok() {
+                        text
+                    } else {
+                        toml::Value::Integer(i64::MAX)
+                    }
+                }
+                Err(_) => return Err(e.to_string()),
+            },
+        },
+        Some(toml::Value::Float(_)) => toml::Value::Float(
+            raw.parse::<f64>()
+                .map_err(|e| format!("{e} (expected a number)"))?,
+        ),
+        // A key whose default is absent (`target_lr`): a TOML literal, else text.
+        _ => toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+    };
+    if !config_keys().iter().any(|k| k == key) {
+        return Err(match nearest_key(key) {
+            Some(k) => format!("unknown key `{key}`; did you mean `{k}`?"),
+            None => format!("unknown key `{key}`"),
+        });
+    }
+    table.insert(key.to_string(), value.clone());
+    TrainConfig::deserialize(toml::Value::Table(table)).map_err(|e| one_line(&e))?;
+    Ok(value)
+}
+
+/// A TOML error's message on one line (its `Display` adds line breaks).
+fn one_line(e: &toml::de::Error) -> String {
+    e.message().trim().replace('\n', " ")
+}
+
+impl TrainConfig {
+    /// This configuration with `overrides` (key, the value's text as a flag gives it) set, read
+    /// back through the file's format (not validated: call [`TrainConfig::validate`] once all
+    /// layers are in).
+    pub fn with_overrides(&self, overrides: &[(String, String)]) -> Result<TrainConfig> {
+        if overrides.is_empty() {
+            return Ok(self.clone());
+        }
+        let toml::Value::Table(mut table) =
+            toml::Value::try_from(self).map_err(|e| Error::config("config", e.to_string()))?
+        else {
+            return Err(Error::config("config", "does not serialise to a table"));
+        };
+        for (k, raw) in overrides {
+            let value = override_value(k, raw).map_err(|e| Error::config(k.as_str(), e))?;
+            table.insert(k.clone(), value);
+        }
+        TrainConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = overrides.last().map_or("config", |(k, _)| k.as_str());
+            Error::config(key, one_line(&e))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TrainMethod;
+
+    #[test]
+    fn a_flag_is_typed_as_its_key_and_set_through_the_file_format() {
+        let set = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let cfg = TrainConfig::default()
+            .with_overrides(&[
+                set("inner_lr", "0.1"),
+                set("method", "metassl"),
+                set("bootstrap_steps", "2"),
+                set("zero_head", "true"),
+                set("target_lr", "0.2"),
+                set("seed", "18446744073709551615"),
+            ])
+            .unwrap();
+        assert_eq!(cfg.inner.inner_lr, 0.1);
+        assert_eq!(cfg.method, TrainMethod::Metassl);
+        assert_eq!(cfg.bootstrap.bootstrap_steps, 2);
+        assert!(cfg.inner.zero_head);
+        assert_eq!(cfg.bootstrap.target_lr, Some(0.2));
+        assert_eq!(cfg.run.seed, u64::MAX);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_or_an_unknown_key_is_refused_in_one_line() {
+        for (k, v) in [
+            ("inner_steps", "five"),
+            ("inner_lr", "fast"),
+            ("method", "bmsl"),
+            ("zero_head", "yes"),
+            ("inner_steps", "-1"),
+            ("inner_lrr", "0.1"),
+        ] {
+            let e = override_value(k, v).unwrap_err();
+            assert!(!e.contains('\n') && !e.is_empty(), "{k} = {v}: {e}");
+        }
+        assert!(override_value("inner_lrr", "0.1")
+            .unwrap_err()
+            .contains("`inner_lr`"));
+    }
+
+    #[test]
+    fn every_key_can_be_overridden_and_bool_keys_are_known() {
+        assert_eq!(override_keys().len(), config_keys().len());
+        assert!(is_bool_key("zero_head") && is_bool_key("rotations"));
+        assert!(!is_bool_key("inner_lr"));
+    }
+}
