@@ -285,6 +285,12 @@ pub fn evaluate(
     })
 }
 
+/// Fraction of `predicted` equal to `labels` (position by position).
+fn fraction_correct(predicted: &[usize], labels: &[usize]) -> f64 {
+    let correct = predicted.iter().zip(labels).filter(|(p, y)| p == y).count();
+    correct as f64 / labels.len() as f64
+}
+
 /// Errors unless `data` holds images of the model's input shape.
 pub fn check_shape(model: &Model, data: &dyn Dataset) -> Result<()> {
     let want = model.image_shape();
@@ -360,7 +366,7 @@ impl<'a> Scorer<'a> {
 
     /// Fraction of the episode's queries classified correctly.
     pub fn episode_accuracy(&self, ep: &Episode, opts: &EvalOptions) -> f64 {
-        let predicted = match opts.mode {
+        match opts.mode {
             Mode::Adapt => {
                 let w = self.adapt(
                     &ep.support.data,
@@ -369,22 +375,28 @@ impl<'a> Scorer<'a> {
                     opts.adapt_steps,
                     opts.adapt_lr,
                 );
-                let (out, _) = self.episode.infer(&w, &ep.query.data, false);
-                argmax_rows(&out.logits, self.episode.spec.ways)
+                self.adapted_accuracy(&w, ep)
             }
-            Mode::Proto => self.proto_predict(
-                &ep.support.data,
-                &ep.support_labels,
-                &ep.query.data,
-                opts.features,
+            Mode::Proto => fraction_correct(
+                &self.proto_predict(
+                    &ep.support.data,
+                    &ep.support_labels,
+                    &ep.query.data,
+                    opts.features,
+                ),
+                &ep.query_labels,
             ),
-        };
-        let correct = predicted
-            .iter()
-            .zip(&ep.query_labels)
-            .filter(|(p, y)| p == y)
-            .count();
-        correct as f64 / ep.query_labels.len() as f64
+        }
+    }
+
+    /// Fraction of the episode's queries that the episode learner at weights `w` (from
+    /// [`Scorer::adapt`]) classifies correctly.
+    pub fn adapted_accuracy(&self, w: &[f32], ep: &Episode) -> f64 {
+        let (out, _) = self.episode.infer(w, &ep.query.data, false);
+        fraction_correct(
+            &argmax_rows(&out.logits, self.episode.spec.ways),
+            &ep.query_labels,
+        )
     }
 
     /// Adapted weights of the episode learner: fresh head (`head`), then `steps` SGD steps of
@@ -429,17 +441,25 @@ impl<'a> Scorer<'a> {
                 }
             }
         }
+        self.adapt_more(&mut w, x, labels, steps, lr);
+        w
+    }
+
+    /// `steps` more SGD steps of the model's inner loss on `(x, labels)` from `w`: the loop of
+    /// [`Scorer::adapt`], on its own so that one adaptation can be scored after several step
+    /// counts (`adapt(.., s1 + s2, ..)` is `adapt(.., s1, ..)` then `adapt_more(.., s2, ..)`, bit
+    /// for bit).
+    pub fn adapt_more(&self, w: &mut [f32], x: &[f32], labels: &[usize], steps: usize, lr: f64) {
         for _ in 0..steps {
             sgd_step(
                 &self.episode,
-                &mut w,
+                w,
                 x,
                 labels,
                 Objective::Inner(self.model.inner_loss),
                 lr,
             );
         }
-        w
     }
 
     /// Proto mode: predicted class (0..ways) of each query image.

@@ -55,5 +55,6 @@ pub mod settings;
 pub mod ssl;
 pub mod tasks;
 pub mod train;
+pub mod tuning;
 
 pub use error::{Error, Result};
