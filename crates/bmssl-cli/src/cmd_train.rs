@@ -422,10 +422,12 @@ fn run_name(cfg: &TrainConfig) -> String {
     } else {
         format!("-{}-o", cfg.inner_loss.as_str())
     };
-    // The bootstrap study's keys where they differ from the paper's reading (`-additive-mu0.3-zh`).
+    // The inner horizon where it differs from the paper's (`-L1`), and the bootstrap study's keys
+    // where they differ from the paper's reading (`-additive-mu0.3-zh`).
+    let horizon = bmssl::reproduce::plan::horizon_suffix(cfg);
     let study = bmssl::reproduce::plan::study_suffix(cfg);
     format!(
-        "{}{}{inner}{study}-seed{}",
+        "{}{}{inner}{horizon}{study}-seed{}",
         cfg.method.as_str(),
         target,
         cfg.seed

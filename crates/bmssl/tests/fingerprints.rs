@@ -124,6 +124,7 @@ fn configurations() -> Vec<(&'static str, TrainConfig)> {
             "metassl",
             TrainConfig {
                 zero_head: false,
+                inner_steps: TrainConfig::PAPER_INNER_STEPS,
                 ..base(TrainMethod::Metassl)
             },
         ),
@@ -131,9 +132,11 @@ fn configurations() -> Vec<(&'static str, TrainConfig)> {
             "metassl-zero-head",
             TrainConfig {
                 zero_head: true,
+                inner_steps: TrainConfig::PAPER_INNER_STEPS,
                 ..base(TrainMethod::Metassl)
             },
         ),
+        ("metassl-shipped-default", base(TrainMethod::Metassl)),
         (
             "maml",
             TrainConfig {

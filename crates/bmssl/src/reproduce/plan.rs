@@ -215,14 +215,27 @@ pub fn part_id(cfg: &TrainConfig) -> String {
         id.push('-');
         id.push_str(cfg.augment.as_str());
     }
-    if cfg.inner_steps != d.inner_steps {
-        id.push_str(&format!("-L{}", cfg.inner_steps));
-    }
+    id.push_str(&horizon_suffix(cfg));
     if cfg.bootstrap_steps != d.bootstrap_steps && cfg.method == TrainMethod::Bmssl {
         id.push_str(&format!("-delta{}", cfg.bootstrap_steps));
     }
     id.push_str(&study_suffix(cfg));
     id
+}
+
+/// `-L<n>` when the inner horizon differs from the reference one: the paper's L = 5 for BMSSL and
+/// MetaSSL (so the ids of reproductions made before their shipped default became L = 1 keep naming
+/// the same configurations, and a shipped run says `-L1`), the method's default for the others.
+pub fn horizon_suffix(cfg: &TrainConfig) -> String {
+    let reference = match cfg.method {
+        TrainMethod::Bmssl | TrainMethod::Metassl => TrainConfig::PAPER_INNER_STEPS,
+        m => TrainConfig::for_method(m).inner_steps,
+    };
+    if cfg.inner_steps == reference {
+        String::new()
+    } else {
+        format!("-L{}", cfg.inner_steps)
+    }
 }
 
 /// The bootstrap study's keys where they differ from the paper's reading (`""` for the literal
