@@ -13,8 +13,9 @@
 //! * everything summed over points (the k-means++ D^2 total, the new centroids) is summed
 //!   sequentially in point order, in `f64`.
 //!
-//! It is ~200 lines with its tests, no BLAS, and fast enough for Omniglot's pool (82,240 points,
-//! 64 dimensions, k = 500: about a quarter of a second per Lloyd iteration on one core).
+//! It is ~150 lines of code besides its tests, with no BLAS: a Lloyd iteration costs n k d
+//! multiply-adds (Omniglot's pool: 82,240 points, 64 dimensions, k = 500: 2.6e9), the greedy
+//! seeding about `2 + ln k` iterations' worth.
 
 use crate::{Error, Result};
 use rand::Rng;
@@ -39,9 +40,9 @@ fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for j in 0..8 {
-            let d = x[j] - y[j];
-            lanes[j] += d * d;
+        for ((l, u), v) in lanes.iter_mut().zip(x).zip(y) {
+            let d = u - v;
+            *l += d * d;
         }
     }
     for (j, (x, y)) in ra.iter().zip(rb).enumerate() {

@@ -224,7 +224,7 @@ struct Nested<'a> {
 impl Observer for Nested<'_> {
     fn step(&mut self, r: &StepRecord) {
         let every = (self.total / 10).max(1);
-        if r.step % every == 0 || r.step == self.total {
+        if r.step.is_multiple_of(every) || r.step == self.total {
             self.outer.progress(&format!(
                 "CACTUs embedding: SimCLR step {}/{} (loss {:.4})",
                 r.step, self.total, r.outer_loss
