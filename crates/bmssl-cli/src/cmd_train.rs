@@ -23,7 +23,7 @@ use std::time::Instant;
 pub struct ConfigFlags {
     /// bmssl (eq. 3), metassl (eq. 2), or a baseline: maml, protonet, umtra, scratch, simclr,
     /// moco, swav, barlowtwins, psco, onelevel
-    /// (Table 6's one-level structure).
+    /// (Table 6's one-level structure), cactus-protonet, cactus-maml (CACTUs, see --embedding).
     #[arg(long)]
     method: Option<TrainMethod>,
     /// Bootstrap target: `paper` (BMSSL as the paper writes it: delta support steps, KL alone, no
@@ -168,6 +168,8 @@ pub struct ConfigFlags {
     /// PsCo: temperature of the few-shot term.
     #[arg(long)]
     temperature2: Option<f64>,
+    #[command(flatten)]
+    cactus: crate::cactus_flags::CactusFlags,
 }
 
 macro_rules! apply {
@@ -232,6 +234,7 @@ impl ConfigFlags {
             shots,
             temperature2
         );
+        self.cactus.apply(cfg);
     }
 }
 
@@ -330,6 +333,9 @@ impl Observer for Progress {
     }
     fn warning(&mut self, message: &str) {
         self.ticker.println(&format!("warning: {message}"));
+    }
+    fn progress(&mut self, message: &str) {
+        self.ticker.println(message);
     }
 }
 
@@ -494,7 +500,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let test = check_before_training(&cfg, &plan, &args, val.as_ref())?;
     let order = if cfg.method.is_ssl() || cfg.method == TrainMethod::Scratch {
         "no inner loop"
-    } else if cfg.method == TrainMethod::Protonet {
+    } else if matches!(
+        cfg.method,
+        TrainMethod::Protonet | TrainMethod::CactusProtonet
+    ) {
         "episodic, no inner loop"
     } else if cfg.first_order {
         "first order"

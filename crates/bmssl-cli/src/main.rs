@@ -27,6 +27,7 @@ macro_rules! println {
     };
 }
 
+mod cactus_flags;
 mod cmd_adapt;
 mod cmd_bench;
 mod cmd_check;

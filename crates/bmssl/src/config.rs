@@ -46,6 +46,13 @@ pub enum TrainMethod {
     /// One-level optimisation (Table 6's M2): theta minimises the inner loss on all views of
     /// BMSSL's pseudo-labelled tasks directly, with no inner loop ([`crate::baselines::onelevel`]).
     Onelevel,
+    /// CACTUs (Hsu et al. 2019) with ProtoNet: ProtoNet on tasks of k-means clusters of an
+    /// unsupervised embedding ([`crate::cactus`]).
+    #[serde(rename = "cactus-protonet")]
+    CactusProtonet,
+    /// CACTUs with MAML ([`crate::cactus`]).
+    #[serde(rename = "cactus-maml")]
+    CactusMaml,
 }
 
 impl TrainMethod {
@@ -64,6 +71,8 @@ impl TrainMethod {
         TrainMethod::Barlowtwins,
         TrainMethod::Psco,
         TrainMethod::Onelevel,
+        TrainMethod::CactusProtonet,
+        TrainMethod::CactusMaml,
     ];
 
     /// The self-supervised baselines of [`crate::ssl`] (one batch of two views per step, no inner loop).
@@ -106,13 +115,15 @@ impl TrainMethod {
             | TrainMethod::Moco
             | TrainMethod::Swav
             | TrainMethod::Barlowtwins
-            | TrainMethod::Psco => crate::settings::Mode::Proto,
+            | TrainMethod::Psco
+            | TrainMethod::CactusProtonet => crate::settings::Mode::Proto,
             TrainMethod::Bmssl
             | TrainMethod::Metassl
             | TrainMethod::Maml
             | TrainMethod::Umtra
             | TrainMethod::Scratch
-            | TrainMethod::Onelevel => crate::settings::Mode::Adapt,
+            | TrainMethod::Onelevel
+            | TrainMethod::CactusMaml => crate::settings::Mode::Adapt,
         }
     }
 
@@ -143,6 +154,8 @@ impl TrainMethod {
             TrainMethod::Barlowtwins => "barlowtwins",
             TrainMethod::Psco => "psco",
             TrainMethod::Onelevel => "onelevel",
+            TrainMethod::CactusProtonet => "cactus-protonet",
+            TrainMethod::CactusMaml => "cactus-maml",
         }
     }
 }
@@ -265,6 +278,13 @@ pub struct TrainConfig {
     pub shots: usize,
     /// PsCo: temperature of the few-shot term (`temperature2`, 1.0).
     pub temperature2: f64,
+    /// CACTUs (issue 21): partitions, clusters, scaling, embedding ([`crate::cactus`]). Left out of
+    /// `config.toml` while it has its defaults, so other methods' files do not change.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::cactus::CactusConfig::is_default"
+    )]
+    pub cactus: crate::cactus::CactusConfig,
 }
 
 fn paper_mu() -> f64 {
@@ -353,6 +373,7 @@ impl Default for TrainConfig {
             redundancy_weight: 5e-3,
             shots: 1,
             temperature2: 1.0,
+            cactus: crate::cactus::CactusConfig::default(),
         }
     }
 }
@@ -382,6 +403,15 @@ impl TrainConfig {
                 ..d
             },
             TrainMethod::Scratch | TrainMethod::Onelevel => d,
+            // CACTUs meta-trains as the supervised baseline it is built on, with the same settings.
+            TrainMethod::CactusProtonet => TrainConfig {
+                method,
+                ..TrainConfig::for_method(TrainMethod::Protonet)
+            },
+            TrainMethod::CactusMaml => TrainConfig {
+                method,
+                ..TrainConfig::for_method(TrainMethod::Maml)
+            },
             TrainMethod::Maml => TrainConfig {
                 images_per_batch: 5 * 32,
                 tasks_per_batch: 32,
@@ -525,7 +555,7 @@ impl TrainConfig {
     pub fn meta_spec(&self) -> MetaSpec {
         // MAML and UMTRA adapt with cross-entropy alone, whatever the contrastive weight says.
         let contrastive_weight = match self.method {
-            TrainMethod::Maml | TrainMethod::Umtra => 0.0,
+            TrainMethod::Maml | TrainMethod::Umtra | TrainMethod::CactusMaml => 0.0,
             _ => self.contrastive_weight,
         };
         MetaSpec {
@@ -639,6 +669,7 @@ impl TrainConfig {
     /// Rejects impossible values, naming the field.
     pub fn validate(&self) -> Result<()> {
         crate::limits::check_train_config(self)?;
+        crate::cactus::validate(self)?;
         let positive = |field: &str, v: f64| -> Result<()> {
             if !v.is_finite() || v <= 0.0 {
                 return Err(Error::config(
@@ -901,7 +932,7 @@ macro_rules! from_str_by_name {
 }
 
 from_str_by_name! {
-    TrainMethod => "method", "bmssl, metassl, maml, protonet, umtra, scratch, simclr, moco, swav, barlowtwins, psco, onelevel";
+    TrainMethod => "method", "bmssl, metassl, maml, protonet, umtra, scratch, simclr, moco, swav, barlowtwins, psco, onelevel, cactus-protonet, cactus-maml";
     ContrastiveLoss => "inner_loss", "supcon, simclr, moco, swav, barlowtwins";
     LrSchedule => "lr_schedule", "constant, cosine";
     Method => "method", "bmssl, metassl";

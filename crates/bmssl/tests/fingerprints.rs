@@ -167,7 +167,35 @@ fn configurations() -> Vec<(&'static str, TrainConfig)> {
         ("swav", small_ssl(TrainMethod::Swav)),
         ("barlowtwins", small_ssl(TrainMethod::Barlowtwins)),
         ("psco", small_ssl(TrainMethod::Psco)),
+        // CACTUs (issue 21): a 2-step SimCLR embedding, 2 partitions of 12 clusters.
+        (
+            "cactus-protonet",
+            TrainConfig {
+                images_per_batch: 5,
+                cactus: small_cactus(),
+                ..base(TrainMethod::CactusProtonet)
+            },
+        ),
+        (
+            "cactus-maml",
+            TrainConfig {
+                images_per_batch: 20,
+                tasks_per_batch: 4,
+                cactus: small_cactus(),
+                ..base(TrainMethod::CactusMaml)
+            },
+        ),
     ]
+}
+
+fn small_cactus() -> bmssl::cactus::CactusConfig {
+    bmssl::cactus::CactusConfig {
+        partitions: 2,
+        clusters: 12,
+        iterations: 5,
+        embedding_steps: 2,
+        ..Default::default()
+    }
 }
 
 fn hex(bytes: impl AsRef<[u8]>) -> String {

@@ -381,7 +381,8 @@ impl Plan {
     /// A method's configuration under this plan's budget and options.
     fn base(&self, method: TrainMethod) -> TrainConfig {
         let b = &self.budget;
-        TrainConfig {
+        // CACTUs (issue 21): its embedding and clustering sized to the budget.
+        let cfg = TrainConfig {
             dataset: self.options.dataset.clone(),
             seed: self.options.seed,
             meta_steps: b.meta_steps,
@@ -391,7 +392,8 @@ impl Plan {
             validation_episodes: b.validation_episodes,
             validation_mode: Mode::Proto,
             ..TrainConfig::for_method(method)
-        }
+        };
+        crate::cactus::for_budget(cfg, b.meta_steps)
     }
 
     /// Adds a part (or, for a configuration already planned, the settings it lacks); returns its id.
