@@ -1,5 +1,9 @@
 //! `bmssl eval`: mean few-shot accuracy with a 95% interval over fixed test episodes
 //! (docs/evaluation.md).
+//!
+//! Over 400 lines because it holds the whole command: its flags (about half the file, each with
+//! its help text), loading a checkpoint or a random model (shared with `embed`), and
+//! `--tune-adapt`'s flag checks and per-setting choice, which only this command has.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -359,6 +363,12 @@ impl Tuning {
                 "--tune-adapt chooses adapt mode's step size and steps: use it with --mode adapt"
             );
         }
+        bmssl::limits::count(
+            "tune_episodes",
+            a.tune_episodes,
+            2,
+            bmssl::limits::MAX_EPISODES,
+        )?;
         let dataset = a.tune_dataset.as_deref().unwrap_or(&a.dataset);
         let folder = bmssl::data::known_dataset(dataset).is_none();
         if folder && dataset == a.dataset {

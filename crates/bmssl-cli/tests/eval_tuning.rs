@@ -108,6 +108,16 @@ fn a_choice_that_would_be_made_on_the_scored_episodes_is_refused() {
     };
     refused(&["--tune-adapt"], &["image folder", "--tune-dataset"]);
     refused(
+        &[
+            "--tune-adapt",
+            "--tune-dataset",
+            "x",
+            "--tune-episodes",
+            "1",
+        ],
+        &["tune_episodes"],
+    );
+    refused(
         &["--tune-adapt", "--tune-dataset", r],
         &["image folder", "--tune-dataset"],
     );
