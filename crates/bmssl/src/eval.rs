@@ -237,6 +237,36 @@ pub fn evaluate(
     opts: &EvalOptions,
     on_episode: &(dyn Fn() + Sync),
 ) -> Result<SettingResult> {
+    let scorer = prepare(model, data, setting, opts)?;
+    let accuracies = crate::error::collect_in_order((0..opts.episodes).into_par_iter().map(|i| {
+        let ep = episode(data, setting, opts, i)?;
+        let acc = scorer.episode_accuracy(&ep, opts);
+        on_episode();
+        Ok(acc)
+    }))?;
+    Ok(SettingResult {
+        setting,
+        summary: summarize(&accuracies)?,
+        accuracies,
+    })
+}
+
+/// Fraction of `predicted` equal to `labels` (position by position).
+fn fraction_correct(predicted: &[usize], labels: &[usize]) -> f64 {
+    let correct = predicted.iter().zip(labels).filter(|(p, y)| p == y).count();
+    correct as f64 / labels.len() as f64
+}
+
+/// Everything [`evaluate`] checks before any episode is scored: the model, the data's image
+/// shape, `opts`, the setting's width, and that `data` can give the setting's first episode (failing
+/// with the sampler's message); returns the scorer of the setting's width. `tuning::tune_adapt`
+/// starts the same way.
+pub fn prepare<'a>(
+    model: &'a Model,
+    data: &dyn Dataset,
+    setting: Setting,
+    opts: &EvalOptions,
+) -> Result<Scorer<'a>> {
     model.validate()?;
     check_shape(model, data)?;
     opts.validate()?;
@@ -255,40 +285,26 @@ pub fn evaluate(
             format!("{} is too few: an episode needs at least 2", setting.ways),
         ));
     }
-    // Fail fast (and with the episode sampler's message) on an impossible setting.
+    episode(data, setting, opts, 0)?;
+    Scorer::new(model, setting.ways)
+}
+
+/// Episode `i` of `setting` with `opts`' queries and episode seed: the same `i` is the same
+/// episode for every model.
+pub fn episode(
+    data: &dyn Dataset,
+    setting: Setting,
+    opts: &EvalOptions,
+    i: u64,
+) -> Result<Episode> {
     sample_episode(
         data,
         setting.ways,
         setting.shots,
         opts.queries,
         opts.seed,
-        0,
-    )?;
-    let scorer = Scorer::new(model, setting.ways)?;
-    let accuracies = crate::error::collect_in_order((0..opts.episodes).into_par_iter().map(|i| {
-        let ep = sample_episode(
-            data,
-            setting.ways,
-            setting.shots,
-            opts.queries,
-            opts.seed,
-            i,
-        )?;
-        let acc = scorer.episode_accuracy(&ep, opts);
-        on_episode();
-        Ok(acc)
-    }))?;
-    Ok(SettingResult {
-        setting,
-        summary: summarize(&accuracies)?,
-        accuracies,
-    })
-}
-
-/// Fraction of `predicted` equal to `labels` (position by position).
-fn fraction_correct(predicted: &[usize], labels: &[usize]) -> f64 {
-    let correct = predicted.iter().zip(labels).filter(|(p, y)| p == y).count();
-    correct as f64 / labels.len() as f64
+        i,
+    )
 }
 
 /// Errors unless `data` holds images of the model's input shape.
@@ -551,12 +567,12 @@ pub fn argmax_rows(v: &[f32], cols: usize) -> Vec<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::data::{ImageShape, InMemoryDataset};
 
-    /// A small learner (8 channels, 16x16 grey input) keeps tests quick.
-    fn small_model(seed: u64) -> Model {
+    /// A small learner (8 channels, 16x16 grey input) keeps tests quick (`tuning`'s tests too).
+    pub(crate) fn small_model(seed: u64) -> Model {
         let arch = ArchSpec {
             hidden: 8,
             proj_dim: 8,

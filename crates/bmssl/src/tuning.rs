@@ -16,8 +16,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Dataset;
-use crate::episodes::sample_episode;
-use crate::eval::{check_shape, summarize, EvalOptions, Mode, Model, Scorer, Setting, Summary};
+use crate::eval::{episode, prepare, summarize, EvalOptions, Mode, Model, Setting, Summary};
 use crate::{Error, Result};
 
 /// Most step sizes or step counts a grid may hold (each step size is one adaptation per episode).
@@ -132,31 +131,12 @@ pub fn tune_adapt(
             "choosing the test-time step applies to adapt mode only",
         ));
     }
-    model.validate()?;
-    check_shape(model, data)?;
-    opts.validate()?;
     let grid = AdaptGrid::new(&grid.lrs, &grid.steps)?;
-    // Fail fast (with the sampler's message) on a setting the split cannot give.
-    sample_episode(
-        data,
-        setting.ways,
-        setting.shots,
-        opts.queries,
-        opts.seed,
-        0,
-    )?;
-    let scorer = Scorer::new(model, setting.ways)?;
+    let scorer = prepare(model, data, setting, opts)?;
     // Per episode: the accuracy at every grid point, step sizes outermost.
     let per_episode =
         crate::error::collect_in_order((0..opts.episodes).into_par_iter().map(|i| {
-            let ep = sample_episode(
-                data,
-                setting.ways,
-                setting.shots,
-                opts.queries,
-                opts.seed,
-                i,
-            )?;
+            let ep = episode(data, setting, opts, i)?;
             let (x, y) = (&ep.support.data, &ep.support_labels);
             let mut accs = Vec::with_capacity(grid.lrs.len() * grid.steps.len());
             for &lr in &grid.lrs {
@@ -202,16 +182,7 @@ mod tests {
     use super::*;
     use crate::data::{ImageShape, InMemoryDataset};
     use crate::eval::evaluate;
-    use crate::model::ArchSpec;
-
-    fn small_model(seed: u64) -> Model {
-        let arch = ArchSpec {
-            hidden: 8,
-            proj_dim: 8,
-            ..ArchSpec::conv4(1, 16, 5)
-        };
-        Model::random(arch, seed).unwrap()
-    }
+    use crate::eval::tests::small_model;
 
     /// `classes` classes of `per_class` 16x16 images of seeded noise around a class pattern.
     fn noisy(classes: usize, per_class: usize) -> InMemoryDataset {
