@@ -12,29 +12,6 @@ fn tmp() -> tempfile::TempDir {
         .unwrap()
 }
 
-/// `bmssl eval --checkpoint random` on `root` (one channel, 28x28), 4 episodes, 1 query.
-fn eval_args(root: &str, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "eval",
-        "--checkpoint",
-        "random",
-        "--dataset",
-        root,
-        "--channels",
-        "1",
-        "--episodes",
-        "4",
-        "--queries",
-        "1",
-        "--quiet",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
-}
-
 #[test]
 fn the_chosen_step_size_and_steps_are_scored_and_recorded_with_the_whole_grid() {
     let t = tmp();
