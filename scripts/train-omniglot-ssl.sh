@@ -3,6 +3,8 @@
 # "-o" variants (their objective as BMSSL's inner-loop term) on Omniglot, seed 0, each evaluated on the
 # same 2000 test episodes per setting. Proto mode for every run (the one protocol "-x" and "-o" share:
 # "-x" trains no classifier), plus adapt mode (BMSSL's own protocol) for "-o".
+# CACTUs (issue 21): cactus-protonet and cactus-maml, SSL_STEPS meta-steps on the k-means tasks of
+# their own SimCLR embedding of SSL_STEPS steps; proto mode for both, adapt mode for cactus-maml.
 # Budget: SSL_STEPS batches of 256 images for "-x" and O_STEPS meta-steps for "-o"; the wall time of
 # every run is in its metrics.jsonl (`wall_s`), so budgets can also be compared in seconds.
 #
@@ -38,6 +40,7 @@ export BIN THREADS EVAL_THREADS EPISODES OUT
 mkdir -p "$OUT"
 X=(simclr moco swav barlowtwins psco)
 O=(simclr moco swav barlowtwins)
+C=(cactus-protonet cactus-maml)
 steps_of() { case "$1" in *-o) echo "$O_STEPS" ;; *) echo "$SSL_STEPS" ;; esac; }
 ckpt_of() { echo "$OUT/$1/checkpoints/step-$(printf %07d "$(steps_of "$1")").safetensors"; }
 
@@ -47,15 +50,16 @@ for p in $PHASES; do
   case "$p" in
     train)
       for m in "${O[@]}"; do jobs+=("$m-o train -"); done
-      for m in "${X[@]}"; do jobs+=("$m train -"); done ;;
+      for m in "${X[@]}" "${C[@]}"; do jobs+=("$m train -"); done ;;
     proto)
       for s in 5w1s 5w5s 20w1s; do
-        for m in "${X[@]}"; do jobs+=("$m proto $s"); done
+        for m in "${X[@]}" "${C[@]}"; do jobs+=("$m proto $s"); done
         for m in "${O[@]}"; do jobs+=("$m-o proto $s"); done
       done ;;
     adapt)
       for s in $ADAPT_SETTINGS; do
         for m in "${O[@]}"; do jobs+=("$m-o adapt $s"); done
+        jobs+=("cactus-maml adapt $s")
       done ;;
   esac
 done
@@ -73,8 +77,10 @@ one() {
       RAYON_NUM_THREADS=$THREADS "$BIN" train --method bmssl --inner-loss "$base" --support-views 2 --query-views 2 \
         --views 4 --prototypes 64 --meta-steps "$O_STEPS" --run-dir "$OUT/$run" "${common[@]}" 2> "$OUT/$run.log"
     else
+      local extra=()
+      case "$run" in cactus-*) extra=(--embedding-steps "$SSL_STEPS") ;; esac
       RAYON_NUM_THREADS=$THREADS "$BIN" train --method "$run" --meta-steps "$SSL_STEPS" --run-dir "$OUT/$run" \
-        "${common[@]}" 2> "$OUT/$run.log"
+        "${extra[@]}" "${common[@]}" 2> "$OUT/$run.log"
     fi
     echo "trained $run"
   else

@@ -1,5 +1,9 @@
 //! `bmssl eval`: mean few-shot accuracy with a 95% interval over fixed test episodes
 //! (docs/evaluation.md).
+//!
+//! Over 400 lines because it holds the whole command: its flags (about half the file, each with
+//! its help text), loading a checkpoint or a random model (shared with `embed`), and
+//! `--tune-adapt`'s flag checks and per-setting choice, which only this command has.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,6 +14,7 @@ use bmssl::checkpoint;
 use bmssl::data::{open_split, ImageShape};
 use bmssl::eval::{self, EvalOptions, Features, HeadInit, Mode, Model, Setting};
 use bmssl::model::ArchSpec;
+use bmssl::tuning::{self, AdaptGrid, Tuned};
 use clap::Args;
 use serde_json::json;
 
@@ -59,6 +64,30 @@ pub struct EvalArgs {
     /// Adapt mode: inner learning rate (default: the checkpoint's).
     #[arg(long)]
     adapt_lr: Option<f64>,
+    /// Adapt mode: choose the inner step size and steps of each setting on validation episodes
+    /// first (the grid --tune-lrs x --tune-steps, best mean on --tune-split), then score with them
+    /// (docs/evaluation.md, "Choosing the test-time step").
+    #[arg(long, conflicts_with_all = ["adapt_steps", "adapt_lr"])]
+    tune_adapt: bool,
+    /// --tune-adapt: step sizes tried (default 0.05,0.1,0.2,0.4 and the checkpoint's).
+    #[arg(long, value_delimiter = ',', requires = "tune_adapt")]
+    tune_lrs: Vec<f64>,
+    /// --tune-adapt: step counts tried (default 1,5,10 and the checkpoint's).
+    #[arg(long, value_delimiter = ',', requires = "tune_adapt")]
+    tune_steps: Vec<usize>,
+    /// --tune-adapt: the dataset the choice is made on (default: --dataset; required when
+    /// --dataset is an image folder, which has no validation split: name a validation folder).
+    #[arg(long, requires = "tune_adapt")]
+    tune_dataset: Option<String>,
+    /// --tune-adapt: the split the choice is made on.
+    #[arg(long, default_value = "val", requires = "tune_adapt")]
+    tune_split: String,
+    /// --tune-adapt: validation episodes per setting.
+    #[arg(long, default_value_t = 500, requires = "tune_adapt")]
+    tune_episodes: u64,
+    /// --tune-adapt: validation episode seed (the same seed gives every model the same episodes).
+    #[arg(long, default_value_t = 1, requires = "tune_adapt")]
+    tune_seed: u64,
     /// Episode seed: the same seed gives the same episodes for every model.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -157,6 +186,9 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     if let Some(path) = &a.json {
         bmssl::io::check_writable(path).context("--json")?;
     }
+    if a.tune_adapt {
+        Tuning::check_flags(&a)?;
+    }
     let loaded = load_model(
         &a.checkpoint,
         || ArchSpec::conv4(channels, a.image_size.unwrap_or(28), 5),
@@ -225,8 +257,17 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         features: a.features,
     };
     opts.validate()?;
+    let tuning = match a.tune_adapt {
+        true => Some(Tuning::prepare(&a, model, shape, &settings)?),
+        false => None,
+    };
     let pool = crate::thread_pool(a.threads)?;
     let method = match a.mode {
+        Mode::Adapt if a.tune_adapt => format!(
+            "adapt (step size and steps chosen per setting on {}, {:?} head)",
+            a.tune_split, opts.head
+        )
+        .to_lowercase(),
         Mode::Adapt => format!(
             "adapt ({} steps, lr {}, {:?} head)",
             opts.adapt_steps, opts.adapt_lr, opts.head
@@ -243,6 +284,13 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
     );
     let mut results = Vec::new();
     for s in settings {
+        let (opts, tuned) = match &tuning {
+            Some(t) => {
+                let tuned = pool.install(|| t.choose(&a, model, s, &opts))?;
+                (tuned.apply(&opts), Some(tuned))
+            }
+            None => (opts.clone(), None),
+        };
         let bar = Ticker::new(a.episodes, format!("{s} episodes"), Style::detect(a.quiet));
         let t = Instant::now();
         let r = pool
@@ -250,8 +298,17 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             .with_context(|| format!("evaluating {s}"))?;
         bar.finish();
         let secs = t.elapsed().as_secs_f64();
+        let chosen = match &tuned {
+            Some(t) => format!(
+                ", lr {} x {} steps chosen on {}",
+                t.best().lr,
+                t.best().steps,
+                a.tune_split
+            ),
+            None => String::new(),
+        };
         println!(
-            "{}-way {}-shot: {:.2}% +- {:.2}% ({} episodes, {secs:.1} s)",
+            "{}-way {}-shot: {:.2}% +- {:.2}% ({} episodes, {secs:.1} s{chosen})",
             s.ways,
             s.shots,
             100.0 * r.summary.mean,
@@ -259,6 +316,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             r.summary.episodes
         );
         results.push(json!({
+            "tuning": tuned.as_ref().map(|t| tuning_json(t, &a)),
             "ways": s.ways,
             "shots": s.shots,
             "mean": r.summary.mean,
@@ -288,4 +346,155 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// `--tune-adapt`: the validation split and grid the test-time step is chosen on.
+struct Tuning {
+    data: std::sync::Arc<dyn bmssl::data::Dataset>,
+    grid: AdaptGrid,
+}
+
+impl Tuning {
+    /// Refuses a choice that cannot be made or would be made on the scored episodes (before
+    /// any data is read); returns the dataset the choice is made on.
+    fn check_flags(a: &EvalArgs) -> anyhow::Result<&str> {
+        if a.mode != Mode::Adapt {
+            bail!(
+                "--tune-adapt chooses adapt mode's step size and steps: use it with --mode adapt"
+            );
+        }
+        bmssl::limits::count(
+            "tune_episodes",
+            a.tune_episodes,
+            2,
+            bmssl::limits::MAX_EPISODES,
+        )?;
+        let dataset = a.tune_dataset.as_deref().unwrap_or(&a.dataset);
+        let folder = bmssl::data::known_dataset(dataset).is_none();
+        if folder && dataset == a.dataset {
+            bail!(
+                "--tune-adapt needs validation images, and an image folder ({}) is one split: \
+                 name a validation folder with --tune-dataset",
+                a.dataset
+            );
+        }
+        // A folder is one split: the split names matter only for the known datasets.
+        let same_split = folder || a.tune_split == a.split;
+        if dataset == a.dataset && same_split && a.tune_seed == a.seed {
+            bail!(
+                "--tune-split {} with --tune-seed {} would choose on the very episodes it scores: \
+                 use another split (--tune-split val) or another --tune-seed",
+                a.tune_split,
+                a.tune_seed
+            );
+        }
+        Ok(dataset)
+    }
+
+    /// Checks the flags and opens the validation split (before any episode is scored).
+    fn prepare(
+        a: &EvalArgs,
+        model: &Model,
+        shape: ImageShape,
+        settings: &[Setting],
+    ) -> anyhow::Result<Self> {
+        let dataset = Self::check_flags(a)?;
+        let default = AdaptGrid::default_for(model)?;
+        let grid = AdaptGrid::new(
+            if a.tune_lrs.is_empty() {
+                &default.lrs
+            } else {
+                &a.tune_lrs
+            },
+            if a.tune_steps.is_empty() {
+                &default.steps
+            } else {
+                &a.tune_steps
+            },
+        )?;
+        let data = open_split(
+            dataset,
+            &a.tune_split,
+            shape,
+            !a.no_rotations,
+            a.data_dir.as_deref(),
+        )
+        .with_context(|| format!("opening --tune-dataset {dataset} (split {})", a.tune_split))?;
+        for &s in settings {
+            bmssl::episodes::sample_episode(
+                data.as_ref(),
+                s.ways,
+                s.shots,
+                a.queries,
+                a.tune_seed,
+                0,
+            )
+            .with_context(|| format!("setting {s} on --tune-split {}", a.tune_split))?;
+        }
+        Ok(Tuning { data, grid })
+    }
+
+    /// Scores the grid for `s` on the validation episodes and prints the choice.
+    fn choose(
+        &self,
+        a: &EvalArgs,
+        model: &Model,
+        s: Setting,
+        opts: &EvalOptions,
+    ) -> anyhow::Result<Tuned> {
+        let val = EvalOptions {
+            episodes: a.tune_episodes,
+            seed: a.tune_seed,
+            ..opts.clone()
+        };
+        let bar = Ticker::new(
+            a.tune_episodes,
+            format!(
+                "{s} choosing the step on {} ({} x {} grid)",
+                a.tune_split,
+                self.grid.lrs.len(),
+                self.grid.steps.len()
+            ),
+            Style::detect(a.quiet),
+        );
+        let t = Instant::now();
+        let tuned = tuning::tune_adapt(model, self.data.as_ref(), s, &val, &self.grid, &|| {
+            bar.inc()
+        })
+        .with_context(|| format!("choosing the test-time step for {s}"))?;
+        bar.finish();
+        if !a.quiet {
+            let cells: Vec<String> = tuned
+                .grid
+                .iter()
+                .map(|p| format!("{}x{} {:.2}", p.lr, p.steps, 100.0 * p.summary.mean))
+                .collect();
+            eprintln!(
+                "{s}: {} validation episodes (seed {}) in {:.1} s, lr x steps -> %: {}",
+                a.tune_episodes,
+                a.tune_seed,
+                t.elapsed().as_secs_f64(),
+                cells.join(", ")
+            );
+        }
+        Ok(tuned)
+    }
+}
+
+/// What eval.json records of a setting's choice: the grid's validation means and the choice.
+fn tuning_json(t: &Tuned, a: &EvalArgs) -> serde_json::Value {
+    json!({
+        "dataset": a.tune_dataset.as_deref().unwrap_or(&a.dataset),
+        "split": a.tune_split,
+        "episodes": a.tune_episodes,
+        "seed": a.tune_seed,
+        "rule": "highest validation mean; ties to the smaller step size, then fewer steps",
+        "chosen": { "lr": t.best().lr, "steps": t.best().steps },
+        "grid": t.grid.iter().map(|p| json!({
+            "lr": p.lr,
+            "steps": p.steps,
+            "mean": p.summary.mean,
+            "ci95": p.summary.ci95,
+        })).collect::<Vec<_>>(),
+    })
 }

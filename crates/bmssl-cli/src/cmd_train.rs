@@ -116,6 +116,9 @@ impl Observer for Progress {
     fn warning(&mut self, message: &str) {
         self.ticker.println(&format!("warning: {message}"));
     }
+    fn progress(&mut self, message: &str) {
+        self.ticker.println(message);
+    }
 }
 
 /// What the test after training does: chosen on the command line of a fresh run, saved in the run
@@ -207,10 +210,12 @@ fn run_name(cfg: &TrainConfig) -> String {
     } else {
         format!("-{}-o", cfg.inner.inner_loss.as_str())
     };
-    // The bootstrap study's keys where they differ from the paper's reading (`-additive-mu0.3-zh`).
+    // The inner horizon where it differs from the paper's (`-L1`), and the bootstrap study's keys
+    // where they differ from the paper's reading (`-additive-mu0.3-zh`).
+    let horizon = bmssl::reproduce::plan::horizon_suffix(cfg);
     let study = bmssl::reproduce::plan::study_suffix(cfg);
     format!(
-        "{}{}{inner}{study}-seed{}",
+        "{}{}{inner}{horizon}{study}-seed{}",
         cfg.method.as_str(),
         target,
         cfg.run.seed
@@ -281,7 +286,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let test = check_before_training(&cfg, &plan, &args, val.as_ref())?;
     let order = if cfg.method.is_ssl() || cfg.method == TrainMethod::Scratch {
         "no inner loop"
-    } else if cfg.method == TrainMethod::Protonet {
+    } else if matches!(
+        cfg.method,
+        TrainMethod::Protonet | TrainMethod::CactusProtonet
+    ) {
         "episodic, no inner loop"
     } else if cfg.outer.first_order {
         "first order"

@@ -2,10 +2,12 @@
 //! (`inner_lr` is `--inner-lr`), read as a TOML override of that key and merged into the
 //! configuration before it is read ([`bmssl::config::TrainConfig::with_overrides`]). A key added to
 //! a config section is a flag with no code here; [`FLAGS`] only gives the known keys their help
-//! text and the paper's names (`--delta`, `--m1`) as aliases.
+//! text and the paper's names (`--delta`, `--m1`) as aliases. The `[cactus]` table's keys
+//! (`cactus.clusters`) are flags under the names CACTUs' flags always had ([`CACTUS_FLAGS`]:
+//! `--clusters`, `--cluster-scaling`, ...).
 //!
-//! Over 400 lines: [`FLAGS`], the 50 keys' help texts as `--help` prints them, is six lines per key
-//! once formatted; the code is the last hundred lines.
+//! Over 400 lines: [`FLAGS`], the 56 keys' help texts as `--help` prints them, is six lines per key
+//! once formatted; the code is the last hundred and fifty lines.
 
 use bmssl::config::{is_bool_key, override_keys, override_value};
 use clap::builder::{BoolValueParser, TypedValueParser};
@@ -40,7 +42,7 @@ struct Flag {
 const FLAGS: &[Flag] = &[
     Flag {
         key: "method",
-        help: "bmssl (eq. 3), metassl (eq. 2), or a baseline: maml, protonet, umtra, scratch, simclr, moco, swav, barlowtwins, psco, onelevel (Table 6's one-level structure)",
+        help: "bmssl (eq. 3), metassl (eq. 2), or a baseline: maml, protonet, umtra, scratch, simclr, moco, swav, barlowtwins, psco, onelevel (Table 6's one-level structure), cactus-protonet, cactus-maml (CACTUs, see --embedding)",
         aliases: &[],
         switch: false,
     },
@@ -338,7 +340,60 @@ const FLAGS: &[Flag] = &[
         aliases: &[],
         switch: false,
     },
+    Flag {
+        key: "cactus.embedding",
+        help: "CACTUs: checkpoint whose backbone features are embedded and clustered (default: a SimCLR trained first in RUN_DIR/embedding for --embedding-steps steps)",
+        aliases: &[],
+        switch: false,
+    },
+    Flag {
+        key: "cactus.embedding_steps",
+        help: "CACTUs: steps of the SimCLR embedding trained when no --embedding is given",
+        aliases: &[],
+        switch: false,
+    },
+    Flag {
+        key: "cactus.partitions",
+        help: "CACTUs: P, k-means partitions of the embedding",
+        aliases: &[],
+        switch: false,
+    },
+    Flag {
+        key: "cactus.clusters",
+        help: "CACTUs: k, clusters per partition",
+        aliases: &[],
+        switch: false,
+    },
+    Flag {
+        key: "cactus.scaling",
+        help: "CACTUs: random (each partition its own random diagonal scaling) or none",
+        aliases: &[],
+        switch: false,
+    },
+    Flag {
+        key: "cactus.iterations",
+        help: "CACTUs: most Lloyd iterations per partition",
+        aliases: &[],
+        switch: false,
+    },
 ];
+
+/// The flag names of the `[cactus]` table's keys: those of CACTUs' flags before every key was a
+/// flag (a key of the table not listed here is `--<key>`).
+const CACTUS_FLAGS: &[(&str, &str)] = &[
+    ("cactus.scaling", "cluster-scaling"),
+    ("cactus.iterations", "kmeans-iterations"),
+];
+
+/// The flag of `key`, without its dashes: the key with `-` for `_` (`inner-lr`); for a key of a
+/// table, its [`CACTUS_FLAGS`] name or its own name (`cactus.clusters` is `clusters`).
+fn long_name(key: &str) -> String {
+    if let Some((_, long)) = CACTUS_FLAGS.iter().find(|(k, _)| *k == key) {
+        return long.to_string();
+    }
+    let name = key.rsplit_once('.').map_or(key, |(_, name)| name);
+    name.replace('_', "-")
+}
 
 /// Every key in [`FLAGS`] order, then keys without an entry (a new key of a config section).
 fn keys() -> Vec<&'static str> {
@@ -356,8 +411,9 @@ fn keys() -> Vec<&'static str> {
 fn flag(key: &'static str) -> Arg {
     let entry = FLAGS.iter().find(|f| f.key == key);
     // clap keeps `&'static str` names; the few flags are built once per process.
-    let long: &'static str = Box::leak(key.replace('_', "-").into_boxed_str());
-    let value_name: &'static str = Box::leak(key.to_ascii_uppercase().into_boxed_str());
+    let long: &'static str = Box::leak(long_name(key).into_boxed_str());
+    let value_name: &'static str =
+        Box::leak(long.replace('-', "_").to_ascii_uppercase().into_boxed_str());
     let mut arg = Arg::new(key)
         .long(long)
         .value_name(value_name)
@@ -450,6 +506,56 @@ mod tests {
         assert_eq!(f.get("zero_head"), Some("true"));
         assert_eq!(f.get("target"), Some("paper"));
         assert_eq!(f.get("outer_lr"), None);
+    }
+
+    #[test]
+    fn no_two_keys_share_a_flag_name_or_alias() {
+        let mut names: Vec<String> = keys().into_iter().map(long_name).collect();
+        names.extend(
+            FLAGS
+                .iter()
+                .flat_map(|f| f.aliases.iter().map(|a| a.to_string())),
+        );
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count);
+    }
+
+    #[test]
+    fn cactus_flags_keep_their_names_and_set_the_keys_of_the_cactus_table() {
+        let f = parse(&[
+            "--embedding",
+            "runs/simclr/checkpoint.safetensors",
+            "--embedding-steps",
+            "20",
+            "--partitions",
+            "4",
+            "--clusters",
+            "30",
+            "--cluster-scaling",
+            "none",
+            "--kmeans-iterations",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(
+            f.get("cactus.embedding"),
+            Some("runs/simclr/checkpoint.safetensors")
+        );
+        assert_eq!(f.get("cactus.embedding_steps"), Some("20"));
+        assert_eq!(f.get("cactus.partitions"), Some("4"));
+        assert_eq!(f.get("cactus.clusters"), Some("30"));
+        assert_eq!(f.get("cactus.scaling"), Some("none"));
+        assert_eq!(f.get("cactus.iterations"), Some("7"));
+        let e = parse(&["--cluster-scaling", "diagonal"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invalid value 'diagonal' for '--cluster-scaling <CLUSTER_SCALING>'"),
+            "{e}"
+        );
+        assert!(parse(&["--clusters", "many"]).is_err());
     }
 
     #[test]

@@ -399,26 +399,6 @@ fn train_args<'a>(dataset: &'a Path, run_dir: &'a Path, extra: &[&'a str]) -> Ve
     args
 }
 
-/// `bmssl eval --checkpoint random` on the tiny folder with `extra` arguments.
-fn eval_args<'a>(root: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec![
-        "eval",
-        "--checkpoint",
-        "random",
-        "--dataset",
-        root,
-        "--channels",
-        "1",
-        "--episodes",
-        "4",
-        "--queries",
-        "1",
-        "--quiet",
-    ];
-    a.extend(extra);
-    a
-}
-
 #[test]
 fn validation_and_test_settings_are_checked_before_the_first_meta_step() {
     let t = tmp("late");

@@ -22,8 +22,8 @@ fn the_estimate_lists_every_part_of_the_plan_without_running_anything() {
     for part in [
         "bmssl-paper",
         "bmssl-query-step",
-        "bmssl-query-step-additive-mu0.3-zh",
-        "metassl-zh",
+        "bmssl-paper-L1-additive-mu0.3-zh",
+        "metassl-L1-zh",
         "maml",
         "protonet",
         "umtra",

@@ -237,6 +237,36 @@ pub fn evaluate(
     opts: &EvalOptions,
     on_episode: &(dyn Fn() + Sync),
 ) -> Result<SettingResult> {
+    let scorer = prepare(model, data, setting, opts)?;
+    let accuracies = crate::error::collect_in_order((0..opts.episodes).into_par_iter().map(|i| {
+        let ep = episode(data, setting, opts, i)?;
+        let acc = scorer.episode_accuracy(&ep, opts);
+        on_episode();
+        Ok(acc)
+    }))?;
+    Ok(SettingResult {
+        setting,
+        summary: summarize(&accuracies)?,
+        accuracies,
+    })
+}
+
+/// Fraction of `predicted` equal to `labels` (position by position).
+fn fraction_correct(predicted: &[usize], labels: &[usize]) -> f64 {
+    let correct = predicted.iter().zip(labels).filter(|(p, y)| p == y).count();
+    correct as f64 / labels.len() as f64
+}
+
+/// Everything [`evaluate`] checks before any episode is scored: the model, the data's image
+/// shape, `opts`, the setting's width, and that `data` can give the setting's first episode (failing
+/// with the sampler's message); returns the scorer of the setting's width. `tuning::tune_adapt`
+/// starts the same way.
+pub fn prepare<'a>(
+    model: &'a Model,
+    data: &dyn Dataset,
+    setting: Setting,
+    opts: &EvalOptions,
+) -> Result<Scorer<'a>> {
     model.validate()?;
     check_shape(model, data)?;
     opts.validate()?;
@@ -255,34 +285,26 @@ pub fn evaluate(
             format!("{} is too few: an episode needs at least 2", setting.ways),
         ));
     }
-    // Fail fast (and with the episode sampler's message) on an impossible setting.
+    episode(data, setting, opts, 0)?;
+    Scorer::new(model, setting.ways)
+}
+
+/// Episode `i` of `setting` with `opts`' queries and episode seed: the same `i` is the same
+/// episode for every model.
+pub fn episode(
+    data: &dyn Dataset,
+    setting: Setting,
+    opts: &EvalOptions,
+    i: u64,
+) -> Result<Episode> {
     sample_episode(
         data,
         setting.ways,
         setting.shots,
         opts.queries,
         opts.seed,
-        0,
-    )?;
-    let scorer = Scorer::new(model, setting.ways)?;
-    let accuracies = crate::error::collect_in_order((0..opts.episodes).into_par_iter().map(|i| {
-        let ep = sample_episode(
-            data,
-            setting.ways,
-            setting.shots,
-            opts.queries,
-            opts.seed,
-            i,
-        )?;
-        let acc = scorer.episode_accuracy(&ep, opts);
-        on_episode();
-        Ok(acc)
-    }))?;
-    Ok(SettingResult {
-        setting,
-        summary: summarize(&accuracies)?,
-        accuracies,
-    })
+        i,
+    )
 }
 
 /// Errors unless `data` holds images of the model's input shape.
@@ -360,7 +382,7 @@ impl<'a> Scorer<'a> {
 
     /// Fraction of the episode's queries classified correctly.
     pub fn episode_accuracy(&self, ep: &Episode, opts: &EvalOptions) -> f64 {
-        let predicted = match opts.mode {
+        match opts.mode {
             Mode::Adapt => {
                 let w = self.adapt(
                     &ep.support.data,
@@ -369,22 +391,28 @@ impl<'a> Scorer<'a> {
                     opts.adapt_steps,
                     opts.adapt_lr,
                 );
-                let (out, _) = self.episode.infer(&w, &ep.query.data, false);
-                argmax_rows(&out.logits, self.episode.spec.ways)
+                self.adapted_accuracy(&w, ep)
             }
-            Mode::Proto => self.proto_predict(
-                &ep.support.data,
-                &ep.support_labels,
-                &ep.query.data,
-                opts.features,
+            Mode::Proto => fraction_correct(
+                &self.proto_predict(
+                    &ep.support.data,
+                    &ep.support_labels,
+                    &ep.query.data,
+                    opts.features,
+                ),
+                &ep.query_labels,
             ),
-        };
-        let correct = predicted
-            .iter()
-            .zip(&ep.query_labels)
-            .filter(|(p, y)| p == y)
-            .count();
-        correct as f64 / ep.query_labels.len() as f64
+        }
+    }
+
+    /// Fraction of the episode's queries that the episode learner at weights `w` (from
+    /// [`Scorer::adapt`]) classifies correctly.
+    pub fn adapted_accuracy(&self, w: &[f32], ep: &Episode) -> f64 {
+        let (out, _) = self.episode.infer(w, &ep.query.data, false);
+        fraction_correct(
+            &argmax_rows(&out.logits, self.episode.spec.ways),
+            &ep.query_labels,
+        )
     }
 
     /// Adapted weights of the episode learner: fresh head (`head`), then `steps` SGD steps of
@@ -429,17 +457,25 @@ impl<'a> Scorer<'a> {
                 }
             }
         }
+        self.adapt_more(&mut w, x, labels, steps, lr);
+        w
+    }
+
+    /// `steps` more SGD steps of the model's inner loss on `(x, labels)` from `w`: the loop of
+    /// [`Scorer::adapt`], on its own so that one adaptation can be scored after several step
+    /// counts (`adapt(.., s1 + s2, ..)` is `adapt(.., s1, ..)` then `adapt_more(.., s2, ..)`, bit
+    /// for bit).
+    pub fn adapt_more(&self, w: &mut [f32], x: &[f32], labels: &[usize], steps: usize, lr: f64) {
         for _ in 0..steps {
             sgd_step(
                 &self.episode,
-                &mut w,
+                w,
                 x,
                 labels,
                 Objective::Inner(self.model.inner_loss),
                 lr,
             );
         }
-        w
     }
 
     /// Proto mode: predicted class (0..ways) of each query image.
@@ -531,12 +567,12 @@ pub fn argmax_rows(v: &[f32], cols: usize) -> Vec<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::data::{ImageShape, InMemoryDataset};
 
-    /// A small learner (8 channels, 16x16 grey input) keeps tests quick.
-    fn small_model(seed: u64) -> Model {
+    /// A small learner (8 channels, 16x16 grey input) keeps tests quick (`tuning`'s tests too).
+    pub(crate) fn small_model(seed: u64) -> Model {
         let arch = ArchSpec {
             hidden: 8,
             proj_dim: 8,

@@ -30,6 +30,7 @@
 pub mod augment;
 pub mod baselines;
 pub mod bench;
+pub mod cactus;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
@@ -40,6 +41,7 @@ pub mod error;
 pub mod eval;
 pub mod golden;
 pub mod io;
+pub mod kmeans;
 pub mod limits;
 pub mod lock;
 pub mod losses;
@@ -55,5 +57,6 @@ pub mod settings;
 pub mod ssl;
 pub mod tasks;
 pub mod train;
+pub mod tuning;
 
 pub use error::{Error, Result};

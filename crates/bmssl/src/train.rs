@@ -70,6 +70,8 @@ pub trait Observer {
     fn validation(&mut self, _record: &ValidationRecord) {}
     fn warning(&mut self, _message: &str) {}
     fn checkpoint(&mut self, _path: &Path) {}
+    /// A line about work before the first meta-step (CACTUs' embedding and clustering).
+    fn progress(&mut self, _message: &str) {}
 }
 
 /// An observer that reports nothing.
@@ -511,11 +513,16 @@ fn train_with_faults(
         observer.checkpoint(&path);
         last_checkpoint = Some(path);
     }
+    // CACTUs (issue 21): its partitions, computed once and kept in the run directory.
+    let cactus = crate::cactus::prepare(run, cfg, data, observer)?;
     for step in start + 1..=last_step {
         let t0 = Instant::now();
-        let tasks = tasks_for_step(cfg, data, &aug, step)?;
+        let tasks = match &cactus {
+            Some(c) => c.tasks(cfg, step),
+            None => tasks_for_step(cfg, data, &aug, step)?,
+        };
         let (grad, stats) = match (cfg.method, &ssl) {
-            (TrainMethod::Protonet, _) => {
+            (TrainMethod::Protonet | TrainMethod::CactusProtonet, _) => {
                 crate::baselines::protonet::meta_batch_gradient(&learner, &theta, &tasks)
             }
             (_, Some(ssl)) => {

@@ -116,13 +116,16 @@ fn configurations() -> Vec<(&'static str, TrainConfig)> {
         ("metassl", {
             let mut edited = base(TrainMethod::Metassl);
             edited.inner.zero_head = false;
+            edited.inner.inner_steps = TrainConfig::PAPER_INNER_STEPS;
             edited
         }),
         ("metassl-zero-head", {
             let mut edited = base(TrainMethod::Metassl);
             edited.inner.zero_head = true;
+            edited.inner.inner_steps = TrainConfig::PAPER_INNER_STEPS;
             edited
         }),
+        ("metassl-shipped-default", base(TrainMethod::Metassl)),
         ("maml", {
             let mut edited = base(TrainMethod::Maml);
             edited.task.images_per_batch = 20;
@@ -147,7 +150,31 @@ fn configurations() -> Vec<(&'static str, TrainConfig)> {
         ("swav", small_ssl(TrainMethod::Swav)),
         ("barlowtwins", small_ssl(TrainMethod::Barlowtwins)),
         ("psco", small_ssl(TrainMethod::Psco)),
+        // CACTUs (issue 21): a 2-step SimCLR embedding, 2 partitions of 12 clusters.
+        ("cactus-protonet", {
+            let mut edited = base(TrainMethod::CactusProtonet);
+            edited.task.images_per_batch = 5;
+            edited.cactus = small_cactus();
+            edited
+        }),
+        ("cactus-maml", {
+            let mut edited = base(TrainMethod::CactusMaml);
+            edited.task.images_per_batch = 20;
+            edited.task.tasks_per_batch = 4;
+            edited.cactus = small_cactus();
+            edited
+        }),
     ]
+}
+
+fn small_cactus() -> bmssl::config::CactusConfig {
+    bmssl::config::CactusConfig {
+        partitions: 2,
+        clusters: 12,
+        iterations: 5,
+        embedding_steps: 2,
+        ..Default::default()
+    }
 }
 
 fn hex(bytes: impl AsRef<[u8]>) -> String {

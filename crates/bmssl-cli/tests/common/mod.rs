@@ -99,3 +99,24 @@ pub fn temp_files(run_dir: &Path) -> Vec<String> {
         .filter(|n| n.contains(".tmp-"))
         .collect()
 }
+
+/// `bmssl eval --checkpoint random` (one channel, 4 episodes, 1 query) on the image folder `root`,
+/// with `extra` arguments.
+pub fn eval_args<'a>(root: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "eval",
+        "--checkpoint",
+        "random",
+        "--dataset",
+        root,
+        "--channels",
+        "1",
+        "--episodes",
+        "4",
+        "--queries",
+        "1",
+        "--quiet",
+    ];
+    a.extend(extra);
+    a
+}

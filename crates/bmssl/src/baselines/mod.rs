@@ -7,6 +7,7 @@
 //! | UMTRA (Khodadadeh et al. 2019) | no | N random unlabelled images; support = the image itself, query = an augmented copy ([`umtra`]) | MAML's |
 //! | scratch | no | none | no meta-training: a random initialisation adapted on each test episode (Table 6's M1) |
 //! | onelevel | no | BMSSL's pseudo-labelled tasks | the inner loss of theta itself on all views, no inner loop (Table 6's M2, [`onelevel`]) |
+//! | CACTUs (Hsu et al. 2019) | no | N k-means clusters of an unsupervised embedding, from one of P partitions ([`crate::cactus`]) | ProtoNet's (`cactus-protonet`) or MAML's (`cactus-maml`) |
 //!
 //! MAML and UMTRA reuse the exact meta-gradient of [`crate::meta::outer`] with the cross-entropy
 //! inner loss (the contrastive weight is forced to 0), so their second-order gradients carry the

@@ -2,10 +2,16 @@
 //! section of [`TrainConfig`]. The file stays flat so that every config.toml written before the
 //! sections existed (run directories, docs/results, sweep specs, Python dicts) reads unchanged,
 //! and a run's `config.toml` is written with the same bytes, in the same key order, as before.
+//! CACTUs' keys are the one exception: a `[cactus]` table after the flat keys, written only when
+//! one of them differs from its default (so no other method's file changed when it was added).
+//!
+//! Over 400 lines: the file's whole contract (its key order, the reading and writing of its flat
+//! keys and its one table, the one-line errors naming the line and the nearest key) is here, with
+//! the tests that every docs/results config.toml still reads; the tests are the last 80 lines.
 
 use super::{
-    BootstrapConfig, DataConfig, InnerLoopConfig, OuterConfig, RunConfig, SslConfig, TaskConfig,
-    TrainConfig, TrainMethod,
+    BootstrapConfig, CactusConfig, DataConfig, InnerLoopConfig, OuterConfig, RunConfig, SslConfig,
+    TaskConfig, TrainConfig, TrainMethod,
 };
 use crate::losses::ContrastiveLoss;
 use crate::meta::{Method, OuterLoss, Target};
@@ -13,7 +19,7 @@ use crate::model::Backbone;
 use crate::optim::OptimizerKind;
 use crate::{Error, Result};
 use serde::de::{self, DeserializeOwned, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The key order of config.toml files written before the sections existed, kept so that a run's
 /// `config.toml` (and its hash in checkpoints) does not change. A key missing here is written
@@ -81,6 +87,16 @@ struct MethodKey {
 fn default_method() -> TrainMethod {
     TrainConfig::default().method
 }
+
+/// The `[cactus]` table, the file's one key that holds a section rather than a value.
+#[derive(Deserialize, Serialize)]
+struct CactusTable<C> {
+    #[serde(default)]
+    cactus: C,
+}
+
+/// The key of the `[cactus]` table.
+pub(super) const CACTUS_TABLE: &str = "cactus";
 
 /// Where the sections are read from: the file's text (errors name the line) or a TOML value.
 trait Source {
@@ -152,6 +168,7 @@ fn assemble(src: &impl Source) -> std::result::Result<TrainConfig, String> {
         outer: src.section()?,
         run: src.section()?,
         ssl: src.section()?,
+        cactus: src.section::<CactusTable<CactusConfig>>()?.cactus,
     })
 }
 
@@ -175,7 +192,7 @@ pub(super) fn write(cfg: &TrainConfig) -> String {
     keys.extend(
         table
             .keys()
-            .filter(|k| !FILE_ORDER.contains(&k.as_str()))
+            .filter(|k| !FILE_ORDER.contains(&k.as_str()) && *k != CACTUS_TABLE)
             .cloned(),
     );
     let mut out = String::new();
@@ -185,6 +202,15 @@ pub(super) fn write(cfg: &TrainConfig) -> String {
             one.insert(key, v);
         }
         out.push_str(&toml::to_string(&one).expect("a TOML value always serialises"));
+    }
+    // After the values, a blank line, then the table with its keys in the section's field order:
+    // what serialising the whole configuration at once writes.
+    if !cfg.cactus.is_default() {
+        let cactus = CactusTable {
+            cactus: &cfg.cactus,
+        };
+        out.push('\n');
+        out.push_str(&toml::to_string(&cactus).expect("the [cactus] table always serialises"));
     }
     out
 }
@@ -229,8 +255,20 @@ fn fields_of<T: DeserializeOwned>() -> &'static [&'static str] {
     fields
 }
 
-/// Every key of the configuration file, as the sections' field names.
+/// Every top-level key of the configuration file: the sections' field names and `cactus`.
 pub(super) fn static_keys() -> Vec<&'static str> {
+    let mut keys = flat_keys();
+    keys.push(CACTUS_TABLE);
+    keys
+}
+
+/// The keys of the `[cactus]` table, as [`CactusConfig`]'s field names.
+pub(super) fn cactus_keys() -> &'static [&'static str] {
+    fields_of::<CactusConfig>()
+}
+
+/// Every key of the flat part of the file, as the sections' field names.
+pub(super) fn flat_keys() -> Vec<&'static str> {
     [
         fields_of::<MethodKey>(),
         fields_of::<BootstrapConfig>(),
@@ -244,7 +282,7 @@ pub(super) fn static_keys() -> Vec<&'static str> {
     .concat()
 }
 
-/// Every key of the configuration file, sorted.
+/// Every top-level key of the configuration file, sorted.
 pub fn config_keys() -> Vec<String> {
     let mut keys: Vec<String> = static_keys().into_iter().map(str::to_string).collect();
     keys.sort();
@@ -311,7 +349,7 @@ macro_rules! from_str_by_name {
 }
 
 from_str_by_name! {
-    TrainMethod => "method", "bmssl, metassl, maml, protonet, umtra, scratch, simclr, moco, swav, barlowtwins, psco, onelevel";
+    TrainMethod => "method", "bmssl, metassl, maml, protonet, umtra, scratch, simclr, moco, swav, barlowtwins, psco, onelevel, cactus-protonet, cactus-maml";
     ContrastiveLoss => "inner_loss", "supcon, simclr, moco, swav, barlowtwins";
     super::LrSchedule => "lr_schedule", "constant, cosine";
     Method => "method", "bmssl, metassl";
@@ -372,13 +410,37 @@ mod tests {
     }
 
     #[test]
+    fn the_cactus_table_follows_the_flat_keys_in_its_field_order_and_only_when_set() {
+        let mut cfg = TrainConfig::for_method(TrainMethod::CactusMaml);
+        assert!(!cfg.to_toml().contains("cactus]"));
+        cfg.cactus.clusters = 40;
+        cfg.cactus.embedding = Some("e.safetensors".into());
+        let text = cfg.to_toml();
+        assert!(
+            text.ends_with(
+                "temperature2 = 1.0\n\n[cactus]\npartitions = 100\nclusters = 40\nscaling = \"random\"\niterations = 30\nembedding = \"e.safetensors\"\nembedding_steps = 300\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(TrainConfig::from_toml(&text, "t").unwrap(), cfg);
+        // JSON (plan.json) reads back too, with and without an embedding.
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert_eq!(serde_json::from_str::<TrainConfig>(&json).unwrap(), cfg);
+        cfg.cactus.embedding = None;
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert_eq!(serde_json::from_str::<TrainConfig>(&json).unwrap(), cfg);
+    }
+
+    #[test]
     fn every_key_belongs_to_exactly_one_section() {
         let keys = config_keys();
         let mut unique = keys.clone();
         unique.dedup();
         assert_eq!(keys, unique);
         assert!(FILE_ORDER.iter().all(|k| keys.contains(&k.to_string())));
-        assert_eq!(keys.len(), FILE_ORDER.len());
+        // The flat keys and the `[cactus]` table.
+        assert!(keys.contains(&CACTUS_TABLE.to_string()));
+        assert_eq!(keys.len(), FILE_ORDER.len() + 1);
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub struct InnerLoopConfig {
 impl Default for InnerLoopConfig {
     fn default() -> Self {
         InnerLoopConfig {
-            inner_steps: 5,
+            inner_steps: super::TrainConfig::PAPER_INNER_STEPS,
             inner_lr: 0.4,
             contrastive_weight: 1.0,
             temperature: 0.5,

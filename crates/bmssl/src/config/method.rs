@@ -35,6 +35,13 @@ pub enum TrainMethod {
     /// One-level optimisation (Table 6's M2): theta minimises the inner loss on all views of
     /// BMSSL's pseudo-labelled tasks directly, with no inner loop ([`crate::baselines::onelevel`]).
     Onelevel,
+    /// CACTUs (Hsu et al. 2019) with ProtoNet: ProtoNet on tasks of k-means clusters of an
+    /// unsupervised embedding ([`crate::cactus`]).
+    #[serde(rename = "cactus-protonet")]
+    CactusProtonet,
+    /// CACTUs with MAML ([`crate::cactus`]).
+    #[serde(rename = "cactus-maml")]
+    CactusMaml,
 }
 
 impl TrainMethod {
@@ -53,6 +60,8 @@ impl TrainMethod {
         TrainMethod::Barlowtwins,
         TrainMethod::Psco,
         TrainMethod::Onelevel,
+        TrainMethod::CactusProtonet,
+        TrainMethod::CactusMaml,
     ];
 
     /// The self-supervised baselines of [`crate::ssl`] (one batch of two views per step, no inner loop).
@@ -70,6 +79,11 @@ impl TrainMethod {
             TrainMethod::Psco => Some(SslMethod::Psco),
             _ => None,
         }
+    }
+
+    /// Whether the method trains on CACTUs' tasks (and reads the `[cactus]` section).
+    pub fn is_cactus(self) -> bool {
+        matches!(self, TrainMethod::CactusProtonet | TrainMethod::CactusMaml)
     }
 
     /// Whether the method keeps a momentum encoder and a queue of keys.
@@ -95,13 +109,15 @@ impl TrainMethod {
             | TrainMethod::Moco
             | TrainMethod::Swav
             | TrainMethod::Barlowtwins
-            | TrainMethod::Psco => crate::settings::Mode::Proto,
+            | TrainMethod::Psco
+            | TrainMethod::CactusProtonet => crate::settings::Mode::Proto,
             TrainMethod::Bmssl
             | TrainMethod::Metassl
             | TrainMethod::Maml
             | TrainMethod::Umtra
             | TrainMethod::Scratch
-            | TrainMethod::Onelevel => crate::settings::Mode::Adapt,
+            | TrainMethod::Onelevel
+            | TrainMethod::CactusMaml => crate::settings::Mode::Adapt,
         }
     }
 
@@ -132,6 +148,8 @@ impl TrainMethod {
             TrainMethod::Barlowtwins => "barlowtwins",
             TrainMethod::Psco => "psco",
             TrainMethod::Onelevel => "onelevel",
+            TrainMethod::CactusProtonet => "cactus-protonet",
+            TrainMethod::CactusMaml => "cactus-maml",
         }
     }
 }

@@ -1,33 +1,90 @@
 //! Overrides of configuration keys by name (`inner_lr` = "0.1"), merged into the flat table before
-//! it is read: how the CLI's flags set keys, so a key added to a section needs no flag code.
+//! it is read: how the CLI's flags set keys, so a key added to a section needs no flag code. A key
+//! of the `[cactus]` table is named `cactus.<key>` (`cactus.clusters`).
 
-use super::{config_keys, nearest_key, TrainConfig};
+use super::file::{cactus_keys, flat_keys, CACTUS_TABLE};
+use super::{nearest_key, CactusConfig, TrainConfig};
 use crate::{Error, Result};
 use serde::Deserialize;
+use std::sync::OnceLock;
 
-/// Every key of the configuration file, as the CLI names its flags (`inner_lr` is `--inner-lr`).
+/// Every key a flag can set: the flat keys of the configuration file (the CLI names its flags
+/// after them: `inner_lr` is `--inner-lr`), then the `[cactus]` table's as `cactus.<key>`.
 pub fn override_keys() -> Vec<&'static str> {
-    super::file::static_keys()
+    static KEYS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut keys = flat_keys();
+        for k in cactus_keys() {
+            // Built once per process: the keys live as long as the program.
+            let dotted: &'static str = Box::leak(format!("{CACTUS_TABLE}.{k}").into_boxed_str());
+            keys.push(dotted);
+        }
+        keys
+    })
+    .clone()
 }
 
 /// Whether `key` holds true/false (the CLI lets such a flag stand alone for `true`).
 pub fn is_bool_key(key: &str) -> bool {
-    matches!(defaults().get(key), Some(toml::Value::Boolean(_)))
+    matches!(get(&defaults(), key), Some(toml::Value::Boolean(_)))
 }
 
+/// Every key's default as the file writes it, the `[cactus]` table included (the file leaves it
+/// out while it has its defaults).
 fn defaults() -> toml::Table {
-    match toml::Value::try_from(TrainConfig::default()) {
+    let mut table = match toml::Value::try_from(TrainConfig::default()) {
         Ok(toml::Value::Table(t)) => t,
         _ => toml::Table::new(),
+    };
+    if let Ok(cactus) = toml::Value::try_from(CactusConfig::default()) {
+        table.insert(CACTUS_TABLE.to_string(), cactus);
     }
+    table
+}
+
+/// The value of `key` (`cactus.<key>` inside the `[cactus]` table) in `table`.
+fn get<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
+    match key.split_once('.') {
+        Some((section, key)) => table.get(section)?.as_table()?.get(key),
+        None => table.get(key),
+    }
+}
+
+/// Sets `key` (`cactus.<key>` inside the `[cactus]` table, made if absent) in `table`.
+fn set(table: &mut toml::Table, key: &str, value: toml::Value) {
+    match key.split_once('.') {
+        Some((section, key)) => {
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(t) = entry {
+                t.insert(key.to_string(), value);
+            }
+        }
+        None => {
+            table.insert(key.to_string(), value);
+        }
+    }
+}
+
+/// Whether a configuration with `key` set to `value` reads (its error on one line otherwise).
+fn reads(table: &toml::Table, key: &str, value: &toml::Value) -> std::result::Result<(), String> {
+    let mut t = table.clone();
+    set(&mut t, key, value.clone());
+    TrainConfig::deserialize(toml::Value::Table(t))
+        .map(|_| ())
+        .map_err(|e| one_line(&e))
 }
 
 /// `raw` (a flag's text) as the TOML value of `key`: typed as the key's default value is (a
 /// string stays a string, so `--target paper` needs no quotes), then checked by reading a
 /// configuration with it. The error is one line about the value alone.
 pub fn override_value(key: &str, raw: &str) -> std::result::Result<toml::Value, String> {
-    let mut table = defaults();
-    let value = match table.get(key) {
+    let table = defaults();
+    let value = match get(&table, key) {
         Some(toml::Value::String(_)) => toml::Value::String(raw.to_string()),
         Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
             raw.parse()
@@ -41,9 +98,7 @@ pub fn override_value(key: &str, raw: &str) -> std::result::Result<toml::Value, 
             Err(e) => match raw.parse::<u64>() {
                 Ok(_) => {
                     let text = toml::Value::String(raw.to_string());
-                    let mut t = table.clone();
-                    t.insert(key.to_string(), text.clone());
-                    if TrainConfig::deserialize(toml::Value::Table(t)).is_ok() {
+                    if reads(&table, key, &text).is_ok() {
                         text
                     } else {
                         toml::Value::Integer(i64::MAX)
@@ -56,20 +111,26 @@ pub fn override_value(key: &str, raw: &str) -> std::result::Result<toml::Value, 
             raw.parse::<f64>()
                 .map_err(|e| format!("{e} (expected a number)"))?,
         ),
-        // A key whose default is absent (`target_lr`): a TOML literal, else text.
-        _ => toml::from_str::<toml::Table>(&format!("v = {raw}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(raw.to_string())),
+        // A key whose default is absent (`target_lr`, `cactus.embedding`): a TOML literal where
+        // the key reads one, else text (a path such as `123` stays a path).
+        _ => {
+            let text = toml::Value::String(raw.to_string());
+            toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .filter(|literal| {
+                    reads(&table, key, literal).is_ok() || reads(&table, key, &text).is_err()
+                })
+                .unwrap_or(text)
+        }
     };
-    if !config_keys().iter().any(|k| k == key) {
+    if !override_keys().contains(&key) {
         return Err(match nearest_key(key) {
             Some(k) => format!("unknown key `{key}`; did you mean `{k}`?"),
             None => format!("unknown key `{key}`"),
         });
     }
-    table.insert(key.to_string(), value.clone());
-    TrainConfig::deserialize(toml::Value::Table(table)).map_err(|e| one_line(&e))?;
+    reads(&table, key, &value)?;
     Ok(value)
 }
 
@@ -93,7 +154,7 @@ impl TrainConfig {
         };
         for (k, raw) in overrides {
             let value = override_value(k, raw).map_err(|e| Error::config(k.as_str(), e))?;
-            table.insert(k.clone(), value);
+            set(&mut table, k, value);
         }
         TrainConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
             let key = overrides.last().map_or("config", |(k, _)| k.as_str());
@@ -148,8 +209,41 @@ mod tests {
 
     #[test]
     fn every_key_can_be_overridden_and_bool_keys_are_known() {
-        assert_eq!(override_keys().len(), config_keys().len());
+        // Every top-level key but the `[cactus]` table itself, then each of the table's keys.
+        let keys = override_keys();
+        assert_eq!(
+            keys.len(),
+            crate::config::config_keys().len() - 1 + cactus_keys().len()
+        );
+        assert!(keys.contains(&"inner_lr") && keys.contains(&"cactus.clusters"));
+        assert!(!keys.contains(&CACTUS_TABLE));
         assert!(is_bool_key("zero_head") && is_bool_key("rotations"));
-        assert!(!is_bool_key("inner_lr"));
+        assert!(!is_bool_key("inner_lr") && !is_bool_key("cactus.clusters"));
+    }
+
+    #[test]
+    fn a_cactus_key_is_set_inside_its_table_and_the_rest_of_the_table_keeps_its_defaults() {
+        let set = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let cfg = TrainConfig::for_method(TrainMethod::CactusMaml)
+            .with_overrides(&[
+                set("cactus.clusters", "40"),
+                set("cactus.scaling", "none"),
+                set("cactus.embedding", "123"),
+            ])
+            .unwrap();
+        assert_eq!(cfg.cactus.clusters, 40);
+        assert_eq!(cfg.cactus.scaling, crate::config::Scaling::None);
+        assert_eq!(cfg.cactus.embedding.as_deref(), Some("123"));
+        assert_eq!(cfg.cactus.partitions, CactusConfig::default().partitions);
+        cfg.validate().unwrap();
+        for (k, v) in [
+            ("cactus.clusters", "many"),
+            ("cactus.scaling", "diagonal"),
+            ("cactus.embedding_steps", "-1"),
+            ("cactus.partitons", "3"),
+        ] {
+            let e = override_value(k, v).unwrap_err();
+            assert!(!e.contains('\n') && !e.is_empty(), "{k} = {v}: {e}");
+        }
     }
 }

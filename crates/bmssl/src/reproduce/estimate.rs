@@ -72,7 +72,9 @@ pub fn meta_step_passes(cfg: &TrainConfig) -> f64 {
                 + additive
                 + similarity
         }
-        TrainMethod::Metassl | TrainMethod::Maml | TrainMethod::Umtra => inner + q,
+        TrainMethod::Metassl | TrainMethod::Maml | TrainMethod::Umtra | TrainMethod::CactusMaml => {
+            inner + q
+        }
         TrainMethod::Scratch => 0.0,
         // ProtoNet, one-level (M2), and any method added later that takes one pass over its views.
         _ => s + q,

@@ -21,6 +21,9 @@ const TABLE3_OMNIGLOT: &[(&str, [f64; 3])] = &[
     ("moco", [87.83, 95.52, 80.03]),
     ("swav", [91.28, 97.21, 82.02]),
     ("psco", [96.18, 98.22, 89.32]),
+    // The paper prints one CACTUs row (Hsu et al. 2019); it is set beside both of ours.
+    ("cactus-protonet", [65.29, 86.25, 49.54]),
+    ("cactus-maml", [65.29, 86.25, 49.54]),
 ];
 
 /// The paper's Table 3 accuracy (%) of `method` in `setting`, if it reports one.

@@ -215,9 +215,7 @@ pub fn part_id(cfg: &TrainConfig) -> String {
         id.push('-');
         id.push_str(cfg.task.augment.as_str());
     }
-    if cfg.inner.inner_steps != d.inner.inner_steps {
-        id.push_str(&format!("-L{}", cfg.inner.inner_steps));
-    }
+    id.push_str(&horizon_suffix(cfg));
     if cfg.bootstrap.bootstrap_steps != d.bootstrap.bootstrap_steps
         && cfg.method == TrainMethod::Bmssl
     {
@@ -225,6 +223,21 @@ pub fn part_id(cfg: &TrainConfig) -> String {
     }
     id.push_str(&study_suffix(cfg));
     id
+}
+
+/// `-L<n>` when the inner horizon differs from the reference one: the paper's L = 5 for BMSSL and
+/// MetaSSL (so the ids of reproductions made before their shipped default became L = 1 keep naming
+/// the same configurations, and a shipped run says `-L1`), the method's default for the others.
+pub fn horizon_suffix(cfg: &TrainConfig) -> String {
+    let reference = match cfg.method {
+        TrainMethod::Bmssl | TrainMethod::Metassl => TrainConfig::PAPER_INNER_STEPS,
+        m => TrainConfig::for_method(m).inner.inner_steps,
+    };
+    if cfg.inner.inner_steps == reference {
+        String::new()
+    } else {
+        format!("-L{}", cfg.inner.inner_steps)
+    }
 }
 
 /// The bootstrap study's keys where they differ from the paper's reading (`""` for the literal
@@ -375,18 +388,17 @@ impl Plan {
     /// A method's configuration under this plan's budget and options.
     fn base(&self, method: TrainMethod) -> TrainConfig {
         let b = &self.budget;
-        {
-            let mut edited = TrainConfig::for_method(method);
-            edited.data.dataset = self.options.dataset.clone();
-            edited.run.seed = self.options.seed;
-            edited.outer.meta_steps = b.meta_steps;
-            edited.run.checkpoint_every = b.checkpoint_every;
-            edited.run.keep_checkpoints = 1;
-            edited.run.validate_every = b.validate_every;
-            edited.run.validation_episodes = b.validation_episodes;
-            edited.run.validation_mode = Mode::Proto;
-            edited
-        }
+        let mut cfg = TrainConfig::for_method(method);
+        cfg.data.dataset = self.options.dataset.clone();
+        cfg.run.seed = self.options.seed;
+        cfg.outer.meta_steps = b.meta_steps;
+        cfg.run.checkpoint_every = b.checkpoint_every;
+        cfg.run.keep_checkpoints = 1;
+        cfg.run.validate_every = b.validate_every;
+        cfg.run.validation_episodes = b.validation_episodes;
+        cfg.run.validation_mode = Mode::Proto;
+        // CACTUs (issue 21): its embedding and clustering sized to the budget.
+        crate::cactus::for_budget(cfg, b.meta_steps)
     }
 
     /// Adds a part (or, for a configuration already planned, the settings it lacks); returns its id.
