@@ -170,6 +170,8 @@ pub struct ConfigFlags {
     temperature2: Option<f64>,
     #[command(flatten)]
     cactus: crate::cactus_flags::CactusFlags,
+    #[command(flatten)]
+    multicrop: crate::multicrop_flags::MultiCropFlags,
 }
 
 macro_rules! apply {
@@ -235,6 +237,7 @@ impl ConfigFlags {
             temperature2
         );
         self.cactus.apply(cfg);
+        self.multicrop.apply(cfg);
     }
 }
 

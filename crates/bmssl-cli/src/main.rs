@@ -38,6 +38,7 @@ mod cmd_plot;
 mod cmd_reproduce;
 mod cmd_sweep;
 mod cmd_train;
+mod multicrop_flags;
 mod out;
 mod plots;
 mod progress;

@@ -285,6 +285,13 @@ pub struct TrainConfig {
         skip_serializing_if = "crate::cactus::CactusConfig::is_default"
     )]
     pub cactus: crate::cactus::CactusConfig,
+    /// SwAV's multi-crop (issue 21): small crops besides the two full views
+    /// ([`crate::ssl::multicrop`]). Left out of `config.toml` while it has its defaults.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::ssl::multicrop::MultiCropConfig::is_default"
+    )]
+    pub multicrop: crate::ssl::multicrop::MultiCropConfig,
 }
 
 fn paper_mu() -> f64 {
@@ -374,6 +381,7 @@ impl Default for TrainConfig {
             shots: 1,
             temperature2: 1.0,
             cactus: crate::cactus::CactusConfig::default(),
+            multicrop: crate::ssl::multicrop::MultiCropConfig::default(),
         }
     }
 }
@@ -670,6 +678,13 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         crate::limits::check_train_config(self)?;
         crate::cactus::validate(self)?;
+        crate::ssl::multicrop::validate(
+            self,
+            &crate::model::ArchSpec {
+                backbone: self.backbone,
+                ..crate::model::ArchSpec::conv4(self.channels, self.image_size, 1)
+            },
+        )?;
         let positive = |field: &str, v: f64| -> Result<()> {
             if !v.is_finite() || v <= 0.0 {
                 return Err(Error::config(

@@ -165,6 +165,17 @@ fn configurations() -> Vec<(&'static str, TrainConfig)> {
         ("simclr", small_ssl(TrainMethod::Simclr)),
         ("moco", small_ssl(TrainMethod::Moco)),
         ("swav", small_ssl(TrainMethod::Swav)),
+        // SwAV's multi-crop (issue 21): two small 16-pixel crops per image besides the full views.
+        (
+            "swav-multicrop",
+            TrainConfig {
+                multicrop: bmssl::ssl::multicrop::MultiCropConfig {
+                    crops: 2,
+                    ..Default::default()
+                },
+                ..small_ssl(TrainMethod::Swav)
+            },
+        ),
         ("barlowtwins", small_ssl(TrainMethod::Barlowtwins)),
         ("psco", small_ssl(TrainMethod::Psco)),
         // CACTUs (issue 21): a 2-step SimCLR embedding, 2 partitions of 12 clusters.
