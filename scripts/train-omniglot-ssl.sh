@@ -5,6 +5,7 @@
 # "-x" trains no classifier), plus adapt mode (BMSSL's own protocol) for "-o".
 # CACTUs (issue 21): cactus-protonet and cactus-maml, SSL_STEPS meta-steps on the k-means tasks of
 # their own SimCLR embedding of SSL_STEPS steps; proto mode for both, adapt mode for cactus-maml.
+# swav-mc: SwAV with multi-crop (2 full views + 6 small 16-pixel crops, `--small-crops 6`).
 # Budget: SSL_STEPS batches of 256 images for "-x" and O_STEPS meta-steps for "-o"; the wall time of
 # every run is in its metrics.jsonl (`wall_s`), so budgets can also be compared in seconds.
 #
@@ -38,7 +39,7 @@ if [ -z "${BIN:-}" ]; then
 fi
 export BIN THREADS EVAL_THREADS EPISODES OUT
 mkdir -p "$OUT"
-X=(simclr moco swav barlowtwins psco)
+X=(simclr moco swav swav-mc barlowtwins psco)
 O=(simclr moco swav barlowtwins)
 C=(cactus-protonet cactus-maml)
 steps_of() { case "$1" in *-o) echo "$O_STEPS" ;; *) echo "$SSL_STEPS" ;; esac; }
@@ -77,9 +78,12 @@ one() {
       RAYON_NUM_THREADS=$THREADS "$BIN" train --method bmssl --inner-loss "$base" --support-views 2 --query-views 2 \
         --views 4 --prototypes 64 --meta-steps "$O_STEPS" --run-dir "$OUT/$run" "${common[@]}" 2> "$OUT/$run.log"
     else
-      local extra=()
-      case "$run" in cactus-*) extra=(--embedding-steps "$SSL_STEPS") ;; esac
-      RAYON_NUM_THREADS=$THREADS "$BIN" train --method "$run" --meta-steps "$SSL_STEPS" --run-dir "$OUT/$run" \
+      local extra=() method=$run
+      case "$run" in
+        cactus-*) extra=(--embedding-steps "$SSL_STEPS") ;;
+        swav-mc) method=swav; extra=(--small-crops 6) ;;
+      esac
+      RAYON_NUM_THREADS=$THREADS "$BIN" train --method "$method" --meta-steps "$SSL_STEPS" --run-dir "$OUT/$run" \
         "${extra[@]}" "${common[@]}" 2> "$OUT/$run.log"
     fi
     echo "trained $run"

@@ -2,12 +2,12 @@
 //! (`inner_lr` is `--inner-lr`), read as a TOML override of that key and merged into the
 //! configuration before it is read ([`bmssl::config::TrainConfig::with_overrides`]). A key added to
 //! a config section is a flag with no code here; [`FLAGS`] only gives the known keys their help
-//! text and the paper's names (`--delta`, `--m1`) as aliases. The `[cactus]` table's keys
-//! (`cactus.clusters`) are flags under the names CACTUs' flags always had ([`CACTUS_FLAGS`]:
-//! `--clusters`, `--cluster-scaling`, ...).
+//! text and the paper's names (`--delta`, `--m1`) as aliases. The tables' keys (`cactus.clusters`,
+//! `multicrop.crops`) are flags under the names their flags always had ([`TABLE_FLAGS`]:
+//! `--clusters`, `--cluster-scaling`, `--small-crops`, ...).
 //!
-//! Over 400 lines: [`FLAGS`], the 56 keys' help texts as `--help` prints them, is six lines per key
-//! once formatted; the code is the last hundred and fifty lines.
+//! Over 400 lines: [`FLAGS`], the 60 keys' help texts as `--help` prints them, is six lines per key
+//! once formatted; the code and its tests are the last 225 lines.
 
 use bmssl::config::{is_bool_key, override_keys, override_value};
 use clap::builder::{BoolValueParser, TypedValueParser};
@@ -376,19 +376,47 @@ const FLAGS: &[Flag] = &[
         aliases: &[],
         switch: false,
     },
+    Flag {
+        key: "multicrop.crops",
+        help: "SwAV: small crops per image besides the two full views (multi-crop; SwAV's ImageNet runs used 6). 0 or absent: off",
+        aliases: &[],
+        switch: false,
+    },
+    Flag {
+        key: "multicrop.size",
+        help: "SwAV: side of the small crops in pixels (default: the smallest side with the full views' last feature map, 16 for 28-pixel Omniglot)",
+        aliases: &[],
+        switch: false,
+    },
+    Flag {
+        key: "multicrop.scale_min",
+        help: "SwAV: smallest area of a small crop, as a fraction of the image (0.05)",
+        aliases: &[],
+        switch: false,
+    },
+    Flag {
+        key: "multicrop.scale_max",
+        help: "SwAV: largest area of a small crop, as a fraction of the image (0.2)",
+        aliases: &[],
+        switch: false,
+    },
 ];
 
-/// The flag names of the `[cactus]` table's keys: those of CACTUs' flags before every key was a
-/// flag (a key of the table not listed here is `--<key>`).
-const CACTUS_FLAGS: &[(&str, &str)] = &[
+/// The flag names of the tables' keys: those of CACTUs' and multi-crop's flags before every key was
+/// a flag (a key of a table not listed here is `--<key>`).
+const TABLE_FLAGS: &[(&str, &str)] = &[
     ("cactus.scaling", "cluster-scaling"),
     ("cactus.iterations", "kmeans-iterations"),
+    ("multicrop.crops", "small-crops"),
+    ("multicrop.size", "small-crop-size"),
+    ("multicrop.scale_min", "small-crop-scale-min"),
+    ("multicrop.scale_max", "small-crop-scale-max"),
 ];
 
 /// The flag of `key`, without its dashes: the key with `-` for `_` (`inner-lr`); for a key of a
-/// table, its [`CACTUS_FLAGS`] name or its own name (`cactus.clusters` is `clusters`).
+/// table, its [`TABLE_FLAGS`] name or its own name (`cactus.clusters` is `clusters`).
 fn long_name(key: &str) -> String {
-    if let Some((_, long)) = CACTUS_FLAGS.iter().find(|(k, _)| *k == key) {
+    if let Some((_, long)) = TABLE_FLAGS.iter().find(|(k, _)| *k == key) {
         return long.to_string();
     }
     let name = key.rsplit_once('.').map_or(key, |(_, name)| name);
@@ -556,6 +584,32 @@ mod tests {
             "{e}"
         );
         assert!(parse(&["--clusters", "many"]).is_err());
+    }
+
+    #[test]
+    fn multicrop_flags_keep_their_names_and_set_the_keys_of_the_multicrop_table() {
+        let f = parse(&[
+            "--small-crops",
+            "6",
+            "--small-crop-size",
+            "20",
+            "--small-crop-scale-min",
+            "0.1",
+            "--small-crop-scale-max",
+            "0.3",
+        ])
+        .unwrap();
+        assert_eq!(f.get("multicrop.crops"), Some("6"));
+        assert_eq!(f.get("multicrop.size"), Some("20"));
+        assert_eq!(f.get("multicrop.scale_min"), Some("0.1"));
+        assert_eq!(f.get("multicrop.scale_max"), Some("0.3"));
+        let e = parse(&["--small-crops", "six"]).unwrap_err().to_string();
+        assert!(
+            e.contains("invalid value 'six' for '--small-crops <SMALL_CROPS>'"),
+            "{e}"
+        );
+        assert!(parse(&["--small-crop-size", "-1"]).is_err());
+        assert!(parse(&["--small-crop-scale-min", "small"]).is_err());
     }
 
     #[test]

@@ -305,6 +305,33 @@ fn configuration_mistakes_name_the_key() {
         2,
         &["--inner-lrr", "--inner-lr"],
     );
+    // SwAV's multi-crop belongs to SwAV, and its small crops must fit the backbone.
+    fails_with(
+        &[
+            "train",
+            "--method",
+            "simclr",
+            "--small-crops",
+            "6",
+            "--no-eval",
+        ],
+        1,
+        &["multicrop", "--method swav"],
+    );
+    fails_with(
+        &[
+            "train",
+            "--method",
+            "swav",
+            "--small-crops",
+            "6",
+            "--small-crop-size",
+            "12",
+            "--no-eval",
+        ],
+        1,
+        &["multicrop.size", "12 pixels"],
+    );
 }
 
 #[test]

@@ -13,13 +13,22 @@
 //! * everything summed over points (the k-means++ D^2 total, the new centroids) is summed
 //!   sequentially in point order, in `f64`.
 //!
-//! It is ~150 lines of code besides its tests, with no BLAS: a Lloyd iteration costs n k d
-//! multiply-adds (Omniglot's pool: 82,240 points, 64 dimensions, k = 500: 2.6e9), the greedy
-//! seeding about `2 + ln k` iterations' worth.
+//! The distances are the cost (a Lloyd iteration on Omniglot's pool, 82,240 points of 64 dimensions
+//! and k = 500: 2.6e9 multiply-adds; the greedy seeding about `2 + ln k` iterations' worth). The
+//! engine's GEMM computes every `x.c` on fixed blocks of [`BLOCK`] points (blocks in parallel, each
+//! one GEMM), and `|x|^2 + |c|^2 - 2 x.c` then only *rules out* the centres that cannot be nearest:
+//! those farther than the best by more than a bound on the rounding error of both forms
+//! ([`margin`]). The few that remain are compared by the direct, fixed-order [`sq_dist`], so the
+//! result has exactly the bits of comparing every point with every centre directly, on any machine
+//! (whatever kernel the GEMM picks) and any thread count, at GEMM speed.
 
+use crate::engine::{MatRef, Scalar};
 use crate::{Error, Result};
 use rand::Rng;
 use rayon::prelude::*;
+
+/// Points per distance block: one `BLOCK x k` GEMM each (500 centres: 512 KB of products).
+const BLOCK: usize = 256;
 
 /// The result of one clustering.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,16 +61,85 @@ fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum()
 }
 
-/// Nearest centre of `x` among `centres [k, dim]` (lowest index on ties) and its squared distance.
-fn nearest(x: &[f32], centres: &[f32], dim: usize) -> (u32, f32) {
-    let mut best = (0u32, f32::INFINITY);
-    for (c, centre) in centres.chunks_exact(dim).enumerate() {
-        let d = sq_dist(x, centre);
-        if d < best.1 {
-            best = (c as u32, d);
-        }
-    }
-    best
+/// Squared norm of every row of `data [n, dim]`.
+fn row_norms(data: &[f32], dim: usize) -> Vec<f32> {
+    data.par_chunks_exact(dim)
+        .map(|x| x.iter().map(|v| v * v).sum())
+        .collect()
+}
+
+/// A bound on the rounding error of `|x|^2 + |c|^2 - 2 x.c` in `f32` *plus* that of [`sq_dist`], as a
+/// multiple of `|x|^2 + |c|^2` (each of the dot product, the norms and the direct sum errs by at most
+/// `dim * EPSILON` of `|x|^2 + |c|^2` in any summation order; this doubles the sum of them).
+fn margin(dim: usize) -> f32 {
+    (4 * dim + 16) as f32 * f32::EPSILON
+}
+
+/// `f(block, products)` for each fixed block of [`BLOCK`] rows of `data [n, dim]`, in parallel, with
+/// `products [rows, m]` the dot products of the block's rows with the `m` rows of `centres`;
+/// the results in block order.
+fn by_blocks<T: Send>(
+    data: &[f32],
+    dim: usize,
+    centres: &[f32],
+    f: impl Fn(usize, &[f32]) -> Vec<T> + Sync,
+) -> Vec<T> {
+    let m = centres.len() / dim;
+    let blocks: Vec<Vec<T>> = data
+        .par_chunks(BLOCK * dim)
+        .enumerate()
+        .map(|(b, xs)| {
+            let rows = xs.len() / dim;
+            let mut products = vec![0f32; rows * m];
+            f32::matmul(
+                &mut products,
+                false,
+                MatRef::rows(xs, rows, dim),
+                MatRef::rows(centres, m, dim).t(),
+            );
+            f(b * BLOCK, &products)
+        })
+        .collect();
+    blocks.into_iter().flatten().collect()
+}
+
+/// Nearest centre of every point (lowest index on ties) and its squared distance, the same bits as
+/// [`sq_dist`] against every centre would give: the GEMM's distances only rule out the centres
+/// that cannot be nearest (farther than the best by more than [`margin`]); the few left are
+/// compared by [`sq_dist`].
+fn nearest_all(data: &[f32], dim: usize, centres: &[f32]) -> Vec<(u32, f32)> {
+    let k = centres.len() / dim;
+    let centre_norms = row_norms(centres, dim);
+    let largest = centre_norms.iter().cloned().fold(0f32, f32::max);
+    let norms = row_norms(data, dim);
+    by_blocks(data, dim, centres, |start, products| {
+        products
+            .chunks_exact(k)
+            .enumerate()
+            .map(|(r, dots)| {
+                let i = start + r;
+                let x = &data[i * dim..(i + 1) * dim];
+                // |x|^2 is the same for every centre: compare |c|^2 - 2 x.c.
+                let s: Vec<f32> = dots
+                    .iter()
+                    .zip(&centre_norms)
+                    .map(|(&dot, &cn)| cn - 2.0 * dot)
+                    .collect();
+                let low = s.iter().cloned().fold(f32::INFINITY, f32::min);
+                let cut = low + 2.0 * margin(dim) * (norms[i] + largest);
+                let mut best = (0u32, f32::INFINITY);
+                for (c, &sc) in s.iter().enumerate() {
+                    if sc <= cut {
+                        let d = sq_dist(x, &centres[c * dim..(c + 1) * dim]);
+                        if d < best.1 {
+                            best = (c as u32, d);
+                        }
+                    }
+                }
+                best
+            })
+            .collect()
+    })
 }
 
 /// A point drawn with probability proportional to `dist` (its squared distance to the nearest
@@ -85,6 +163,7 @@ fn draw_by_distance(dist: &[f32], total: f64, rng: &mut impl Rng) -> usize {
 fn seed_centres(data: &[f32], dim: usize, k: usize, rng: &mut impl Rng) -> Vec<f32> {
     let n = data.len() / dim;
     let trials = 2 + (k as f64).ln() as usize;
+    let norms = row_norms(data, dim);
     let mut centres = Vec::with_capacity(k * dim);
     let first = rng.gen_range(0..n);
     centres.extend_from_slice(&data[first * dim..(first + 1) * dim]);
@@ -103,22 +182,46 @@ fn seed_centres(data: &[f32], dim: usize, k: usize, rng: &mut impl Rng) -> Vec<f
         let candidates: Vec<usize> = (0..trials)
             .map(|_| draw_by_distance(&dist, total, rng))
             .collect();
-        let mut best: Option<(f64, usize, Vec<f32>)> = None;
-        for c in candidates {
-            let row = &data[c * dim..(c + 1) * dim];
-            let with: Vec<f32> = dist
-                .par_iter()
-                .zip(data.par_chunks_exact(dim))
-                .map(|(&d, x)| d.min(sq_dist(x, row)))
-                .collect();
-            let potential: f64 = with.iter().map(|&d| d as f64).sum();
-            if best.as_ref().is_none_or(|b| potential < b.0) {
-                best = Some((potential, c, with));
+        let rows: Vec<f32> = candidates
+            .iter()
+            .flat_map(|&c| data[c * dim..(c + 1) * dim].iter().copied())
+            .collect();
+        let row_norm: Vec<f32> = candidates.iter().map(|&c| norms[c]).collect();
+        // with[i * trials + t]: point i's distance to its nearest centre if candidate t joins.
+        let with = by_blocks(data, dim, &rows, |start, products| {
+            let mut out = Vec::with_capacity(products.len());
+            for (r, dots) in products.chunks_exact(trials).enumerate() {
+                let i = start + r;
+                let x = &data[i * dim..(i + 1) * dim];
+                for (t, &dot) in dots.iter().enumerate() {
+                    // dist.min(sq_dist(x, c)), exactly: sq_dist only where c may be nearer.
+                    let scale = norms[i] + row_norm[t];
+                    let far = scale - 2.0 * dot - margin(dim) * scale > dist[i];
+                    out.push(if far {
+                        dist[i]
+                    } else {
+                        dist[i].min(sq_dist(x, &rows[t * dim..(t + 1) * dim]))
+                    });
+                }
+            }
+            out
+        });
+        // Potentials summed in point order, in f64; the first of equal ones wins.
+        let mut potential = vec![0f64; trials];
+        for row in with.chunks_exact(trials) {
+            for (p, &d) in potential.iter_mut().zip(row) {
+                *p += d as f64;
             }
         }
-        if let Some((_, c, with)) = best {
-            centres.extend_from_slice(&data[c * dim..(c + 1) * dim]);
-            dist = with;
+        let mut best = 0;
+        for t in 1..trials {
+            if potential[t] < potential[best] {
+                best = t;
+            }
+        }
+        centres.extend_from_slice(&rows[best * dim..(best + 1) * dim]);
+        for (d, row) in dist.iter_mut().zip(with.chunks_exact(trials)) {
+            *d = row[best];
         }
     }
     centres
@@ -160,10 +263,7 @@ pub fn kmeans(
     let mut iterations = 0;
     let mut inertia = 0.0;
     for it in 0..max_iters.max(1) {
-        let near: Vec<(u32, f32)> = data
-            .par_chunks_exact(dim)
-            .map(|x| nearest(x, &centres, dim))
-            .collect();
+        let near = nearest_all(data, dim, &centres);
         inertia = near.iter().map(|&(_, d)| d as f64).sum();
         let changed = near
             .iter()
@@ -308,6 +408,43 @@ mod tests {
         let mut bad = data.clone();
         bad[3] = f32::NAN;
         assert!(kmeans(&bad, 5, 2, 10, &mut rng, &mut |_| {}).is_err());
+    }
+
+    #[test]
+    fn the_blocked_nearest_centre_is_the_direct_nearest_centre_bit_for_bit() {
+        // 700 points (three blocks, the last one short) in 13 dimensions, 37 centres, offset far
+        // from the origin so that |x|^2 + |c|^2 - 2 x.c cancels heavily; two points sit on centres.
+        let mut rng = crate::rng::derive(4, &[]);
+        let (n, dim, k) = (700, 13, 37);
+        let mut data: Vec<f32> = (0..n * dim)
+            .map(|_| 50.0 + rng.gen_range(-1.0f32..1.0))
+            .collect();
+        let centres: Vec<f32> = data[..k * dim].to_vec();
+        data.copy_within(0..dim, 400 * dim);
+        data.copy_within(5 * dim..6 * dim, 699 * dim);
+        let near = nearest_all(&data, dim, &centres);
+        assert_eq!(near.len(), n);
+        for (i, &(c, d)) in near.iter().enumerate() {
+            let x = &data[i * dim..(i + 1) * dim];
+            let mut direct = (0u32, f32::INFINITY);
+            for (z, centre) in centres.chunks_exact(dim).enumerate() {
+                let e = sq_dist(x, centre);
+                if e < direct.1 {
+                    direct = (z as u32, e);
+                }
+            }
+            assert_eq!(
+                (c, d.to_bits()),
+                (direct.0, direct.1.to_bits()),
+                "point {i}"
+            );
+        }
+        assert_eq!(
+            near[400],
+            (0, 0.0),
+            "a point on a centre is at distance exactly 0"
+        );
+        assert_eq!(near[699], (5, 0.0));
     }
 
     #[test]

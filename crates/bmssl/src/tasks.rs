@@ -182,6 +182,13 @@ pub struct MetaBatch {
     pub tasks: Vec<Task>,
 }
 
+/// The `n` distinct pool images of meta-batch `batch_index` (the sources of [`build_meta_batch`]'s
+/// tasks, in their order), drawn from the run seed.
+pub fn batch_images(pool_len: usize, n: usize, seed: u64, batch_index: u64) -> Vec<usize> {
+    let mut pick = rng::derive(seed, &[rng::STREAM_TASKS, batch_index, 0]);
+    index::sample(&mut pick, pool_len, n).into_vec()
+}
+
 /// Build meta-batch number `batch_index` of the run seeded `seed` (section 4.1).
 ///
 /// Deterministic in `(pool, shape, aug, seed, batch_index)`, whatever the rayon thread count.
@@ -197,8 +204,7 @@ pub fn build_meta_batch(
     let (n, m, m1) = (shape.images_per_batch, shape.views, shape.support_views);
     let ways = shape.ways();
 
-    let mut pick = rng::derive(seed, &[rng::STREAM_TASKS, batch_index, 0]);
-    let chosen: Vec<usize> = index::sample(&mut pick, pool.len(), n).into_vec();
+    let chosen = batch_images(pool.len(), n, seed, batch_index);
 
     // views[j][v]: view v of the j-th chosen image, one generator per image.
     let views: Vec<Vec<Image>> = chosen

@@ -426,6 +426,19 @@ fn train_with_faults(
     let spec = cfg.meta_spec();
     let ssl = cfg.ssl_spec();
     let aug = Augmenter::from_level(cfg.task.augment, cfg.data.image_size, cfg.data.image_size);
+    // SwAV's multi-crop: the small crops' learner (same parameters) and augmenter.
+    let multicrop = match (cfg.multicrop.crops, data) {
+        (0, _) => None,
+        (_, TrainingData::Unlabelled(pool)) => {
+            let size = crate::ssl::multicrop::small_size(&cfg.multicrop, &learner.spec)?;
+            Some((
+                pool,
+                crate::ssl::multicrop::small_learner(&learner, size)?,
+                crate::ssl::multicrop::augmenter(&aug.config, &cfg.multicrop, size),
+            ))
+        }
+        (_, TrainingData::Labelled(_)) => None,
+    };
 
     // Fresh start or resume.
     let mut warn = |m: &str| observer.warning(m);
@@ -526,14 +539,32 @@ fn train_with_faults(
                 crate::baselines::protonet::meta_batch_gradient(&learner, &theta, &tasks)
             }
             (_, Some(ssl)) => {
-                let r = crate::ssl::step::step(
-                    ssl,
-                    &learner,
-                    &theta,
-                    &mut ssl_state,
-                    &tasks[0].support_x,
-                    &tasks[0].query_x,
-                );
+                let r = match &multicrop {
+                    Some((pool, small_learner, small_aug)) => crate::ssl::multicrop::step(
+                        ssl,
+                        &learner,
+                        small_learner,
+                        &theta,
+                        &tasks[0].support_x,
+                        &tasks[0].query_x,
+                        &crate::ssl::multicrop::crops(
+                            pool,
+                            cfg.task.images_per_batch,
+                            small_aug,
+                            cfg.multicrop.crops,
+                            cfg.run.seed,
+                            step,
+                        ),
+                    ),
+                    None => crate::ssl::step::step(
+                        ssl,
+                        &learner,
+                        &theta,
+                        &mut ssl_state,
+                        &tasks[0].support_x,
+                        &tasks[0].query_x,
+                    ),
+                };
                 let stats = TaskStats {
                     outer_loss: r.loss,
                     inner_loss_before: f64::NAN,

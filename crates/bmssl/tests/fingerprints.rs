@@ -148,6 +148,12 @@ fn configurations() -> Vec<(&'static str, TrainConfig)> {
         ("simclr", small_ssl(TrainMethod::Simclr)),
         ("moco", small_ssl(TrainMethod::Moco)),
         ("swav", small_ssl(TrainMethod::Swav)),
+        // SwAV's multi-crop (issue 21): two small 16-pixel crops per image besides the full views.
+        ("swav-multicrop", {
+            let mut edited = small_ssl(TrainMethod::Swav);
+            edited.multicrop.crops = 2;
+            edited
+        }),
         ("barlowtwins", small_ssl(TrainMethod::Barlowtwins)),
         ("psco", small_ssl(TrainMethod::Psco)),
         // CACTUs (issue 21): a 2-step SimCLR embedding, 2 partitions of 12 clusters.

@@ -2,16 +2,17 @@
 //! section of [`TrainConfig`]. The file stays flat so that every config.toml written before the
 //! sections existed (run directories, docs/results, sweep specs, Python dicts) reads unchanged,
 //! and a run's `config.toml` is written with the same bytes, in the same key order, as before.
-//! CACTUs' keys are the one exception: a `[cactus]` table after the flat keys, written only when
-//! one of them differs from its default (so no other method's file changed when it was added).
+//! The exceptions are a few sections read by one method each ([`Tables`]: CACTUs' `[cactus]`, then
+//! SwAV's `[multicrop]`): each a table after the flat keys, in that order, written only when one of
+//! its keys differs from its default (so no other method's file changed when it was added).
 //!
 //! Over 400 lines: the file's whole contract (its key order, the reading and writing of its flat
-//! keys and its one table, the one-line errors naming the line and the nearest key) is here, with
-//! the tests that every docs/results config.toml still reads; the tests are the last 80 lines.
+//! keys and its tables, the one-line errors naming the line and the nearest key) is here, with
+//! the tests that every docs/results config.toml still reads; the tests are the last 190 lines.
 
 use super::{
-    BootstrapConfig, CactusConfig, DataConfig, InnerLoopConfig, OuterConfig, RunConfig, SslConfig,
-    TaskConfig, TrainConfig, TrainMethod,
+    BootstrapConfig, CactusConfig, DataConfig, InnerLoopConfig, MultiCropConfig, OuterConfig,
+    RunConfig, SslConfig, TaskConfig, TrainConfig, TrainMethod,
 };
 use crate::losses::ContrastiveLoss;
 use crate::meta::{Method, OuterLoss, Target};
@@ -88,15 +89,46 @@ fn default_method() -> TrainMethod {
     TrainConfig::default().method
 }
 
-/// The `[cactus]` table, the file's one key that holds a section rather than a value.
-#[derive(Deserialize, Serialize)]
-struct CactusTable<C> {
+/// The file's tables: the keys that hold a section rather than a value, in the order they are
+/// written (the order of [`TrainConfig`]'s fields, as serialising the whole configuration at once
+/// writes them). A table added is a field of [`TrainConfig`] skipped while default, a field here
+/// and of [`WrittenTables`], and an entry of [`tables`].
+#[derive(Default, Deserialize, Serialize)]
+struct Tables {
     #[serde(default)]
-    cactus: C,
+    cactus: CactusConfig,
+    #[serde(default)]
+    multicrop: MultiCropConfig,
 }
 
-/// The key of the `[cactus]` table.
-pub(super) const CACTUS_TABLE: &str = "cactus";
+/// The tables of a configuration as written: each left out while it has its defaults.
+#[derive(Serialize)]
+struct WrittenTables<'a> {
+    #[serde(skip_serializing_if = "is_default")]
+    cactus: &'a CactusConfig,
+    #[serde(skip_serializing_if = "is_default")]
+    multicrop: &'a MultiCropConfig,
+}
+
+fn is_default<T: Default + PartialEq>(t: &&T) -> bool {
+    **t == T::default()
+}
+
+/// The file's tables in the order they are written: each name (its key in the file) and its keys.
+pub(super) fn tables() -> [(&'static str, &'static [&'static str]); 2] {
+    [
+        ("cactus", fields_of::<CactusConfig>()),
+        ("multicrop", fields_of::<MultiCropConfig>()),
+    ]
+}
+
+/// Every table with every key at its default, as the file would write it if none were left out.
+pub(super) fn table_defaults() -> toml::Table {
+    match toml::Value::try_from(Tables::default()) {
+        Ok(toml::Value::Table(t)) => t,
+        _ => toml::Table::new(),
+    }
+}
 
 /// Where the sections are read from: the file's text (errors name the line) or a TOML value.
 trait Source {
@@ -159,6 +191,7 @@ fn assemble(src: &impl Source) -> std::result::Result<TrainConfig, String> {
             });
         }
     }
+    let tables = src.section::<Tables>()?;
     Ok(TrainConfig {
         method: src.section::<MethodKey>()?.method,
         bootstrap: src.section()?,
@@ -168,7 +201,8 @@ fn assemble(src: &impl Source) -> std::result::Result<TrainConfig, String> {
         outer: src.section()?,
         run: src.section()?,
         ssl: src.section()?,
-        cactus: src.section::<CactusTable<CactusConfig>>()?.cactus,
+        cactus: tables.cactus,
+        multicrop: tables.multicrop,
     })
 }
 
@@ -192,7 +226,7 @@ pub(super) fn write(cfg: &TrainConfig) -> String {
     keys.extend(
         table
             .keys()
-            .filter(|k| !FILE_ORDER.contains(&k.as_str()) && *k != CACTUS_TABLE)
+            .filter(|k| !FILE_ORDER.contains(&k.as_str()) && !is_table(k))
             .cloned(),
     );
     let mut out = String::new();
@@ -203,16 +237,23 @@ pub(super) fn write(cfg: &TrainConfig) -> String {
         }
         out.push_str(&toml::to_string(&one).expect("a TOML value always serialises"));
     }
-    // After the values, a blank line, then the table with its keys in the section's field order:
-    // what serialising the whole configuration at once writes.
-    if !cfg.cactus.is_default() {
-        let cactus = CactusTable {
-            cactus: &cfg.cactus,
-        };
+    // After the values, the tables that are set, each after a blank line with its keys in the
+    // section's field order: what serialising the whole configuration at once writes.
+    let written = WrittenTables {
+        cactus: &cfg.cactus,
+        multicrop: &cfg.multicrop,
+    };
+    let tables = toml::to_string(&written).expect("the tables always serialise");
+    if !tables.is_empty() {
         out.push('\n');
-        out.push_str(&toml::to_string(&cactus).expect("the [cactus] table always serialises"));
+        out.push_str(&tables);
     }
     out
+}
+
+/// Whether `key` names one of the file's tables.
+fn is_table(key: &str) -> bool {
+    tables().iter().any(|(name, _)| *name == key)
 }
 
 /// The flat table any serde format holds (what sweeps overlay and read back).
@@ -255,16 +296,11 @@ fn fields_of<T: DeserializeOwned>() -> &'static [&'static str] {
     fields
 }
 
-/// Every top-level key of the configuration file: the sections' field names and `cactus`.
+/// Every top-level key of the configuration file: the sections' field names and the tables'.
 pub(super) fn static_keys() -> Vec<&'static str> {
     let mut keys = flat_keys();
-    keys.push(CACTUS_TABLE);
+    keys.extend(tables().iter().map(|(name, _)| *name));
     keys
-}
-
-/// The keys of the `[cactus]` table, as [`CactusConfig`]'s field names.
-pub(super) fn cactus_keys() -> &'static [&'static str] {
-    fields_of::<CactusConfig>()
 }
 
 /// Every key of the flat part of the file, as the sections' field names.
@@ -432,15 +468,105 @@ mod tests {
     }
 
     #[test]
+    fn the_multicrop_table_follows_the_flat_keys_and_the_cactus_table_and_only_when_set() {
+        let mut cfg = TrainConfig::for_method(TrainMethod::Swav);
+        assert!(!cfg.to_toml().contains("multicrop]"));
+        cfg.multicrop.crops = 6;
+        let text = cfg.to_toml();
+        assert!(
+            text.ends_with(
+                "temperature2 = 1.0\n\n[multicrop]\ncrops = 6\nscale_min = 0.05000000074505806\nscale_max = 0.20000000298023224\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(TrainConfig::from_toml(&text, "t").unwrap(), cfg);
+        cfg.multicrop.size = Some(20);
+        let text = cfg.to_toml();
+        assert!(
+            text.ends_with("\n\n[multicrop]\ncrops = 6\nsize = 20\nscale_min = 0.05000000074505806\nscale_max = 0.20000000298023224\n"),
+            "{text}"
+        );
+        assert_eq!(TrainConfig::from_toml(&text, "t").unwrap(), cfg);
+        // JSON (plan.json) reads back too, with and without a size.
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert_eq!(serde_json::from_str::<TrainConfig>(&json).unwrap(), cfg);
+        cfg.multicrop.size = None;
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert_eq!(serde_json::from_str::<TrainConfig>(&json).unwrap(), cfg);
+        // Both tables (not a valid configuration, but written as one): [cactus] first.
+        cfg.cactus.clusters = 40;
+        let text = cfg.to_toml();
+        assert!(
+            text.ends_with("temperature2 = 1.0\n\n[cactus]\npartitions = 100\nclusters = 40\nscaling = \"random\"\niterations = 30\nembedding_steps = 300\n\n[multicrop]\ncrops = 6\nscale_min = 0.05000000074505806\nscale_max = 0.20000000298023224\n"),
+            "{text}"
+        );
+        assert_eq!(read(&text, "t").unwrap(), cfg);
+        // An unknown key of the table is refused on its line.
+        let err = read(
+            "method = \"swav\"\n\n[multicrop]\ncrops = 2\ncrop = 3\n",
+            "t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 5 (`crop = 3`)"), "{err}");
+    }
+
+    #[test]
+    fn the_tables_are_written_as_serialising_one_struct_with_them_as_its_last_fields_writes() {
+        // How main's flat TrainConfig wrote them (`toml::to_string(self)`, the tables its last
+        // fields, each skipped while default): the bytes after the last flat key must agree.
+        #[derive(Serialize)]
+        struct Flat<'a> {
+            temperature2: f64,
+            #[serde(skip_serializing_if = "is_default")]
+            cactus: &'a CactusConfig,
+            #[serde(skip_serializing_if = "is_default")]
+            multicrop: &'a MultiCropConfig,
+        }
+        let mut swav = TrainConfig::for_method(TrainMethod::Swav);
+        let mut cactus = TrainConfig::for_method(TrainMethod::CactusMaml);
+        cactus.cactus.embedding = Some("e".into());
+        let mut configs = Vec::new();
+        swav.multicrop.crops = 6;
+        configs.push(swav.clone());
+        swav.multicrop.size = Some(20);
+        configs.push(swav.clone());
+        configs.push(cactus.clone());
+        cactus.multicrop = swav.multicrop.clone();
+        configs.push(cactus);
+        for cfg in configs {
+            let flat = toml::to_string(&Flat {
+                temperature2: cfg.ssl.temperature2,
+                cactus: &cfg.cactus,
+                multicrop: &cfg.multicrop,
+            })
+            .unwrap();
+            let text = cfg.to_toml();
+            let tail = &text[text.find("temperature2 = ").unwrap()..];
+            assert_eq!(tail, flat);
+        }
+    }
+
+    #[test]
+    fn the_tables_are_listed_in_the_order_they_are_written() {
+        let names: Vec<&str> = tables().iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, fields_of::<Tables>());
+        assert_eq!(
+            table_defaults().keys().collect::<Vec<_>>(),
+            ["cactus", "multicrop"]
+        );
+    }
+
+    #[test]
     fn every_key_belongs_to_exactly_one_section() {
         let keys = config_keys();
         let mut unique = keys.clone();
         unique.dedup();
         assert_eq!(keys, unique);
         assert!(FILE_ORDER.iter().all(|k| keys.contains(&k.to_string())));
-        // The flat keys and the `[cactus]` table.
-        assert!(keys.contains(&CACTUS_TABLE.to_string()));
-        assert_eq!(keys.len(), FILE_ORDER.len() + 1);
+        // The flat keys and the tables.
+        assert!(keys.contains(&"cactus".to_string()) && keys.contains(&"multicrop".to_string()));
+        assert_eq!(keys.len(), FILE_ORDER.len() + tables().len());
     }
 
     #[test]

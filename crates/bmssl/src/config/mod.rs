@@ -12,11 +12,13 @@
 //! | [`DataConfig`] | `data.rs` | dataset, split, input shape |
 //! | [`RunConfig`] | `run.rs` | seed, checkpoints, validation |
 //! | [`CactusConfig`] | `cactus.rs` | CACTUs' P, k, scaling, k-means iterations, embedding |
+//! | [`MultiCropConfig`] | `multicrop.rs` | SwAV's multi-crop: small crops, their side and area |
 //!
 //! Each section validates its own keys; [`TrainConfig::validate`] adds the checks that tie a method
 //! to its sections. The file stays one flat table of keys (`file.rs`), as it always was, with CACTUs'
-//! keys in their own `[cactus]` table (written only when one differs from its default); the CLI's
-//! flags are overrides of those keys (`overrides.rs`).
+//! and multi-crop's keys in their own `[cactus]` and `[multicrop]` tables (each written only when
+//! one of its keys differs from its default); the CLI's flags are overrides of those keys
+//! (`overrides.rs`).
 //!
 //! Over 400 lines: [`TrainConfig::for_method`] (every method's defaults, with the evidence for each
 //! shipped one) and [`TrainConfig::validate_method`] (what each method asks of the sections) are
@@ -29,6 +31,7 @@ mod data;
 mod file;
 mod inner;
 mod method;
+mod multicrop;
 mod outer;
 mod overrides;
 mod run;
@@ -41,6 +44,7 @@ pub use data::DataConfig;
 pub use file::{config_keys, nearest_key};
 pub use inner::InnerLoopConfig;
 pub use method::TrainMethod;
+pub use multicrop::{MultiCropConfig, MAX_CROPS};
 pub use outer::{LrSchedule, OuterConfig};
 pub use overrides::{is_bool_key, override_keys, override_value};
 pub use run::RunConfig;
@@ -87,6 +91,11 @@ pub struct TrainConfig {
     /// defaults, so other methods' files do not change.
     #[serde(skip_serializing_if = "CactusConfig::is_default")]
     pub cactus: CactusConfig,
+    /// SwAV's multi-crop (issue 21): small crops besides the two full views
+    /// ([`crate::ssl::multicrop`]); the file's `[multicrop]` table, left out while it has its
+    /// defaults.
+    #[serde(skip_serializing_if = "MultiCropConfig::is_default")]
+    pub multicrop: MultiCropConfig,
 }
 
 impl Default for TrainConfig {
@@ -101,6 +110,7 @@ impl Default for TrainConfig {
             run: RunConfig::default(),
             ssl: SslConfig::default(),
             cactus: CactusConfig::default(),
+            multicrop: MultiCropConfig::default(),
         }
     }
 }
@@ -323,6 +333,7 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         crate::limits::check_train_config(self)?;
         self.validate_cactus()?;
+        self.validate_multicrop()?;
         self.inner.validate()?;
         self.outer.validate()?;
         self.task.validate_counts()?;
@@ -351,6 +362,27 @@ impl TrainConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The `[multicrop]` section: left at its defaults, or set for SwAV with keys within bounds and
+    /// small crops the backbone can share its parameters with.
+    fn validate_multicrop(&self) -> Result<()> {
+        if self.multicrop.is_default() {
+            return Ok(());
+        }
+        if self.method != TrainMethod::Swav {
+            return Err(Error::config(
+                "multicrop",
+                format!(
+                    "multi-crop is an option of --method swav, not of {}",
+                    self.method.as_str()
+                ),
+            ));
+        }
+        self.multicrop.validate(&crate::model::ArchSpec {
+            backbone: self.outer.backbone,
+            ..crate::model::ArchSpec::conv4(self.data.channels, self.data.image_size, 1)
+        })
     }
 
     /// What the method asks of the sections: the bootstrap keys only where there is a target, the

@@ -1,23 +1,26 @@
 //! Overrides of configuration keys by name (`inner_lr` = "0.1"), merged into the flat table before
 //! it is read: how the CLI's flags set keys, so a key added to a section needs no flag code. A key
-//! of the `[cactus]` table is named `cactus.<key>` (`cactus.clusters`).
+//! of a table is named `<table>.<key>` (`cactus.clusters`, `multicrop.crops`).
 
-use super::file::{cactus_keys, flat_keys, CACTUS_TABLE};
-use super::{nearest_key, CactusConfig, TrainConfig};
+use super::file::{flat_keys, table_defaults, tables};
+use super::{nearest_key, TrainConfig};
 use crate::{Error, Result};
 use serde::Deserialize;
 use std::sync::OnceLock;
 
 /// Every key a flag can set: the flat keys of the configuration file (the CLI names its flags
-/// after them: `inner_lr` is `--inner-lr`), then the `[cactus]` table's as `cactus.<key>`.
+/// after them: `inner_lr` is `--inner-lr`), then each table's, in the file's order, as
+/// `<table>.<key>`.
 pub fn override_keys() -> Vec<&'static str> {
     static KEYS: OnceLock<Vec<&'static str>> = OnceLock::new();
     KEYS.get_or_init(|| {
         let mut keys = flat_keys();
-        for k in cactus_keys() {
-            // Built once per process: the keys live as long as the program.
-            let dotted: &'static str = Box::leak(format!("{CACTUS_TABLE}.{k}").into_boxed_str());
-            keys.push(dotted);
+        for (table, table_keys) in tables() {
+            for k in table_keys {
+                // Built once per process: the keys live as long as the program.
+                let dotted: &'static str = Box::leak(format!("{table}.{k}").into_boxed_str());
+                keys.push(dotted);
+            }
         }
         keys
     })
@@ -29,20 +32,18 @@ pub fn is_bool_key(key: &str) -> bool {
     matches!(get(&defaults(), key), Some(toml::Value::Boolean(_)))
 }
 
-/// Every key's default as the file writes it, the `[cactus]` table included (the file leaves it
-/// out while it has its defaults).
+/// Every key's default as the file writes it, the tables included (the file leaves each out while
+/// it has its defaults).
 fn defaults() -> toml::Table {
     let mut table = match toml::Value::try_from(TrainConfig::default()) {
         Ok(toml::Value::Table(t)) => t,
         _ => toml::Table::new(),
     };
-    if let Ok(cactus) = toml::Value::try_from(CactusConfig::default()) {
-        table.insert(CACTUS_TABLE.to_string(), cactus);
-    }
+    table.extend(table_defaults());
     table
 }
 
-/// The value of `key` (`cactus.<key>` inside the `[cactus]` table) in `table`.
+/// The value of `key` (`<table>.<key>` inside that table) in `table`.
 fn get<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
     match key.split_once('.') {
         Some((section, key)) => table.get(section)?.as_table()?.get(key),
@@ -50,7 +51,7 @@ fn get<'a>(table: &'a toml::Table, key: &str) -> Option<&'a toml::Value> {
     }
 }
 
-/// Sets `key` (`cactus.<key>` inside the `[cactus]` table, made if absent) in `table`.
+/// Sets `key` (`<table>.<key>` inside that table, made if absent) in `table`.
 fn set(table: &mut toml::Table, key: &str, value: toml::Value) {
     match key.split_once('.') {
         Some((section, key)) => {
@@ -111,8 +112,8 @@ pub fn override_value(key: &str, raw: &str) -> std::result::Result<toml::Value, 
             raw.parse::<f64>()
                 .map_err(|e| format!("{e} (expected a number)"))?,
         ),
-        // A key whose default is absent (`target_lr`, `cactus.embedding`): a TOML literal where
-        // the key reads one, else text (a path such as `123` stays a path).
+        // A key whose default is absent (`target_lr`, `cactus.embedding`, `multicrop.size`): a
+        // TOML literal where the key reads one, else text (a path such as `123` stays a path).
         _ => {
             let text = toml::Value::String(raw.to_string());
             toml::from_str::<toml::Table>(&format!("v = {raw}"))
@@ -209,14 +210,16 @@ mod tests {
 
     #[test]
     fn every_key_can_be_overridden_and_bool_keys_are_known() {
-        // Every top-level key but the `[cactus]` table itself, then each of the table's keys.
+        // Every top-level key but the tables themselves, then each of the tables' keys.
         let keys = override_keys();
+        let table_keys: usize = tables().iter().map(|(_, keys)| keys.len()).sum();
         assert_eq!(
             keys.len(),
-            crate::config::config_keys().len() - 1 + cactus_keys().len()
+            crate::config::config_keys().len() - tables().len() + table_keys
         );
         assert!(keys.contains(&"inner_lr") && keys.contains(&"cactus.clusters"));
-        assert!(!keys.contains(&CACTUS_TABLE));
+        assert!(keys.contains(&"multicrop.crops") && keys.contains(&"multicrop.size"));
+        assert!(tables().iter().all(|(name, _)| !keys.contains(name)));
         assert!(is_bool_key("zero_head") && is_bool_key("rotations"));
         assert!(!is_bool_key("inner_lr") && !is_bool_key("cactus.clusters"));
     }
@@ -234,13 +237,47 @@ mod tests {
         assert_eq!(cfg.cactus.clusters, 40);
         assert_eq!(cfg.cactus.scaling, crate::config::Scaling::None);
         assert_eq!(cfg.cactus.embedding.as_deref(), Some("123"));
-        assert_eq!(cfg.cactus.partitions, CactusConfig::default().partitions);
+        assert_eq!(
+            cfg.cactus.partitions,
+            crate::config::CactusConfig::default().partitions
+        );
         cfg.validate().unwrap();
         for (k, v) in [
             ("cactus.clusters", "many"),
             ("cactus.scaling", "diagonal"),
             ("cactus.embedding_steps", "-1"),
             ("cactus.partitons", "3"),
+        ] {
+            let e = override_value(k, v).unwrap_err();
+            assert!(!e.contains('\n') && !e.is_empty(), "{k} = {v}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_multicrop_key_is_set_inside_its_table_and_the_rest_of_the_table_keeps_its_defaults() {
+        let set = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let cfg = TrainConfig::for_method(TrainMethod::Swav)
+            .with_overrides(&[
+                set("multicrop.crops", "6"),
+                set("multicrop.size", "20"),
+                set("multicrop.scale_max", "0.3"),
+            ])
+            .unwrap();
+        assert_eq!(cfg.multicrop.crops, 6);
+        assert_eq!(cfg.multicrop.size, Some(20));
+        assert_eq!(cfg.multicrop.scale_max, 0.3);
+        assert_eq!(
+            cfg.multicrop.scale_min,
+            crate::config::MultiCropConfig::default().scale_min
+        );
+        cfg.validate().unwrap();
+        for (k, v) in [
+            ("multicrop.crops", "six"),
+            ("multicrop.crops", "-1"),
+            ("multicrop.size", "big"),
+            ("multicrop.size", "-3"),
+            ("multicrop.scale_min", "small"),
+            ("multicrop.crop", "3"),
         ] {
             let e = override_value(k, v).unwrap_err();
             assert!(!e.contains('\n') && !e.is_empty(), "{k} = {v}: {e}");

@@ -279,13 +279,26 @@ pub fn swav<S: Scalar>(z: &[S], c: &[S], dim: usize, spec: SwavSpec) -> (S, Vec<
 /// SwAV's Sinkhorn codes `[2B, P]` for `z [2B, D]` and prototypes `c [P, D]`, one Sinkhorn per view
 /// (targets: [`swav_given_codes`] returns no gradient for them).
 pub fn swav_codes<S: Scalar>(z: &[S], c: &[S], dim: usize, spec: SwavSpec) -> Vec<S> {
-    let b2 = z.len() / dim;
-    let b = b2 / 2;
+    swav_multicrop_codes(z, c, dim, 2, spec)
+}
+
+/// The codes of multi-crop SwAV (Caron et al. 2020, section 3.2): `z [views B, D]` holds the two
+/// full-size views first, then the small crops, view-major; only the two full views are assigned
+/// codes (`[2B, P]`, one Sinkhorn each), as in the official `crops_for_assign = [0, 1]`.
+pub fn swav_multicrop_codes<S: Scalar>(
+    z: &[S],
+    c: &[S],
+    dim: usize,
+    views: usize,
+    spec: SwavSpec,
+) -> Vec<S> {
+    let b = z.len() / dim / views.max(2);
     let p = c.len() / dim;
+    let full = &z[..2 * b * dim];
     let s = swav_scores(
-        &normalize_rows(z, dim).0,
+        &normalize_rows(full, dim).0,
         &normalize_rows(c, dim).0,
-        b2,
+        2 * b,
         p,
         dim,
     );
@@ -315,51 +328,90 @@ pub fn swav_given_codes<S: Scalar>(
     dim: usize,
     tau: f64,
 ) -> (S, Vec<S>, Vec<S>) {
-    let b2 = z.len() / dim;
-    let b = b2 / 2;
+    swav_multicrop_given_codes(z, c, codes, dim, 2, tau)
+}
+
+/// Multi-crop SwAV's loss on `z [views B, D]` (two full views, then `views - 2` small crops) with
+/// the full views' codes `[2B, P]` ([`swav_multicrop_codes`]): every view predicts the code of
+/// each full view other than itself,
+/// `-1/B 1/(views - 1) sum_{i in {0, 1}} sum_{v != i} sum_b q_i,b . log softmax(s_v,b / tau)`,
+/// the official loss times 2 so that with `views = 2` it is [`swav_given_codes`], bit for bit.
+/// Returns `(loss, dz, dc)`; no gradient through the codes.
+pub fn swav_multicrop_given_codes<S: Scalar>(
+    z: &[S],
+    c: &[S],
+    codes: &[S],
+    dim: usize,
+    views: usize,
+    tau: f64,
+) -> (S, Vec<S>, Vec<S>) {
+    let rows = z.len() / dim;
+    let views = views.max(2);
+    let b = rows / views;
     let p = c.len() / dim;
     let (zn, zs) = normalize_rows(z, dim);
     let (cn, cs) = normalize_rows(c, dim);
-    let s = swav_scores(&zn, &cn, b2, p, dim);
+    let s = swav_scores(&zn, &cn, rows, p, dim);
     let inv_tau = 1.0 / tau;
-    let inv_b = 1.0 / b as f64;
+    let w = inv_b_times(b, views);
     let mut loss = S::default();
-    let mut ds = vec![S::default(); b2 * p];
-    for r in 0..b2 {
-        // Row r (view v, image i) is predicted by the other view's code of image i.
-        let other = if r < b { r + b } else { r - b };
-        let q = &codes[other * p..(other + 1) * p];
+    let mut ds = vec![S::default(); rows * p];
+    for r in 0..rows {
+        // Row r (view v, image i) is predicted by the codes of image i's full views other than v.
+        let (v, i) = (r / b, r % b);
+        let targets: Vec<(&[S], S)> = [0, 1]
+            .iter()
+            .filter(|&&full| full != v)
+            .map(|&full| {
+                let q = &codes[(full * b + i) * p..(full * b + i + 1) * p];
+                (q, q.iter().copied().sum())
+            })
+            .collect();
         let logits: Vec<S> = s[r * p..(r + 1) * p]
             .iter()
             .map(|&x| x.scale(inv_tau))
             .collect();
         let lse = log_sum_exp(logits.iter().copied());
-        let mass: S = q.iter().copied().sum();
         for k in 0..p {
             let log_p = logits[k] - lse;
-            loss -= (log_p * q[k]).scale(inv_b);
-            ds[r * p + k] = (log_p.exp() * mass - q[k]).scale(inv_b * inv_tau);
+            let mut d: Option<S> = None;
+            for (q, mass) in &targets {
+                loss -= (log_p * q[k]).scale(w);
+                let term = log_p.exp() * *mass - q[k];
+                d = Some(d.map_or(term, |d| d + term));
+            }
+            ds[r * p + k] = d.unwrap_or_default().scale(w * inv_tau);
         }
     }
-    let mut dzn = vec![S::default(); b2 * dim];
+    let mut dzn = vec![S::default(); rows * dim];
     S::matmul(
         &mut dzn,
         false,
-        MatRef::rows(&ds, b2, p),
+        MatRef::rows(&ds, rows, p),
         MatRef::rows(&cn, p, dim),
     );
     let mut dcn = vec![S::default(); p * dim];
     S::matmul(
         &mut dcn,
         false,
-        MatRef::rows(&ds, b2, p).t(),
-        MatRef::rows(&zn, b2, dim),
+        MatRef::rows(&ds, rows, p).t(),
+        MatRef::rows(&zn, rows, dim),
     );
     (
         loss,
         normalize_rows_backward(&zn, &zs, &dzn, dim),
         normalize_rows_backward(&cn, &cs, &dcn, dim),
     )
+}
+
+/// `1/B * 1/(views - 1)`, exactly `1/B` for two views.
+fn inv_b_times(b: usize, views: usize) -> f64 {
+    let inv_b = 1.0 / b as f64;
+    if views == 2 {
+        inv_b
+    } else {
+        inv_b / (views - 1) as f64
+    }
 }
 
 /// Settings of [`psco`] (the official code's names in brackets).
@@ -660,6 +712,68 @@ mod tests {
             }
         }
         loss
+    }
+
+    #[test]
+    fn multicrop_swav_predicts_each_full_views_code_from_every_other_view_and_its_gradient_is_exact(
+    ) {
+        // B = 3 images, 2 full views + 2 small crops, D = 3, P = 5 prototypes.
+        let (b, views, d, p) = (3, 4, 3, 5);
+        let spec = SwavSpec {
+            tau: 0.2,
+            eps: 0.05,
+            iters: 3,
+        };
+        let z = test_values(views * b * d, 21);
+        let c = test_values(p * d, 22);
+        let codes = swav_multicrop_codes(&z, &c, d, views, spec);
+        // Only the full views are assigned codes, each by its own Sinkhorn.
+        assert_eq!(codes, swav_codes(&z[..2 * b * d], &c, d, spec));
+        // By hand: -1/B 1/(V-1) sum over full i, other views v, images of q_i . log softmax(s_v / tau).
+        let reference = |z: &[f64], c: &[f64]| {
+            let (zn, _) = normalize_rows(z, d);
+            let (cn, _) = normalize_rows(c, d);
+            let mut loss = 0.0;
+            for i in 0..2 {
+                for v in (0..views).filter(|&v| v != i) {
+                    for img in 0..b {
+                        let r = v * b + img;
+                        let row: Vec<f64> = (0..p)
+                            .map(|k| {
+                                (0..d).map(|j| zn[r * d + j] * cn[k * d + j]).sum::<f64>()
+                                    / spec.tau
+                            })
+                            .collect();
+                        let lse = row.iter().map(|x| x.exp()).sum::<f64>().ln();
+                        for k in 0..p {
+                            let q = codes[(i * b + img) * p + k];
+                            loss -= q * (row[k] - lse) / (b * (views - 1)) as f64;
+                        }
+                    }
+                }
+            }
+            loss
+        };
+        let (loss, gz, gc) = swav_multicrop_given_codes(&z, &c, &codes, d, views, spec.tau);
+        assert!(
+            (loss - reference(&z, &c)).abs() < 1e-12,
+            "{loss} vs {}",
+            reference(&z, &c)
+        );
+        assert_gradient(
+            "multi-crop swav (z)",
+            &mut |v| reference(v, &c),
+            &z,
+            &gz,
+            1e-6,
+        );
+        assert_gradient(
+            "multi-crop swav (prototypes)",
+            &mut |v| reference(&z, v),
+            &c,
+            &gc,
+            1e-6,
+        );
     }
 
     #[test]
