@@ -17,6 +17,9 @@
 //! SwAV's ResNet pools globally and has no such limit. Each view is its own batch-norm batch, as in the two-view step
 //! ([`crate::ssl::step`]). The small crops are drawn from their own generators (path
 //! `[STREAM_TASKS, step, 2, image]`), so the full views are the draws of a run without the option.
+//!
+//! Just over 400 lines: the option is one concept (its `[multicrop]` keys and their validation, the
+//! small crops' size, augmenter and draws, and the step that uses them); about 150 lines are tests.
 
 use crate::augment::{AugmentConfig, Augmenter, Image, RandomResizedCrop};
 use crate::config::{TrainConfig, TrainMethod};
