@@ -21,14 +21,14 @@
 //! Just over 400 lines: the option is one concept (its `[multicrop]` keys and their validation, the
 //! small crops' size, augmenter and draws, and the step that uses them); about 150 lines are tests.
 
-use crate::augment::{AugmentConfig, Augmenter, Image, RandomResizedCrop};
+use crate::augment::{AugmentConfig, Augmenter, RandomResizedCrop};
 use crate::config::{TrainConfig, TrainMethod};
 use crate::data::UnlabelledPool;
 use crate::engine::Real;
 use crate::losses::ssl::{self as losses, SwavSpec};
 use crate::model::{ArchSpec, Learner};
 use crate::ssl::step::{SslSpec, StepResult};
-use crate::{rng, Error, Result};
+use crate::{Error, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -183,16 +183,7 @@ pub fn crops(
 ) -> Vec<f32> {
     let batch_index = step - 1;
     let chosen = crate::tasks::batch_images(pool.len(), n, seed, batch_index);
-    let src = pool.shape();
-    let per_image: Vec<Vec<Image>> = chosen
-        .par_iter()
-        .enumerate()
-        .map(|(j, &p)| {
-            let mut r = rng::derive(seed, &[rng::STREAM_TASKS, batch_index, 2, j as u64]);
-            let img = Image::from_u8(src.channels, src.height, src.width, &pool.image(p));
-            (0..crops).map(|_| aug.apply(&img, &mut r)).collect()
-        })
-        .collect();
+    let per_image = crate::tasks::batch_views(pool, &chosen, aug, crops, seed, batch_index, 2);
     (0..crops)
         .flat_map(|v| {
             per_image
@@ -271,6 +262,7 @@ pub fn step<F: Real>(
 mod tests {
     use super::*;
     use crate::engine::gradcheck::{max_relative_error, numeric_gradient, test_values};
+    use crate::rng;
 
     fn swav_cfg(m: MultiCropConfig) -> TrainConfig {
         TrainConfig {
