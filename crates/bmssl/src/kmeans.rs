@@ -21,6 +21,9 @@
 //! ([`margin`]). The few that remain are compared by the direct, fixed-order [`sq_dist`], so the
 //! result has exactly the bits of comparing every point with every centre directly, on any machine
 //! (whatever kernel the GEMM picks) and any thread count, at GEMM speed.
+//!
+//! Over 400 lines with its tests: the algorithm (seeding, blocked distances, Lloyd) is about 300
+//! lines; the tests beside it, about 140, check it against the direct computation bit for bit.
 
 use crate::engine::{MatRef, Scalar};
 use crate::{Error, Result};

@@ -189,6 +189,32 @@ pub fn batch_images(pool_len: usize, n: usize, seed: u64, batch_index: u64) -> V
     index::sample(&mut pick, pool_len, n).into_vec()
 }
 
+/// The generator branch of the task views in [`batch_views`] (SwAV's small crops use another).
+pub const VIEWS_OF_TASKS: u64 = 1;
+
+/// `views[j][v]`: view `v` (of `count`) of the `j`-th `chosen` pool image, one generator per image,
+/// at path `[STREAM_TASKS, batch_index, branch, j]` of the run seed, whatever the thread count.
+pub fn batch_views(
+    pool: &UnlabelledPool,
+    chosen: &[usize],
+    aug: &Augmenter,
+    count: usize,
+    seed: u64,
+    batch_index: u64,
+    branch: u64,
+) -> Vec<Vec<Image>> {
+    let src = pool.shape();
+    chosen
+        .par_iter()
+        .enumerate()
+        .map(|(j, &p)| {
+            let mut r = rng::derive(seed, &[rng::STREAM_TASKS, batch_index, branch, j as u64]);
+            let img = Image::from_u8(src.channels, src.height, src.width, &pool.image(p));
+            (0..count).map(|_| aug.apply(&img, &mut r)).collect()
+        })
+        .collect()
+}
+
 /// Build meta-batch number `batch_index` of the run seeded `seed` (section 4.1).
 ///
 /// Deterministic in `(pool, shape, aug, seed, batch_index)`, whatever the rayon thread count.
@@ -206,16 +232,7 @@ pub fn build_meta_batch(
 
     let chosen = batch_images(pool.len(), n, seed, batch_index);
 
-    // views[j][v]: view v of the j-th chosen image, one generator per image.
-    let views: Vec<Vec<Image>> = chosen
-        .par_iter()
-        .enumerate()
-        .map(|(j, &p)| {
-            let mut r = rng::derive(seed, &[rng::STREAM_TASKS, batch_index, 1, j as u64]);
-            let img = Image::from_u8(src.channels, src.height, src.width, &pool.image(p));
-            (0..m).map(|_| aug.apply(&img, &mut r)).collect()
-        })
-        .collect();
+    let views = batch_views(pool, &chosen, aug, m, seed, batch_index, VIEWS_OF_TASKS);
 
     let (c, h, w) = (src.channels, aug.out_height, aug.out_width);
     let tasks = (0..shape.tasks_per_batch)

@@ -22,6 +22,13 @@
 //! adapt, 2000 episodes: 70 s predicted, 38 s measured), a small share of every part.
 //! Costs scale with the image area; another machine scales everything by one factor.
 //!
+//! CACTUs parts add their embedding (a SimCLR run of `embedding_steps` steps in the same passes, then
+//! one forward pass over the pool) and their clustering, which is not image passes: P partitions of
+//! k-means++ seeding plus `iterations` Lloyd iterations over the pool's 64-feature rows, timed by
+//! `cargo run --release -p bmssl --example kmeans_bench` (82,240 x 64, k = 500, one thread on the
+//! project's 2-core Xeon: seeding 2.97 s, 0.11 s per Lloyd iteration). At `small` the clustering of
+//! each CACTUs part (P = 100, k = 500, 30 iterations) is about 10 minutes of the estimate.
+//!
 //! Beside the passes, every part has a fixed cost ([`PART_OVERHEAD_SECONDS`]: its run directory,
 //! checkpoints, plots, result files and thread pool): the `tiny` budget (22 parts of 2 meta-steps
 //! and 10 episodes) took 58 s on the reference machine where the passes alone predicted 24 s, so
@@ -37,6 +44,34 @@ pub const SECONDS_PER_IMAGE_PASS: f64 = 0.56e-3;
 
 /// Fixed seconds of every part beside its image passes (see the module's comment).
 pub const PART_OVERHEAD_SECONDS: f64 = 1.5;
+
+/// Omniglot's unlabelled training pool (1028 characters x 4 rotations x 20 drawers): what a plan's
+/// CACTUs parts embed and cluster.
+const CACTUS_POOL: f64 = 82_240.0;
+/// k-means seeding, seconds per (point, centre) pair at 64 features (see the module's comment).
+const SEEDING_SECONDS_PER_POINT_CENTRE: f64 = 7.2e-8;
+/// A Lloyd iteration, seconds per multiply-add of its point-centre distances.
+const LLOYD_SECONDS_PER_MULTIPLY_ADD: f64 = 4.2e-11;
+
+/// Seconds of a CACTUs part's embedding and clustering (0 for every other method).
+pub fn cactus_seconds(cfg: &TrainConfig) -> f64 {
+    if !crate::cactus::is_cactus(cfg.method) {
+        return 0.0;
+    }
+    let c = &cfg.cactus;
+    let simclr = match c.embedding {
+        Some(_) => 0.0,
+        None => {
+            let e = crate::cactus::embedding_config(cfg, CACTUS_POOL as usize);
+            e.outer.meta_steps as f64 * meta_step_passes(&e)
+        }
+    };
+    let embed_pass = CACTUS_POOL / 2.0 * area(cfg);
+    let (n, k, d) = (CACTUS_POOL, c.clusters as f64, 64.0);
+    let partition = SEEDING_SECONDS_PER_POINT_CENTRE * n * k
+        + LLOYD_SECONDS_PER_MULTIPLY_ADD * c.iterations as f64 * n * k * d;
+    (simclr + embed_pass) * SECONDS_PER_IMAGE_PASS + c.partitions as f64 * partition
+}
 
 /// Image passes of one meta-step of `cfg`.
 pub fn meta_step_passes(cfg: &TrainConfig) -> f64 {
@@ -132,7 +167,9 @@ pub fn part_seconds(plan: &Plan, part: &Part) -> f64 {
                 * episode_passes(part.eval_mode, s, b.queries, cfg.inner.inner_steps)
         })
         .sum();
-    (train + validate + test * area(cfg)) * SECONDS_PER_IMAGE_PASS + PART_OVERHEAD_SECONDS
+    (train + validate + test * area(cfg)) * SECONDS_PER_IMAGE_PASS
+        + cactus_seconds(cfg)
+        + PART_OVERHEAD_SECONDS
 }
 
 /// Predicted seconds of every part, and their sum.
@@ -161,9 +198,41 @@ mod tests {
         assert!(total < 2.5 * 3600.0 * 0.8, "small: {total} s predicted");
         let full = Plan::new(Budget::full(), PlanOptions::default()).unwrap();
         assert!(plan_seconds(&full).1 > total);
-        // The tiny budget is mostly the parts' fixed costs: 58 s measured.
+        // The tiny budget is mostly the parts' fixed costs: 58 s measured before the CACTUs parts
+        // joined it (each of those embeds the whole pool, ~25 s, whatever the budget).
         let tiny = Plan::new(Budget::tiny(), PlanOptions::default()).unwrap();
-        let tiny_s = plan_seconds(&tiny).1;
+        let cactus: f64 = tiny.parts.iter().map(|p| cactus_seconds(&p.config)).sum();
+        let tiny_s = plan_seconds(&tiny).1 - cactus;
         assert!((45.0..75.0).contains(&tiny_s), "tiny: {tiny_s} s predicted");
+        assert!(
+            (30.0..80.0).contains(&cactus),
+            "tiny's CACTUs parts: {cactus} s"
+        );
+    }
+
+    #[test]
+    fn a_cactus_part_counts_its_embedding_and_its_clustering() {
+        let plan = Plan::new(Budget::small(), PlanOptions::default()).unwrap();
+        let part = plan
+            .parts
+            .iter()
+            .find(|p| p.id == "cactus-protonet")
+            .expect("small plans CACTUs-ProtoNet");
+        let cactus = cactus_seconds(&part.config);
+        // 100 partitions of k = 500 at 30 iterations: ~10 minutes; a 300-step SimCLR on top.
+        assert!((500.0..900.0).contains(&cactus), "{cactus} s");
+        assert!(part_seconds(&plan, part) > cactus);
+        let given = TrainConfig {
+            cactus: crate::cactus::CactusConfig {
+                embedding: Some("e.safetensors".into()),
+                ..part.config.cactus.clone()
+            },
+            ..part.config.clone()
+        };
+        assert!(
+            cactus_seconds(&given) < cactus,
+            "a given embedding is not trained"
+        );
+        assert_eq!(cactus_seconds(&TrainConfig::default()), 0.0);
     }
 }

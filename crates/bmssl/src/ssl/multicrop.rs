@@ -22,13 +22,13 @@
 //! ([`crate::config::MultiCropConfig`], re-exported here); here are the small side, the small
 //! crops' learner, augmenter and draws, and the step.
 
-use crate::augment::{AugmentConfig, Augmenter, Image, RandomResizedCrop};
+use crate::augment::{AugmentConfig, Augmenter, RandomResizedCrop};
 use crate::data::UnlabelledPool;
 use crate::engine::Real;
 use crate::losses::ssl::{self as losses, SwavSpec};
 use crate::model::{ArchSpec, Learner};
 use crate::ssl::step::{SslSpec, StepResult};
-use crate::{rng, Error, Result};
+use crate::{Error, Result};
 use rayon::prelude::*;
 
 pub use crate::config::{MultiCropConfig, MAX_CROPS};
@@ -112,16 +112,7 @@ pub fn crops(
 ) -> Vec<f32> {
     let batch_index = step - 1;
     let chosen = crate::tasks::batch_images(pool.len(), n, seed, batch_index);
-    let src = pool.shape();
-    let per_image: Vec<Vec<Image>> = chosen
-        .par_iter()
-        .enumerate()
-        .map(|(j, &p)| {
-            let mut r = rng::derive(seed, &[rng::STREAM_TASKS, batch_index, 2, j as u64]);
-            let img = Image::from_u8(src.channels, src.height, src.width, &pool.image(p));
-            (0..crops).map(|_| aug.apply(&img, &mut r)).collect()
-        })
-        .collect();
+    let per_image = crate::tasks::batch_views(pool, &chosen, aug, crops, seed, batch_index, 2);
     (0..crops)
         .flat_map(|v| {
             per_image
@@ -201,6 +192,7 @@ mod tests {
     use super::*;
     use crate::config::{TrainConfig, TrainMethod};
     use crate::engine::gradcheck::{max_relative_error, numeric_gradient, test_values};
+    use crate::rng;
 
     fn swav_cfg(m: MultiCropConfig) -> TrainConfig {
         TrainConfig {
