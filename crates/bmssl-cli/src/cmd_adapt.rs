@@ -52,11 +52,18 @@ pub fn run(a: AdaptArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading support set {}", a.support.display()))?;
     let opts = AdaptOptions {
         head: a.head,
-        steps: a.adapt_steps.unwrap_or(model.inner_steps),
-        lr: a.adapt_lr.unwrap_or(model.inner_lr),
+        inner: model.inner.with(
+            a.adapt_lr.unwrap_or(model.inner.inner_lr),
+            a.adapt_steps.unwrap_or(model.inner.inner_steps),
+        ),
         invert: a.invert,
     };
-    bmssl::limits::check_adapt("adapt_lr", opts.lr, "adapt_steps", opts.steps)?;
+    bmssl::limits::check_adapt(
+        "adapt_lr",
+        opts.inner.inner_lr,
+        "adapt_steps",
+        opts.inner.inner_steps,
+    )?;
     let preds = adapt_and_predict(&model, &support, &a.predict, &opts)
         .with_context(|| format!("classifying {}", a.predict.display()))?;
     let mut csv = Vec::new();
@@ -69,7 +76,7 @@ pub fn run(a: AdaptArgs) -> anyhow::Result<()> {
                 "adapted to {} classes ({} support images, {} steps); wrote {} predictions to {}",
                 support.class_names.len(),
                 support.labels.len(),
-                opts.steps,
+                opts.inner.inner_steps,
                 preds.len(),
                 path.display()
             );

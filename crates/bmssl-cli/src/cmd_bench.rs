@@ -106,14 +106,16 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 TargetArg::Paper => Target::Paper,
                 TargetArg::QueryStep => Target::QueryStep,
             },
-            inner_steps: a.inner_steps,
-            bootstrap_steps: a.delta,
-            inner_lr: a.inner_lr,
-            inner_loss: InnerLoss {
-                contrastive_weight: a.lam,
-                temperature: a.tau,
-                ..InnerLoss::PAPER
+            inner: bmssl::meta::InnerLoop {
+                inner_lr: a.inner_lr,
+                inner_steps: a.inner_steps,
+                inner_loss: InnerLoss {
+                    contrastive_weight: a.lam,
+                    temperature: a.tau,
+                    ..InnerLoss::PAPER
+                },
             },
+            bootstrap_steps: a.delta,
             first_order: a.first_order,
             zero_head: false,
             bootstrap: bmssl::meta::BootstrapSpec::PAPER,

@@ -252,8 +252,10 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         episodes: a.episodes,
         seed: a.seed,
         head: a.head,
-        adapt_steps: a.adapt_steps.unwrap_or(model.inner_steps),
-        adapt_lr: a.adapt_lr.unwrap_or(model.inner_lr),
+        adapt: model.inner.with(
+            a.adapt_lr.unwrap_or(model.inner.inner_lr),
+            a.adapt_steps.unwrap_or(model.inner.inner_steps),
+        ),
         features: a.features,
     };
     opts.validate()?;
@@ -270,7 +272,7 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
         .to_lowercase(),
         Mode::Adapt => format!(
             "adapt ({} steps, lr {}, {:?} head)",
-            opts.adapt_steps, opts.adapt_lr, opts.head
+            opts.adapt.inner_steps, opts.adapt.inner_lr, opts.head
         )
         .to_lowercase(),
         Mode::Proto => format!("proto ({:?} features, cosine)", opts.features).to_lowercase(),

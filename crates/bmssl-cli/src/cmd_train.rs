@@ -437,8 +437,7 @@ fn check_before_training(
         episodes: plan.episodes,
         seed: 0,
         head: eval::HeadInit::Zero,
-        adapt_steps: cfg.inner.inner_steps,
-        adapt_lr: cfg.inner.inner_lr,
+        adapt: cfg.inner_loop(),
         features: eval::Features::Backbone,
     };
     opts.validate().context("--eval-episodes")?;

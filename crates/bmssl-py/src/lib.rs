@@ -90,11 +90,11 @@ impl Model {
     /// Inner-loop steps and learning rate the model adapts with.
     #[getter]
     fn inner_steps(&self) -> usize {
-        self.inner.inner_steps
+        self.inner.inner.inner_steps
     }
     #[getter]
     fn inner_lr(&self) -> f64 {
-        self.inner.inner_lr
+        self.inner.inner.inner_lr
     }
 
     /// Features of `x` (float32 `[N, C, H, W]` in `[0, 1]`): `[N, F]`, the rows of `bmssl embed`.
@@ -171,13 +171,13 @@ impl Model {
             )));
         }
         let head: HeadInit = parse(head)?;
-        let steps = steps.unwrap_or(self.inner.inner_steps);
-        let lr = lr.unwrap_or(self.inner.inner_lr);
+        let steps = steps.unwrap_or(self.inner.inner.inner_steps);
+        let lr = lr.unwrap_or(self.inner.inner.inner_lr);
         let model = &self.inner;
         let weights = py
             .allow_threads(|| -> bmssl::Result<Vec<f32>> {
                 let scorer = Scorer::new(model, ways)?;
-                Ok(scorer.adapt(&x, &labels, head, steps, lr))
+                Ok(scorer.adapt(&x, &labels, head, model.inner.with(lr, steps)))
             })
             .map_err(err)?;
         Ok(AdaptedModel {

@@ -93,7 +93,7 @@ pub fn bench_meta_steps(cfg: &BenchConfig) -> Result<BenchResult> {
         first_order: cfg.spec.first_order,
         ways,
         tasks_per_step: cfg.blocks,
-        inner_steps: cfg.spec.inner_steps,
+        inner_steps: cfg.spec.inner.inner_steps,
         delta: cfg.spec.bootstrap_steps,
         size: cfg.size,
         meta_steps_per_s: cfg.steps as f64 / dt,

@@ -13,7 +13,7 @@
 //! Over 400 lines: the format (write, read, verify every field and the checksum) and finding the
 //! checkpoint in a run directory belong together; about 190 lines are tests.
 
-use crate::losses::InnerLoss;
+use crate::meta::InnerLoop;
 use crate::model::{ArchSpec, Learner};
 use crate::optim::{Optimizer, OptimizerKind};
 use crate::{Error, Result};
@@ -26,21 +26,14 @@ use std::path::Path;
 /// Format tag stored in every checkpoint.
 pub const FORMAT: &str = "bmssl-checkpoint-v1";
 
-/// How a checkpoint's learner adapts to a new task (the inner loop it was meta-trained with).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct AdaptSpec {
-    pub inner_lr: f64,
-    pub inner_steps: usize,
-    pub inner_loss: InnerLoss,
-}
-
 /// Everything a checkpoint holds.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     pub arch: ArchSpec,
     /// Flat parameters in the learner's layout.
     pub params: Vec<f32>,
-    pub adapt: AdaptSpec,
+    /// How the learner adapts to a new task: the inner loop it was meta-trained with.
+    pub adapt: InnerLoop,
     /// Training method that produced it (`bmssl`, `metassl`, ...; `random` for an untrained init).
     pub method: String,
     /// Meta-steps completed.
@@ -364,7 +357,7 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
     };
     let arch: ArchSpec =
         serde_json::from_str(get("arch")?).map_err(|e| format!("metadata arch: {e}"))?;
-    let adapt: AdaptSpec =
+    let adapt: InnerLoop =
         serde_json::from_str(get("adapt")?).map_err(|e| format!("metadata adapt: {e}"))?;
     // The checksum proves integrity, not sanity: absurd sizes would allocate without bound, an
     // absurd inner loop would never end.
@@ -451,6 +444,7 @@ pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Checkpoint, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::losses::InnerLoss;
 
     fn sample() -> Checkpoint {
         let arch = ArchSpec {
@@ -466,7 +460,7 @@ mod tests {
         Checkpoint {
             arch,
             params: p2,
-            adapt: AdaptSpec {
+            adapt: InnerLoop {
                 inner_lr: 0.4,
                 inner_steps: 5,
                 inner_loss: InnerLoss {

@@ -39,22 +39,23 @@ use serde::{Deserialize, Serialize};
 use crate::data::Dataset;
 use crate::episodes::{sample_episode, Episode};
 use crate::meta::inner::sgd_step;
+use crate::meta::InnerLoop;
 use crate::model::{ArchSpec, Learner};
 use crate::objective::{InnerLoss, Objective};
 use crate::{Error, Result};
 
 pub use crate::settings::{Features, HeadInit, Mode, Setting};
 
-/// Inner-loop settings of the paper's reference configuration, used for a randomly initialised
-/// model (no checkpoint to read them from): alpha = 0.4, L = 5, lambda = 1, tau = 0.5.
-pub const DEFAULT_INNER_LR: f64 = 0.4;
-/// See [`DEFAULT_INNER_LR`].
-pub const DEFAULT_INNER_STEPS: usize = 5;
-/// See [`DEFAULT_INNER_LR`].
-pub const DEFAULT_INNER_LOSS: InnerLoss = InnerLoss {
-    contrastive_weight: 1.0,
-    temperature: 0.5,
-    ..InnerLoss::PAPER
+/// Inner loop of the paper's reference configuration, used for a randomly initialised model (no
+/// checkpoint to read it from): alpha = 0.4, L = 5, lambda = 1, tau = 0.5.
+pub const DEFAULT_INNER_LOOP: InnerLoop = InnerLoop {
+    inner_lr: 0.4,
+    inner_steps: 5,
+    inner_loss: InnerLoss {
+        contrastive_weight: 1.0,
+        temperature: 0.5,
+        ..InnerLoss::PAPER
+    },
 };
 
 /// A model to evaluate: an architecture, its weights and how it adapts to a task.
@@ -68,12 +69,9 @@ pub struct Model {
     pub arch: ArchSpec,
     /// Flat parameters in `Learner::new(arch).layout` order.
     pub params: Vec<f32>,
-    /// alpha: inner-loop learning rate.
-    pub inner_lr: f64,
-    /// L: inner-loop steps.
-    pub inner_steps: usize,
-    /// The inner loss (lambda, tau).
-    pub inner_loss: InnerLoss,
+    /// How it adapts to a task: alpha, L and the inner loss it was meta-trained with (the
+    /// checkpoint's `adapt`), the default of [`EvalOptions::adapt`].
+    pub inner: InnerLoop,
 }
 
 impl Model {
@@ -86,9 +84,7 @@ impl Model {
         Ok(Model {
             arch,
             params,
-            inner_lr: DEFAULT_INNER_LR,
-            inner_steps: DEFAULT_INNER_STEPS,
-            inner_loss: DEFAULT_INNER_LOSS,
+            inner: DEFAULT_INNER_LOOP,
         })
     }
 
@@ -97,9 +93,7 @@ impl Model {
         let m = Model {
             arch: ckpt.arch.clone(),
             params: ckpt.params.clone(),
-            inner_lr: ckpt.adapt.inner_lr,
-            inner_steps: ckpt.adapt.inner_steps,
-            inner_loss: ckpt.adapt.inner_loss,
+            inner: ckpt.adapt,
         };
         m.validate()?;
         Ok(m)
@@ -143,10 +137,9 @@ pub struct EvalOptions {
     pub seed: u64,
     /// Adapt mode: head initialisation.
     pub head: HeadInit,
-    /// Adapt mode: inner steps (the model's own by default).
-    pub adapt_steps: usize,
-    /// Adapt mode: inner learning rate (the model's own by default).
-    pub adapt_lr: f64,
+    /// Adapt mode: the inner loop each episode adapts with (the model's own, [`Model::inner`], by
+    /// default; `--adapt-lr`, `--adapt-steps` and `--tune-adapt` change its alpha and L).
+    pub adapt: InnerLoop,
     /// Proto mode: which features.
     pub features: Features,
 }
@@ -164,8 +157,7 @@ impl EvalOptions {
             episodes: 2000,
             seed: 0,
             head: HeadInit::Zero,
-            adapt_steps: model.inner_steps,
-            adapt_lr: model.inner_lr,
+            adapt: model.inner,
             features: Features::Backbone,
         }
     }
@@ -176,7 +168,12 @@ impl EvalOptions {
         crate::limits::count("episodes", self.episodes, 2, crate::limits::MAX_EPISODES)?;
         crate::limits::size("queries", self.queries, 1, crate::limits::MAX_QUERIES)?;
         if self.mode == Mode::Adapt {
-            crate::limits::check_adapt("adapt_lr", self.adapt_lr, "adapt_steps", self.adapt_steps)?;
+            crate::limits::check_adapt(
+                "adapt_lr",
+                self.adapt.inner_lr,
+                "adapt_steps",
+                self.adapt.inner_steps,
+            )?;
         }
         Ok(())
     }
@@ -384,13 +381,7 @@ impl<'a> Scorer<'a> {
     pub fn episode_accuracy(&self, ep: &Episode, opts: &EvalOptions) -> f64 {
         match opts.mode {
             Mode::Adapt => {
-                let w = self.adapt(
-                    &ep.support.data,
-                    &ep.support_labels,
-                    opts.head,
-                    opts.adapt_steps,
-                    opts.adapt_lr,
-                );
+                let w = self.adapt(&ep.support.data, &ep.support_labels, opts.head, opts.adapt);
                 self.adapted_accuracy(&w, ep)
             }
             Mode::Proto => fraction_correct(
@@ -415,16 +406,10 @@ impl<'a> Scorer<'a> {
         )
     }
 
-    /// Adapted weights of the episode learner: fresh head (`head`), then `steps` SGD steps of
-    /// the model's inner loss on `(x, labels)` (one batch: batch norm uses its statistics).
-    pub fn adapt(
-        &self,
-        x: &[f32],
-        labels: &[usize],
-        head: HeadInit,
-        steps: usize,
-        lr: f64,
-    ) -> Vec<f32> {
+    /// Adapted weights of the episode learner: fresh head (`head`), then `inner.inner_steps` SGD
+    /// steps of `inner.inner_loss` at step size `inner.inner_lr` on `(x, labels)` (one batch: batch
+    /// norm uses its statistics).
+    pub fn adapt(&self, x: &[f32], labels: &[usize], head: HeadInit, inner: InnerLoop) -> Vec<f32> {
         let mut w = self.theta0.clone();
         if head == HeadInit::Proto {
             let (_, tape) = self.episode.infer(&w, x, false);
@@ -457,23 +442,22 @@ impl<'a> Scorer<'a> {
                 }
             }
         }
-        self.adapt_more(&mut w, x, labels, steps, lr);
+        self.adapt_more(&mut w, x, labels, inner);
         w
     }
 
-    /// `steps` more SGD steps of the model's inner loss on `(x, labels)` from `w`: the loop of
-    /// [`Scorer::adapt`], on its own so that one adaptation can be scored after several step
-    /// counts (`adapt(.., s1 + s2, ..)` is `adapt(.., s1, ..)` then `adapt_more(.., s2, ..)`, bit
-    /// for bit).
-    pub fn adapt_more(&self, w: &mut [f32], x: &[f32], labels: &[usize], steps: usize, lr: f64) {
-        for _ in 0..steps {
+    /// `inner.inner_steps` more SGD steps on `(x, labels)` from `w`: the loop of [`Scorer::adapt`],
+    /// on its own so that one adaptation can be scored after several step counts (`adapt` with
+    /// s1 + s2 steps is `adapt` with s1 then `adapt_more` with s2, bit for bit).
+    pub fn adapt_more(&self, w: &mut [f32], x: &[f32], labels: &[usize], inner: InnerLoop) {
+        for _ in 0..inner.inner_steps {
             sgd_step(
                 &self.episode,
                 w,
                 x,
                 labels,
-                Objective::Inner(self.model.inner_loss),
-                lr,
+                Objective::Inner(inner.inner_loss),
+                inner.inner_lr,
             );
         }
     }
@@ -680,8 +664,11 @@ pub(crate) mod tests {
         let m = small_model(5);
         let data = stripes(8, 6);
         let o = EvalOptions {
-            adapt_steps: 50,
-            adapt_lr: 0.1,
+            adapt: InnerLoop {
+                inner_lr: 0.1,
+                inner_steps: 50,
+                ..m.inner
+            },
             ..opts(Mode::Adapt, &m, 20)
         };
         let r = evaluate(&m, &data, s(5, 2), &o, &|| {}).unwrap();
@@ -689,7 +676,10 @@ pub(crate) mod tests {
         // No step: the zero head scores every class equally, argmax takes class 0, exactly one
         // query class in five is right.
         let zero = EvalOptions {
-            adapt_steps: 0,
+            adapt: InnerLoop {
+                inner_steps: 0,
+                ..o.adapt
+            },
             ..o.clone()
         };
         let r = evaluate(&m, &data, s(5, 2), &zero, &|| {}).unwrap();
@@ -722,7 +712,10 @@ pub(crate) mod tests {
                 .install(|| {
                     let o = EvalOptions {
                         seed,
-                        adapt_steps: 2,
+                        adapt: InnerLoop {
+                            inner_steps: 2,
+                            ..m.inner
+                        },
                         ..opts(mode, &m, 12)
                     };
                     evaluate(&m, &data, s(5, 1), &o, &|| {}).unwrap()

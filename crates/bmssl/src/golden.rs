@@ -2,7 +2,7 @@
 //! written by `python bmssl_torch.py golden [options]`, in f64, from the stored inputs and parameters.
 
 use crate::meta::outer::{meta_gradient, TaskTensors};
-use crate::meta::{BootstrapSpec, MetaSpec, Method, OuterLoss, Target};
+use crate::meta::{BootstrapSpec, InnerLoop, MetaSpec, Method, OuterLoss, Target};
 use crate::model::{ArchSpec, Learner};
 use crate::npz::{read_npz, NpyArray};
 use crate::objective::InnerLoss;
@@ -64,14 +64,16 @@ impl ReferenceOptions {
         Ok(MetaSpec {
             method,
             target,
-            inner_steps: self.inner_steps,
-            bootstrap_steps: self.delta,
-            inner_lr: self.inner_lr,
-            inner_loss: InnerLoss {
-                contrastive_weight: self.lam,
-                temperature: self.tau,
-                ..InnerLoss::PAPER
+            inner: InnerLoop {
+                inner_lr: self.inner_lr,
+                inner_steps: self.inner_steps,
+                inner_loss: InnerLoss {
+                    contrastive_weight: self.lam,
+                    temperature: self.tau,
+                    ..InnerLoss::PAPER
+                },
             },
+            bootstrap_steps: self.delta,
             first_order: self.first_order,
             zero_head: false,
             bootstrap: BootstrapSpec {

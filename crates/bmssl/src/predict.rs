@@ -37,6 +37,7 @@ use crate::data::image::{has_image_extension, is_hidden, read_dir_sorted, utf8_n
 use crate::data::ImageShape;
 use crate::eval::{HeadInit, Model, Scorer};
 use crate::losses::softmax;
+use crate::meta::InnerLoop;
 use crate::{Error, Result};
 
 /// Whether to invert images (`1 - x`) after conversion to `[0, 1]`.
@@ -205,10 +206,8 @@ fn load_all(files: &[PathBuf], shape: ImageShape, invert: Invert) -> Result<Vec<
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdaptOptions {
     pub head: HeadInit,
-    /// Inner steps (the model's own by default).
-    pub steps: usize,
-    /// Inner learning rate (the model's own by default).
-    pub lr: f64,
+    /// The inner loop to adapt with: the model's own ([`Model::inner`]) by default.
+    pub inner: InnerLoop,
     pub invert: Invert,
 }
 
@@ -217,8 +216,7 @@ impl AdaptOptions {
     pub fn new(model: &Model) -> Self {
         AdaptOptions {
             head: HeadInit::Zero,
-            steps: model.inner_steps,
-            lr: model.inner_lr,
+            inner: model.inner,
             invert: Invert::Auto,
         }
     }
@@ -245,13 +243,7 @@ pub fn adapt_and_predict(
     let x = load_all(&files, model.image_shape(), opts.invert)?;
     let ways = support.class_names.len();
     let scorer = Scorer::new(model, ways)?;
-    let w = scorer.adapt(
-        &support.images,
-        &support.labels,
-        opts.head,
-        opts.steps,
-        opts.lr,
-    );
+    let w = scorer.adapt(&support.images, &support.labels, opts.head, opts.inner);
     let learner = scorer.episode_learner();
     let (out, _) = learner.infer(&w, &x, false);
     let probs = softmax(&out.logits, ways);
@@ -348,8 +340,7 @@ mod tests {
 
     fn opts(m: &Model) -> AdaptOptions {
         AdaptOptions {
-            steps: 30,
-            lr: 0.1,
+            inner: m.inner.with(0.1, 30),
             ..AdaptOptions::new(m)
         }
     }

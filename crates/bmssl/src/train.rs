@@ -17,7 +17,7 @@
 //! loop, and about 290 lines are tests; issue 16 plans to split it into `train/` (loop, run
 //! directory, observer) and `methods/`.
 
-use crate::checkpoint::{self, AdaptSpec, Checkpoint};
+use crate::checkpoint::{self, Checkpoint};
 use crate::config::{TrainConfig, TrainMethod};
 use crate::data::Dataset;
 use crate::data::UnlabelledPool;
@@ -94,9 +94,7 @@ pub fn validator<'a>(
         let model = crate::eval::Model {
             arch: learner.spec.clone(),
             params: params.to_vec(),
-            inner_lr: cfg.inner.inner_lr,
-            inner_steps: cfg.inner.inner_steps,
-            inner_loss: cfg.meta_spec().inner_loss,
+            inner: cfg.inner_loop(),
         };
         let opts = crate::eval::EvalOptions {
             episodes: cfg.run.validation_episodes.max(2) as u64,
@@ -499,11 +497,7 @@ fn train_with_faults(
     let to_checkpoint = |theta: &[f32], opt: &Optimizer, step: u64, state: &SslState| Checkpoint {
         arch: learner.spec.clone(),
         params: theta.to_vec(),
-        adapt: AdaptSpec {
-            inner_lr: cfg.inner.inner_lr,
-            inner_steps: cfg.inner.inner_steps,
-            inner_loss: spec.inner_loss,
-        },
+        adapt: spec.inner,
         method: cfg.method.as_str().to_string(),
         step,
         seed: cfg.run.seed,
@@ -577,7 +571,7 @@ fn train_with_faults(
                 &learner,
                 &theta,
                 &tasks,
-                spec.inner_loss,
+                spec.inner.inner_loss,
             ),
             _ => meta_gradient(&learner, &theta, &tasks, &spec),
         };

@@ -70,9 +70,9 @@ impl AdaptGrid {
     /// model's own value added, so the protocol's choice is always one of the candidates.
     pub fn default_for(model: &Model) -> Result<Self> {
         let mut lrs = Self::DEFAULT_LRS.to_vec();
-        lrs.push(model.inner_lr);
+        lrs.push(model.inner.inner_lr);
         let mut steps = Self::DEFAULT_STEPS.to_vec();
-        steps.push(model.inner_steps);
+        steps.push(model.inner.inner_steps);
         Self::new(&lrs, &steps)
     }
 }
@@ -107,8 +107,7 @@ impl Tuned {
     /// `base` with the chosen step size and steps.
     pub fn apply(&self, base: &EvalOptions) -> EvalOptions {
         EvalOptions {
-            adapt_lr: self.best().lr,
-            adapt_steps: self.best().steps,
+            adapt: base.adapt.with(self.best().lr, self.best().steps),
             ..base.clone()
         }
     }
@@ -140,10 +139,10 @@ pub fn tune_adapt(
             let (x, y) = (&ep.support.data, &ep.support_labels);
             let mut accs = Vec::with_capacity(grid.lrs.len() * grid.steps.len());
             for &lr in &grid.lrs {
-                let mut w = scorer.adapt(x, y, opts.head, 0, lr);
+                let mut w = scorer.adapt(x, y, opts.head, opts.adapt.with(lr, 0));
                 let mut done = 0;
                 for &s in &grid.steps {
-                    scorer.adapt_more(&mut w, x, y, s - done, lr);
+                    scorer.adapt_more(&mut w, x, y, opts.adapt.with(lr, s - done));
                     done = s;
                     accs.push(scorer.adapted_accuracy(&w, &ep));
                 }
@@ -222,8 +221,7 @@ mod tests {
         assert_eq!(tuned.grid.len(), 6);
         for p in &tuned.grid {
             let o = EvalOptions {
-                adapt_lr: p.lr,
-                adapt_steps: p.steps,
+                adapt: model.inner.with(p.lr, p.steps),
                 ..opts(&model)
             };
             let r = evaluate(&model, &data, setting, &o, &|| {}).unwrap();
@@ -255,8 +253,8 @@ mod tests {
         assert_eq!(t.chosen, 0);
         assert!((t.best().summary.mean - 0.25).abs() < 1e-12);
         let applied = tuned.apply(&opts(&model));
-        assert_eq!(applied.adapt_lr, tuned.best().lr);
-        assert_eq!(applied.adapt_steps, tuned.best().steps);
+        assert_eq!(applied.adapt.inner_lr, tuned.best().lr);
+        assert_eq!(applied.adapt.inner_steps, tuned.best().steps);
     }
 
     #[test]
@@ -309,8 +307,8 @@ mod tests {
     #[test]
     fn the_default_grid_holds_the_checkpoints_own_step_size_and_steps() {
         let mut model = small_model(4);
-        model.inner_lr = 0.3;
-        model.inner_steps = 7;
+        model.inner.inner_lr = 0.3;
+        model.inner.inner_steps = 7;
         let g = AdaptGrid::default_for(&model).unwrap();
         assert_eq!(g.lrs, vec![0.05, 0.1, 0.2, 0.3, 0.4]);
         assert_eq!(g.steps, vec![1, 5, 7, 10]);

@@ -3,7 +3,7 @@
 //! rejects every single-byte mutation of a valid file. 64 cases each by default; a longer run:
 //! `PROPTEST_CASES=100000 cargo test -p bmssl --release --test fuzz` (docs/reliability.md).
 
-use bmssl::checkpoint::{self, AdaptSpec, Checkpoint};
+use bmssl::checkpoint::{self, Checkpoint};
 use bmssl::config::TrainConfig;
 use bmssl::data::image_folder::ImageFolder;
 use bmssl::data::omniglot::{Omniglot, OmniglotOptions};
@@ -246,7 +246,7 @@ fn valid_checkpoint() -> &'static [u8] {
         let c = Checkpoint {
             arch,
             params: p2,
-            adapt: AdaptSpec {
+            adapt: bmssl::meta::InnerLoop {
                 inner_lr: 0.4,
                 inner_steps: 5,
                 inner_loss: InnerLoss {

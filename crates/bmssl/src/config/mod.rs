@@ -52,7 +52,7 @@ pub use ssl::SslConfig;
 pub use task::TaskConfig;
 
 use crate::losses::{ContrastiveLoss, InnerLoss};
-use crate::meta::{MetaSpec, OuterLoss, Target};
+use crate::meta::{InnerLoop, MetaSpec, OuterLoss, Target};
 use crate::optim::OptimizerKind;
 use crate::ssl::step::SslSpec;
 use crate::tasks::TaskShape;
@@ -303,17 +303,28 @@ impl TrainConfig {
 
     /// The meta-gradient specification.
     pub fn meta_spec(&self) -> MetaSpec {
+        MetaSpec {
+            method: self.method.objective(),
+            target: self.bootstrap.target,
+            inner: self.inner_loop(),
+            bootstrap_steps: self.bootstrap.bootstrap_steps,
+            first_order: self.outer.first_order,
+            zero_head: self.inner.zero_head,
+            bootstrap: self.bootstrap.spec(),
+        }
+    }
+
+    /// alpha, L and the inner loss this run adapts with ([`InnerLoopConfig`] with the method's
+    /// reading of it): what training steps with and what its checkpoints record.
+    pub fn inner_loop(&self) -> InnerLoop {
         // MAML and UMTRA adapt with cross-entropy alone, whatever the contrastive weight says.
         let contrastive_weight = match self.method {
             TrainMethod::Maml | TrainMethod::Umtra | TrainMethod::CactusMaml => 0.0,
             _ => self.inner.contrastive_weight,
         };
-        MetaSpec {
-            method: self.method.objective(),
-            target: self.bootstrap.target,
-            inner_steps: self.inner.inner_steps,
-            bootstrap_steps: self.bootstrap.bootstrap_steps,
+        InnerLoop {
             inner_lr: self.inner.inner_lr,
+            inner_steps: self.inner.inner_steps,
             inner_loss: InnerLoss {
                 contrastive_weight,
                 temperature: self.inner.temperature,
@@ -322,9 +333,6 @@ impl TrainConfig {
                 sinkhorn_eps: self.ssl.sinkhorn_eps,
                 sinkhorn_iters: self.ssl.sinkhorn_iters,
             },
-            first_order: self.outer.first_order,
-            zero_head: self.inner.zero_head,
-            bootstrap: self.bootstrap.spec(),
         }
     }
 
@@ -631,7 +639,7 @@ mod tests {
         }
         let mut maml = TrainConfig::for_method(TrainMethod::Maml);
         maml.inner.contrastive_weight = 1.0;
-        assert_eq!(maml.meta_spec().inner_loss.contrastive_weight, 0.0);
+        assert_eq!(maml.meta_spec().inner.inner_loss.contrastive_weight, 0.0);
         assert_eq!(maml.ways(), 5);
     }
 

@@ -35,7 +35,7 @@ pub fn target<F: Real>(
     spec: &MetaSpec,
 ) -> BootstrapTarget<F> {
     let mut w = w_l.to_vec();
-    let inner = Objective::Inner(spec.inner_loss);
+    let inner = Objective::Inner(spec.inner.inner_loss);
     let lr = spec.target_lr();
     let mut support_loss_after = None;
     for k in 0..spec.bootstrap_steps {
@@ -56,8 +56,9 @@ pub fn target<F: Real>(
         } else {
             learner.predict_at_temperature(&w, query_x, t)
         },
-        similarity: (spec.bootstrap.similarity_weight > 0.0)
-            .then(|| learner.similarity_distributions(&w, query_x, spec.inner_loss.temperature)),
+        similarity: (spec.bootstrap.similarity_weight > 0.0).then(|| {
+            learner.similarity_distributions(&w, query_x, spec.inner.inner_loss.temperature)
+        }),
         support_loss_after,
     }
 }

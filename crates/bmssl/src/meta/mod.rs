@@ -85,19 +85,47 @@ impl BootstrapSpec {
     };
 }
 
+/// The inner loop a learner adapts with: alpha, L and the inner loss.
+///
+/// The one struct that carries alpha from its flag to `sgd_step`: `--inner-lr` overrides the
+/// `inner.inner_lr` key of [`crate::config::InnerLoopConfig`], [`crate::config::TrainConfig::inner_loop`]
+/// builds this, and from there it is [`MetaSpec::inner`] in training (and the bootstrap target's
+/// step size unless `target_lr` is set), the checkpoint's `adapt` record, [`crate::eval::Model::inner`]
+/// when a checkpoint is loaded, and [`crate::eval::EvalOptions::adapt`] /
+/// [`crate::predict::AdaptOptions::inner`] when a model adapts to an episode or to a user's images
+/// (where `--adapt-lr` / `--adapt-steps` or `--tune-adapt` may replace alpha and L for that use).
+/// Its field names are the checkpoint format's (`adapt: {inner_lr, inner_steps, inner_loss}`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InnerLoop {
+    /// alpha: the step size of every inner SGD step.
+    pub inner_lr: f64,
+    /// L: inner steps.
+    pub inner_steps: usize,
+    /// The inner loss (lambda, tau, its self-supervised term).
+    pub inner_loss: InnerLoss,
+}
+
+impl InnerLoop {
+    /// The same inner loss at step size `inner_lr` for `inner_steps` steps (an evaluation's
+    /// `--adapt-lr` / `--adapt-steps`, or a point of `--tune-adapt`'s grid).
+    pub fn with(self, inner_lr: f64, inner_steps: usize) -> Self {
+        InnerLoop {
+            inner_lr,
+            inner_steps,
+            ..self
+        }
+    }
+}
+
 /// Everything that defines one meta-gradient.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MetaSpec {
     pub method: Method,
     pub target: Target,
-    /// L: inner steps whose graph the meta-gradient goes through.
-    pub inner_steps: usize,
+    /// alpha, L (the inner steps whose graph the meta-gradient goes through) and the inner loss.
+    pub inner: InnerLoop,
     /// delta: extra steps that build the target, no gradient.
     pub bootstrap_steps: usize,
-    /// alpha.
-    pub inner_lr: f64,
-    /// lambda and tau of the inner loss.
-    pub inner_loss: InnerLoss,
     /// Treat w_L as if it were theta (first-order MAML approximation).
     pub first_order: bool,
     /// Start every inner loop from a zero classifier (Kao et al.'s zeroing trick): theta's
@@ -110,6 +138,6 @@ pub struct MetaSpec {
 impl MetaSpec {
     /// Step size of the target's steps.
     pub fn target_lr(&self) -> f64 {
-        self.bootstrap.lr.unwrap_or(self.inner_lr)
+        self.bootstrap.lr.unwrap_or(self.inner.inner_lr)
     }
 }

@@ -95,9 +95,9 @@ pub fn task_meta_gradient<F: Real>(
         start,
         &task.support_x,
         &task.support_y,
-        spec.inner_steps,
-        spec.inner_lr,
-        spec.inner_loss,
+        spec.inner.inner_steps,
+        spec.inner.inner_lr,
+        spec.inner.inner_loss,
     );
     let mut stats = TaskStats {
         inner_loss_before: traj.loss_before,
@@ -111,7 +111,7 @@ pub fn task_meta_gradient<F: Real>(
             &traj.last,
             &task.query_x,
             &task.query_y,
-            Objective::Inner(spec.inner_loss),
+            Objective::Inner(spec.inner.inner_loss),
         ),
         Method::Bmssl => {
             let t = bootstrap::target(
@@ -139,7 +139,7 @@ pub fn task_meta_gradient<F: Real>(
                         &traj.last,
                         &task.query_x,
                         &task.query_y,
-                        Objective::Inner(spec.inner_loss),
+                        Objective::Inner(spec.inner.inner_loss),
                     );
                     add_scaled(q, kl, mu)
                 }
@@ -152,7 +152,7 @@ pub fn task_meta_gradient<F: Real>(
                         &traj.last,
                         &task.query_x,
                         &task.query_y,
-                        Objective::SimilarityKlTo(target, spec.inner_loss.temperature),
+                        Objective::SimilarityKlTo(target, spec.inner.inner_loss.temperature),
                     );
                     add_scaled(outer, sim, nu)
                 }
@@ -163,10 +163,15 @@ pub fn task_meta_gradient<F: Real>(
     let mut u = outer.grad;
     if !spec.first_order {
         for w_k in traj.visited.iter().rev() {
-            let (_, hu) =
-                learner.inner_hvp(w_k, &u, &task.support_x, &task.support_y, spec.inner_loss);
+            let (_, hu) = learner.inner_hvp(
+                w_k,
+                &u,
+                &task.support_x,
+                &task.support_y,
+                spec.inner.inner_loss,
+            );
             for (a, b) in u.iter_mut().zip(hu) {
-                *a -= b.scale(spec.inner_lr);
+                *a -= b.scale(spec.inner.inner_lr);
             }
         }
     }
@@ -214,7 +219,7 @@ pub fn mean_over_tasks<F: Real, T: Sync>(
 mod tests {
     use super::*;
     use crate::engine::gradcheck::{max_relative_error, numeric_gradient, test_values};
-    use crate::meta::Target;
+    use crate::meta::{InnerLoop, Target};
     use crate::model::ArchSpec;
     use crate::objective::InnerLoss;
     use rand::SeedableRng;
@@ -249,14 +254,16 @@ mod tests {
         MetaSpec {
             method,
             target,
-            inner_steps: 3,
-            bootstrap_steps: 2,
-            inner_lr: 0.1,
-            inner_loss: InnerLoss {
-                contrastive_weight: 0.5,
-                temperature: 0.5,
-                ..InnerLoss::PAPER
+            inner: InnerLoop {
+                inner_lr: 0.1,
+                inner_steps: 3,
+                inner_loss: InnerLoss {
+                    contrastive_weight: 0.5,
+                    temperature: 0.5,
+                    ..InnerLoss::PAPER
+                },
             },
+            bootstrap_steps: 2,
             first_order,
             zero_head: false,
             bootstrap: crate::meta::BootstrapSpec::PAPER,
@@ -291,9 +298,9 @@ mod tests {
             &start(l, theta, s),
             &task.support_x,
             &task.support_y,
-            s.inner_steps,
-            s.inner_lr,
-            s.inner_loss,
+            s.inner.inner_steps,
+            s.inner.inner_lr,
+            s.inner.inner_loss,
         )
         .last;
         let bootstrapped = bootstrap::target(
@@ -313,9 +320,9 @@ mod tests {
                 &start(&l, v, &s),
                 &task.support_x,
                 &task.support_y,
-                s.inner_steps,
-                s.inner_lr,
-                s.inner_loss,
+                s.inner.inner_steps,
+                s.inner.inner_lr,
+                s.inner.inner_loss,
             )
             .last;
             let query_loss = l
@@ -323,7 +330,7 @@ mod tests {
                     &w,
                     &task.query_x,
                     &task.query_y,
-                    Objective::Inner(s.inner_loss),
+                    Objective::Inner(s.inner.inner_loss),
                 )
                 .loss;
             let kl = || {
@@ -337,7 +344,7 @@ mod tests {
                             &w,
                             &task.query_x,
                             &task.query_y,
-                            Objective::SimilarityKlTo(t, s.inner_loss.temperature),
+                            Objective::SimilarityKlTo(t, s.inner.inner_loss.temperature),
                         )
                         .loss
                 }
@@ -428,7 +435,7 @@ mod tests {
         task.support_y = vec![0, 1, 2];
         task.support_x.truncate(3 * l.image_len());
         let mut s = spec(Method::Bmssl, Target::QueryStep, false);
-        s.inner_loss.contrastive_weight = 0.0;
+        s.inner.inner_loss.contrastive_weight = 0.0;
         let proj = l.layout.get("proj.2.weight").unwrap().range();
         let plain = task_meta_gradient(&l, &p, &task, &s).0;
         assert!(plain[proj.clone()].iter().all(|&v| v == 0.0));
@@ -500,7 +507,7 @@ mod tests {
             &task.query_y,
         );
         let t = |s: &MetaSpec| bootstrap::target(&l, &p, args.0, args.1, args.2, args.3, s).probs;
-        let alpha = with(base, |s| s.bootstrap.lr = Some(s.inner_lr));
+        let alpha = with(base, |s| s.bootstrap.lr = Some(s.inner.inner_lr));
         assert_eq!(t(&base), t(&alpha));
         assert_ne!(t(&base), t(&with(base, |s| s.bootstrap.lr = Some(0.01))));
         assert_ne!(t(&base), t(&with(base, |s| s.bootstrap.query_steps = 3)));
@@ -518,7 +525,7 @@ mod tests {
             &task.support_y,
             3,
             0.1,
-            s.inner_loss,
+            s.inner.inner_loss,
         )
         .last;
         let direct = l
@@ -526,7 +533,7 @@ mod tests {
                 &w_l,
                 &task.query_x,
                 &task.query_y,
-                Objective::Inner(s.inner_loss),
+                Objective::Inner(s.inner.inner_loss),
             )
             .grad;
         assert_eq!(g, direct);
