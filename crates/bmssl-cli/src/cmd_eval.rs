@@ -12,7 +12,9 @@ use crate::progress::{Style, Ticker};
 use anyhow::{bail, Context};
 use bmssl::checkpoint;
 use bmssl::data::{open_split, ImageShape};
-use bmssl::eval::{self, EvalOptions, Features, HeadInit, Mode, Model, Setting};
+use bmssl::eval::{
+    self, EvalOptions, EvalRecord, EvalReport, Features, HeadInit, Mode, Model, Setting,
+};
 use bmssl::model::ArchSpec;
 use bmssl::tuning::{self, AdaptGrid, Tuned};
 use clap::Args;
@@ -294,12 +296,12 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             None => (opts.clone(), None),
         };
         let bar = Ticker::new(a.episodes, format!("{s} episodes"), Style::detect(a.quiet));
-        let t = Instant::now();
         let r = pool
-            .install(|| eval::evaluate(model, data.as_ref(), s, &opts, &|| bar.inc()))
+            .install(|| {
+                EvalRecord::measure(model, data.as_ref(), &a.split, s, &opts, &|| bar.inc())
+            })
             .with_context(|| format!("evaluating {s}"))?;
         bar.finish();
-        let secs = t.elapsed().as_secs_f64();
         let chosen = match &tuned {
             Some(t) => format!(
                 ", lr {} x {} steps chosen on {}",
@@ -310,42 +312,37 @@ pub fn run(a: EvalArgs) -> anyhow::Result<()> {
             None => String::new(),
         };
         println!(
-            "{}-way {}-shot: {:.2}% +- {:.2}% ({} episodes, {secs:.1} s{chosen})",
+            "{}-way {}-shot: {:.2}% +- {:.2}% ({} episodes, {:.1} s{chosen})",
             s.ways,
             s.shots,
-            100.0 * r.summary.mean,
-            100.0 * r.summary.ci95,
-            r.summary.episodes
+            100.0 * r.mean,
+            100.0 * r.ci95,
+            r.episodes,
+            r.seconds
         );
-        results.push(json!({
-            "tuning": tuned.as_ref().map(|t| tuning_json(t, &a)),
-            "ways": s.ways,
-            "shots": s.shots,
-            "mean": r.summary.mean,
-            "std": r.summary.std,
-            "ci95": r.summary.ci95,
-            "episodes": r.summary.episodes,
-            "seconds": secs,
-            "accuracies": r.accuracies,
-        }));
+        results.push(EvalRecord {
+            tuning: tuned.as_ref().map(|t| tuning_json(t, &a)),
+            checkpoint_step: loaded.step,
+            ..r
+        });
     }
     if let Some(path) = &a.json {
-        let doc = json!({
+        let extra = json!({
             "checkpoint": a.checkpoint,
-            "checkpoint_scored": loaded.describe(&a.checkpoint),
             "init_seed": if a.checkpoint == "random" { Some(a.init_seed) } else { None },
-            "dataset": data.name(),
-            "split": a.split,
             "rotations": !a.no_rotations,
-            "options": opts,
-            "interval": "mean +- 1.96 * sample std (n - 1) / sqrt(episodes)",
             "threads": pool.current_num_threads(),
-            "results": results,
         });
-        bmssl::io::write_atomic(
-            path,
-            (serde_json::to_string_pretty(&doc)? + "\n").as_bytes(),
-        )?;
+        EvalReport {
+            checkpoint_scored: loaded.describe(&a.checkpoint),
+            dataset: data.name().to_string(),
+            split: a.split.clone(),
+            options: opts,
+            interval: eval::record::INTERVAL.to_string(),
+            extra: extra.as_object().cloned().unwrap_or_default(),
+            results,
+        }
+        .write(path)?;
     }
     Ok(())
 }

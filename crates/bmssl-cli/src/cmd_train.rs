@@ -11,7 +11,7 @@ use crate::progress::{Style, Ticker};
 use anyhow::{Context, Result};
 use bmssl::config::{TrainConfig, TrainMethod};
 use bmssl::data::{open_split, UnlabelledPool};
-use bmssl::eval::{self, EvalOptions, Mode, Model, Setting};
+use bmssl::eval::{self, EvalOptions, EvalRecord, EvalReport, Mode, Model, Setting};
 use bmssl::meta::Target;
 use bmssl::objective::ContrastiveLoss;
 use bmssl::reproduce::paper;
@@ -492,23 +492,21 @@ impl TestReport<'_> {
         println!("{head}");
         let mut results = Vec::new();
         for &s in self.settings {
-            let t0 = Instant::now();
-            let r = self.score(self.model, s, &format!("{s} episodes"))?;
-            let seconds = t0.elapsed().as_secs_f64();
-            let base = match self.untrained {
+            let base = self.score(self.model, s, &format!("{s} episodes"))?;
+            let untrained = match self.untrained {
                 Some(m) => Some(self.score(m, s, &format!("{s} episodes, untrained network"))?),
                 None => None,
             };
             let paper = paper::table3(method, s).filter(|_| self.cfg.data.dataset == "omniglot");
-            let cell = |r: &eval::SettingResult| {
-                format!(
-                    "{:6.2}% ± {:.2}%",
-                    100.0 * r.summary.mean,
-                    100.0 * r.summary.ci95
-                )
+            let r = EvalRecord {
+                untrained: untrained.map(|u| u.summary()),
+                paper,
+                ..base
             };
-            let mut line = format!("  {:>6}: {:>17}", s.to_string(), cell(&r));
-            if let Some(b) = &base {
+            let cell =
+                |s: &eval::Summary| format!("{:6.2}% ± {:.2}%", 100.0 * s.mean, 100.0 * s.ci95);
+            let mut line = format!("  {:>6}: {:>17}", s.to_string(), cell(&r.summary()));
+            if let Some(b) = &r.untrained {
                 line.push_str(&format!("  {:>17}", cell(b)));
             }
             if paper_known {
@@ -517,15 +515,9 @@ impl TestReport<'_> {
                     None => "       -".into(),
                 });
             }
-            line.push_str(&format!("  ({seconds:.1}s)"));
+            line.push_str(&format!("  ({:.1}s)", r.seconds));
             println!("{line}");
-            let summary = |r: &eval::SettingResult| serde_json::json!({ "mean": r.summary.mean, "ci95": r.summary.ci95, "std": r.summary.std });
-            results.push(serde_json::json!({
-                "setting": s.to_string(), "mean": r.summary.mean, "ci95": r.summary.ci95, "std": r.summary.std,
-                "episodes": r.summary.episodes, "seconds": seconds,
-                "untrained": base.as_ref().map(summary),
-                "paper": paper,
-            }));
+            results.push(r);
         }
         if self.cfg.outer.meta_steps < 10_000 && paper_known {
             println!(
@@ -534,22 +526,31 @@ impl TestReport<'_> {
             );
         }
         let path = self.dir.join("eval.json");
-        let json = serde_json::json!({
-            "checkpoint_scored": { "file": self.checkpoint.display().to_string(), "which": "final" },
+        let extra = serde_json::json!({
             "meta_steps": self.cfg.outer.meta_steps,
-            "dataset": self.test.name(), "mode": opts.mode, "episodes": opts.episodes,
-            "queries": opts.queries, "episode_seed": opts.seed,
             "untrained": self.untrained.map(|_| serde_json::json!({ "init_seed": self.cfg.run.seed })),
-            "results": results,
         });
-        bmssl::io::write_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+        EvalReport {
+            checkpoint_scored: serde_json::json!({
+                "file": self.checkpoint.display().to_string(),
+                "which": "final",
+            }),
+            dataset: self.test.name().to_string(),
+            split: "test".into(),
+            options: opts.clone(),
+            interval: eval::record::INTERVAL.to_string(),
+            extra: extra.as_object().cloned().unwrap_or_default(),
+            results,
+        }
+        .write(&path)?;
         eprintln!("results: {}", path.display());
         Ok(())
     }
 
-    fn score(&self, model: &Model, s: Setting, label: &str) -> Result<eval::SettingResult> {
+    /// One setting on the test split, the episodes ticking on a progress bar.
+    fn score(&self, model: &Model, s: Setting, label: &str) -> Result<EvalRecord> {
         let ticker = Ticker::new(self.opts.episodes, label, self.style);
-        let r = eval::evaluate(model, self.test, s, self.opts, &|| ticker.inc())?;
+        let r = EvalRecord::measure(model, self.test, "test", s, self.opts, &|| ticker.inc())?;
         ticker.finish();
         Ok(r)
     }

@@ -482,6 +482,7 @@ fn output_paths_are_checked_before_any_episode_and_written_atomically() {
     assert_ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["results"][0]["episodes"], 4);
+    assert_eq!(v["results"][0]["accuracies"].as_array().unwrap().len(), 4);
     assert_eq!(temp_files(t.path()), Vec::<String>::new());
     // adapt --out into a missing directory: refused before reading anything.
     fails_with(
@@ -709,7 +710,13 @@ fn stdout_closed_or_full_never_panics_and_loses_nothing() {
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(run_dir.join("eval.json").exists());
+    // train's eval.json holds the record `eval --json` writes, every episode included.
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("eval.json")).unwrap()).unwrap();
+    let rec = &v["results"][0];
+    assert_eq!(rec["setting"], serde_json::json!({ "ways": 2, "shots": 1 }));
+    assert_eq!(rec["accuracies"].as_array().unwrap().len(), 2);
+    assert_eq!(v["split"], "test");
     // adapt with standard output not open at all: refused, not "success, nothing written".
     let out = Command::new(bin())
         .args([

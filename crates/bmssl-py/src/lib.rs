@@ -286,8 +286,9 @@ fn load(py: Python<'_>, path: PathBuf) -> PyResult<Model> {
     })
 }
 
-/// Mean few-shot accuracy over fixed episodes, as `bmssl eval`: a dict with mean, ci95, std,
-/// episodes and the per-episode accuracies.
+/// Mean few-shot accuracy over fixed episodes, as `bmssl eval`: a dict, the record an `eval.json`
+/// holds per setting (mean, ci95, std, episodes, seconds, the per-episode accuracies, and the
+/// setting, mode, split, queries and episode seed they came from).
 #[pyfunction]
 #[pyo3(signature = (model, dataset = "omniglot", split = "test", ways = 5, shots = 1, queries = 15,
     episodes = 2000, mode = "adapt", seed = 0, data_dir = None, rotations = true))]
@@ -305,7 +306,7 @@ fn evaluate<'py>(
     seed: u64,
     data_dir: Option<PathBuf>,
     rotations: bool,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<Bound<'py, PyAny>> {
     let m: bmssl::eval::Model = if let Ok(m) = model.downcast::<Model>() {
         m.get().inner.clone()
     } else {
@@ -331,16 +332,11 @@ fn evaluate<'py>(
                 seed,
                 ..EvalOptions::new(mode, &m)
             };
-            bmssl::eval::evaluate(&m, data.as_ref(), setting, &opts, &|| {})
+            bmssl::eval::EvalRecord::measure(&m, data.as_ref(), split, setting, &opts, &|| {})
         })
         .map_err(err)?;
-    let d = PyDict::new(py);
-    d.set_item("mean", r.summary.mean)?;
-    d.set_item("ci95", r.summary.ci95)?;
-    d.set_item("std", r.summary.std)?;
-    d.set_item("episodes", r.summary.episodes)?;
-    d.set_item("accuracies", r.accuracies)?;
-    Ok(d)
+    let text = serde_json::to_string(&r).map_err(err)?;
+    py.import("json")?.call_method1("loads", (text,))
 }
 
 /// Meta-trains as `bmssl train --config C --run-dir RUN_DIR --no-eval` (resuming when RUN_DIR

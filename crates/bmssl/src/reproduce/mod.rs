@@ -36,7 +36,6 @@ use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// A mean with the half-width of its 95% interval (`1.96 s / sqrt(n)`).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,32 +57,9 @@ impl Interval {
     }
 }
 
-/// One finished test evaluation of a part.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EvalRecord {
-    pub setting: Setting,
-    pub mode: Mode,
-    pub episodes: u64,
-    pub queries: usize,
-    pub episode_seed: u64,
-    /// Mean accuracy (fraction) and 95% half-width over the episodes.
-    pub mean: f64,
-    pub ci95: f64,
-    pub std: f64,
-    pub seconds: f64,
-    /// Accuracy of each episode, in episode order (paired comparisons between parts).
-    pub accuracies: Vec<f64>,
-    /// The split the episodes came from (absent: `test`, as every `reproduce` record).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub split: Option<String>,
-    /// Adapt mode's head initialisation (absent: zero).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub head: Option<HeadInit>,
-    /// The meta-step of the checkpoint evaluated (absent in `reproduce`'s records, whose
-    /// directory fixes the budget).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoint_step: Option<u64>,
-}
+/// One finished evaluation of a part: the record every evaluation writes
+/// ([`crate::eval::EvalRecord`]).
+pub use crate::eval::EvalRecord;
 
 /// Paired difference `a - b` of two evaluations over the same episodes (same split, setting,
 /// episode seed and queries): the mean of the per-episode differences and its 95% half-width
@@ -447,23 +423,15 @@ pub(crate) fn run_part(
         } else {
             splits.test.as_ref()
         };
-        let t0 = Instant::now();
         let tick = &*progress;
-        let r = eval::evaluate(&model, data, spec.setting, &opts, &|| tick.episode())?;
         let e = EvalRecord {
-            setting: spec.setting,
-            mode: spec.mode,
-            episodes: opts.episodes,
-            queries: opts.queries,
-            episode_seed: opts.seed,
-            mean: r.summary.mean,
-            ci95: r.summary.ci95,
-            std: r.summary.std,
-            seconds: t0.elapsed().as_secs_f64(),
-            accuracies: r.accuracies,
+            // `reproduce`'s records stay as they always were: no split, head or step.
             split: spec.extended.then(|| spec.split.clone()),
             head: spec.extended.then_some(spec.head),
             checkpoint_step: spec.extended.then_some(step),
+            ..EvalRecord::measure(&model, data, &spec.split, spec.setting, &opts, &|| {
+                tick.episode()
+            })?
         };
         write_json(&cache, &e)?;
         evals.push(e);

@@ -46,6 +46,9 @@ use crate::{Error, Result};
 
 pub use crate::settings::{Features, HeadInit, Mode, Setting};
 
+pub mod record;
+pub use record::{EvalRecord, EvalReport};
+
 /// Inner loop of the paper's reference configuration, used for a randomly initialised model (no
 /// checkpoint to read it from): alpha = 0.4, L = 5, lambda = 1, tau = 0.5.
 pub const DEFAULT_INNER_LOOP: InnerLoop = InnerLoop {
