@@ -53,6 +53,7 @@ pub mod optim;
 pub mod predict;
 pub mod reproduce;
 pub mod rng;
+pub mod run_dir;
 pub mod settings;
 pub mod ssl;
 pub mod tasks;
