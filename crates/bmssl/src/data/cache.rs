@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::{Dataset, ImageShape};
+use super::{ClassLayout, Dataset, ImageShape};
 use crate::{Error, Result};
 
 /// Environment variable naming the cache directory (instead of `<dataset root>/.bmssl-cache`).
@@ -221,10 +221,9 @@ impl Fingerprint {
 #[derive(Clone, Debug)]
 pub struct ImageStore {
     name: String,
-    shape: ImageShape,
     class_names: Vec<String>,
-    /// Index of the first image of each class, plus the total at the end.
-    class_start: Vec<usize>,
+    /// Where each image lies, counted from `pixel_offset`.
+    layout: ClassLayout,
     /// The whole cache file: header, pixels, CRC-32.
     bytes: Vec<u8>,
     /// Offset of the first pixel in `bytes`.
@@ -291,15 +290,10 @@ impl ImageStore {
             .ok_or_else(|| Error::dataset(&name, "too many pixels"))?;
         let mut bytes = header;
         bytes.resize(pixel_offset + payload + TRAILER, 0);
-        let mut class_start = vec![0];
-        for &n in counts {
-            class_start.push(class_start[class_start.len() - 1] + n);
-        }
         Ok(ImageStore {
             name,
-            shape,
             class_names,
-            class_start,
+            layout: ClassLayout::from_counts(shape, counts.iter().copied()),
             bytes,
             pixel_offset,
         })
@@ -395,9 +389,8 @@ impl ImageStore {
         match parse_body(bytes, shape) {
             Ok((class_names, class_start, bytes, pixel_offset)) => Ok(Ok(ImageStore {
                 name: name.into(),
-                shape,
                 class_names,
-                class_start,
+                layout: ClassLayout { shape, class_start },
                 bytes,
                 pixel_offset,
             })),
@@ -502,22 +495,17 @@ impl Dataset for ImageStore {
         &self.name
     }
     fn num_classes(&self) -> usize {
-        self.class_start.len() - 1
+        self.layout.num_classes()
     }
     fn images_in_class(&self, class: usize) -> usize {
-        self.class_start[class + 1] - self.class_start[class]
+        self.layout.images_in_class(class)
     }
     fn shape(&self) -> ImageShape {
-        self.shape
+        self.layout.shape
     }
     fn image(&self, class: usize, index: usize) -> Cow<'_, [u8]> {
-        assert!(
-            index < self.images_in_class(class),
-            "image {index} out of range in class {class}"
-        );
-        let per = self.shape.numel();
-        let start = self.pixel_offset + (self.class_start[class] + index) * per;
-        Cow::Borrowed(&self.bytes[start..start + per])
+        let r = self.layout.image_range(class, index);
+        Cow::Borrowed(&self.bytes[self.pixel_offset + r.start..self.pixel_offset + r.end])
     }
 }
 

@@ -127,16 +127,52 @@ pub trait Dataset: Send + Sync {
     }
 }
 
+/// Where each image lies in a buffer of images grouped by class (class by class, CHW each): the
+/// one layout of [`InMemoryDataset`] and of the decoded-image cache ([`cache::ImageStore`]), and
+/// so the one implementation of [`Dataset`]'s counts and image slices.
+#[derive(Clone, Debug)]
+pub(crate) struct ClassLayout {
+    pub(crate) shape: ImageShape,
+    /// Index of the first image of each class, plus the total at the end.
+    pub(crate) class_start: Vec<usize>,
+}
+
+impl ClassLayout {
+    /// The layout of `counts[c]` images of each class.
+    pub(crate) fn from_counts(shape: ImageShape, counts: impl IntoIterator<Item = usize>) -> Self {
+        let mut class_start = vec![0];
+        for n in counts {
+            class_start.push(class_start[class_start.len() - 1] + n);
+        }
+        ClassLayout { shape, class_start }
+    }
+    pub(crate) fn num_classes(&self) -> usize {
+        self.class_start.len() - 1
+    }
+    pub(crate) fn images_in_class(&self, class: usize) -> usize {
+        self.class_start[class + 1] - self.class_start[class]
+    }
+    /// The bytes of image `index` of `class`, counted from the first pixel. Panics when out of
+    /// range, as [`Dataset::image`] says.
+    pub(crate) fn image_range(&self, class: usize, index: usize) -> std::ops::Range<usize> {
+        assert!(
+            index < self.images_in_class(class),
+            "image {index} out of range in class {class}"
+        );
+        let per = self.shape.numel();
+        let i = self.class_start[class] + index;
+        i * per..(i + 1) * per
+    }
+}
+
 /// Images held in one buffer, grouped by class. Used for synthetic sets in tests and as the
 /// storage of [`image_folder::ImageFolder`].
 #[derive(Clone, Debug)]
 pub struct InMemoryDataset {
     name: String,
-    shape: ImageShape,
     /// All images, class by class; CHW each.
     pixels: Vec<u8>,
-    /// Index of the first image of each class, plus the total at the end.
-    class_start: Vec<usize>,
+    layout: ClassLayout,
 }
 
 impl InMemoryDataset {
@@ -156,7 +192,7 @@ impl InMemoryDataset {
                 format!("image shape {shape} has no pixels"),
             ));
         }
-        let mut class_start = vec![0];
+        let mut counts = Vec::with_capacity(classes.len());
         let mut pixels = Vec::with_capacity(classes.iter().map(Vec::len).sum());
         for (c, buf) in classes.into_iter().enumerate() {
             if buf.is_empty() || buf.len() % per != 0 {
@@ -168,15 +204,13 @@ impl InMemoryDataset {
                     ),
                 ));
             }
-            let last = *class_start.last().unwrap_or(&0);
-            class_start.push(last + buf.len() / per);
+            counts.push(buf.len() / per);
             pixels.extend_from_slice(&buf);
         }
         Ok(InMemoryDataset {
             name,
-            shape,
             pixels,
-            class_start,
+            layout: ClassLayout::from_counts(shape, counts),
         })
     }
 }
@@ -186,22 +220,16 @@ impl Dataset for InMemoryDataset {
         &self.name
     }
     fn num_classes(&self) -> usize {
-        self.class_start.len() - 1
+        self.layout.num_classes()
     }
     fn images_in_class(&self, class: usize) -> usize {
-        self.class_start[class + 1] - self.class_start[class]
+        self.layout.images_in_class(class)
     }
     fn shape(&self) -> ImageShape {
-        self.shape
+        self.layout.shape
     }
     fn image(&self, class: usize, index: usize) -> Cow<'_, [u8]> {
-        assert!(
-            index < self.images_in_class(class),
-            "image {index} out of range in class {class}"
-        );
-        let per = self.shape.numel();
-        let i = self.class_start[class] + index;
-        Cow::Borrowed(&self.pixels[i * per..(i + 1) * per])
+        Cow::Borrowed(&self.pixels[self.layout.image_range(class, index)])
     }
 }
 
