@@ -504,7 +504,7 @@ impl TestReport<'_> {
                 ..base
             };
             let cell =
-                |s: &eval::Summary| format!("{:6.2}% ± {:.2}%", 100.0 * s.mean, 100.0 * s.ci95);
+                |x: &eval::Summary| format!("{:6.2}% ± {:.2}%", 100.0 * x.mean, 100.0 * x.ci95);
             let mut line = format!("  {:>6}: {:>17}", s.to_string(), cell(&r.summary()));
             if let Some(b) = &r.untrained {
                 line.push_str(&format!("  {:>17}", cell(b)));

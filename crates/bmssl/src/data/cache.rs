@@ -387,10 +387,10 @@ impl ImageStore {
             ))));
         }
         match parse_body(bytes, shape) {
-            Ok((class_names, class_start, bytes, pixel_offset)) => Ok(Ok(ImageStore {
+            Ok((class_names, layout, bytes, pixel_offset)) => Ok(Ok(ImageStore {
                 name: name.into(),
                 class_names,
-                layout: ClassLayout { shape, class_start },
+                layout,
                 bytes,
                 pixel_offset,
             })),
@@ -404,7 +404,7 @@ impl ImageStore {
 fn parse_body(
     bytes: Vec<u8>,
     shape: ImageShape,
-) -> std::result::Result<(Vec<String>, Vec<usize>, Vec<u8>, usize), String> {
+) -> std::result::Result<(Vec<String>, ClassLayout, Vec<u8>, usize), String> {
     let u32_at = |o: usize| -> std::result::Result<usize, String> {
         bytes
             .get(o..o + 4)
@@ -421,13 +421,13 @@ fn parse_body(
         ));
     }
     let mut at = FIXED_HEADER;
-    let mut class_start = vec![0usize];
+    let mut counts = Vec::with_capacity(classes);
     for _ in 0..classes {
-        let n = u32_at(at)?;
+        counts.push(u32_at(at)?);
         at += 4;
-        class_start.push(class_start[class_start.len() - 1] + n);
     }
-    if class_start[classes] != total {
+    let layout = ClassLayout::from_counts(shape, counts);
+    if layout.class_start[classes] != total {
         return Err("class counts do not add up to the image count".into());
     }
     let mut names = Vec::with_capacity(classes);
@@ -453,7 +453,7 @@ fn parse_body(
             expected.map_or("?".to_string(), |e| e.to_string())
         ));
     }
-    Ok((names, class_start, bytes, header_len))
+    Ok((names, layout, bytes, header_len))
 }
 
 /// Read the cache at `file` if it is valid for `fingerprint`, else run `build` (which decodes the
