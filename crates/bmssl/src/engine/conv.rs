@@ -1,4 +1,6 @@
-//! 2-D convolution, stride 1, "same" zero padding (3x3 with padding 1 in Conv4), as im2col + GEMM.
+//! 2-D convolution, stride 1, "same" zero padding (3x3 with padding 1 in Conv4): the im2col + GEMM
+//! path (every number type; the reference, and what `f64` checks run) and the dispatch to the fast
+//! 3x3 kernels of [`fast`] for `f32` and, through [`dual`], for dual numbers.
 //!
 //! Layout: activations are channel-major `[C, N, H, W]` ("CNHW") throughout the backbone, so one
 //! GEMM covers the whole batch and each channel's batch-norm statistics are one contiguous row.
@@ -11,10 +13,12 @@
 //! im2col matrix; the backward pass rebuilds it per chunk from the block input.
 //!
 //! Over 400 lines: im2col and col2im, the chunked forward and backward passes, the dispatch to the
-//! fast `f32` kernels ([`fast`]) and the finite-difference tests are one kernel, kept together.
+//! fast kernels ([`fast`], [`dual`]) and the finite-difference tests are one kernel, kept together.
 
-use super::scalar::{MatRef, Scalar};
+use super::scalar::{Dual, MatRef, Scalar};
+use std::any::TypeId;
 
+pub mod dual;
 pub mod fast;
 
 /// Geometry of one convolution.
@@ -151,9 +155,9 @@ pub fn col2im_range<S: Scalar>(
 }
 
 /// Forward: `y [C_out, N*H*W] = W [C_out, C_in*k*k] . im2col(x) + b`, chunk by chunk.
-/// `f32` (training, evaluation) takes the fast kernels of [`fast`] where one applies to the shape;
-/// `f64` (the checks) and `Dual` keep im2col + GEMM, the reference the fast kernels are tested
-/// against.
+/// `f32` (training, evaluation) takes the fast kernels of [`fast`] where one applies to the shape,
+/// and `Dual<f32>` / `Dual<f64>` (Hessian-vector products) the same kernels through [`dual`];
+/// `f64` (the checks) keeps im2col + GEMM, the reference the fast kernels are tested against.
 pub fn forward<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> Vec<S> {
     if let Some(y) = forward_fast(x, weight, bias, s) {
         return y;
@@ -161,13 +165,50 @@ pub fn forward<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> V
     forward_chunked(x, weight, bias, s, CHUNK_ELEMS)
 }
 
-/// [`fast::forward`] when `S` is `f32` and a fast kernel applies, else `None`.
-fn forward_fast<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> Option<Vec<S>> {
-    let y = fast::forward(S::as_f32(x)?, S::as_f32(weight)?, S::as_f32(bias)?, s)?;
-    S::from_f32(y)
+/// `v` as a slice of `T` when `S` is `T` (the dispatch on the number type: the kernels choose
+/// their path here, the number types know nothing of convolutions).
+fn cast<S: 'static, T: 'static>(v: &[S]) -> Option<&[T]> {
+    (TypeId::of::<S>() == TypeId::of::<T>()).then(|| {
+        // SAFETY: S and T are the same type.
+        unsafe { std::slice::from_raw_parts(v.as_ptr() as *const T, v.len()) }
+    })
 }
 
-/// [`fast::backward`] when `S` is `f32` and a fast kernel applies, else `None`.
+/// The inverse of [`cast`] for an owned vector.
+fn cast_vec<T: 'static, S: 'static>(v: Vec<T>) -> Option<Vec<S>> {
+    (TypeId::of::<S>() == TypeId::of::<T>()).then(|| {
+        let mut v = std::mem::ManuallyDrop::new(v);
+        // SAFETY: S and T are the same type, so pointer, length and capacity describe a Vec<S>.
+        unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut S, v.len(), v.capacity()) }
+    })
+}
+
+fn cast_grads<T: 'static, S: 'static>(g: ConvGrads<T>) -> Option<ConvGrads<S>> {
+    Some(ConvGrads {
+        weight: cast_vec(g.weight)?,
+        bias: cast_vec(g.bias)?,
+        input: match g.input {
+            Some(v) => Some(cast_vec(v)?),
+            None => None,
+        },
+    })
+}
+
+/// The fast forward for `f32`, `Dual<f32>` and `Dual<f64>` where a kernel applies, else `None`.
+fn forward_fast<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> Option<Vec<S>> {
+    if let Some(x) = cast::<S, f32>(x) {
+        return cast_vec(fast::forward(x, cast(weight)?, cast(bias)?, s)?);
+    }
+    if let Some(x) = cast::<S, Dual<f32>>(x) {
+        return cast_vec(dual::forward(x, cast(weight)?, cast(bias)?, s)?);
+    }
+    if let Some(x) = cast::<S, Dual<f64>>(x) {
+        return cast_vec(dual::forward(x, cast(weight)?, cast(bias)?, s)?);
+    }
+    None
+}
+
+/// The fast backward for the same types as [`forward_fast`], else `None`.
 fn backward_fast<S: Scalar>(
     dy: &[S],
     x: &[S],
@@ -175,21 +216,16 @@ fn backward_fast<S: Scalar>(
     s: &ConvShape,
     need_input: bool,
 ) -> Option<ConvGrads<S>> {
-    let g = fast::backward(
-        S::as_f32(dy)?,
-        S::as_f32(x)?,
-        S::as_f32(weight)?,
-        s,
-        need_input,
-    )?;
-    Some(ConvGrads {
-        weight: S::from_f32(g.weight)?,
-        bias: S::from_f32(g.bias)?,
-        input: match g.input {
-            Some(v) => Some(S::from_f32(v)?),
-            None => None,
-        },
-    })
+    if let Some(dy) = cast::<S, f32>(dy) {
+        return cast_grads(fast::backward(dy, cast(x)?, cast(weight)?, s, need_input)?);
+    }
+    if let Some(dy) = cast::<S, Dual<f32>>(dy) {
+        return cast_grads(dual::backward(dy, cast(x)?, cast(weight)?, s, need_input)?);
+    }
+    if let Some(dy) = cast::<S, Dual<f64>>(dy) {
+        return cast_grads(dual::backward(dy, cast(x)?, cast(weight)?, s, need_input)?);
+    }
+    None
 }
 
 fn forward_chunked<S: Scalar>(

@@ -109,17 +109,6 @@ pub trait Scalar:
         lhs: MatRef<'_, Self>,
         rhs: MatRef<'_, Self>,
     );
-    /// These values as `f32` slices, without a copy, where this type is `f32`; `None` for every
-    /// other type. A kernel written for `f32` alone (the fast convolution, chosen in
-    /// `engine::conv`) is dispatched by its own module through this and [`Scalar::from_f32`].
-    fn as_f32(_v: &[Self]) -> Option<&[f32]> {
-        None
-    }
-    /// The inverse of [`Scalar::as_f32`]: `f32` values as this type, without a copy, where this
-    /// type is `f32`; `None` for every other type.
-    fn from_f32(_v: Vec<f32>) -> Option<Vec<Self>> {
-        None
-    }
 }
 
 fn check_matmul<S>(dst: &[S], dst_rs: usize, lhs: &MatRef<'_, S>, rhs: &MatRef<'_, S>) {
@@ -177,19 +166,7 @@ macro_rules! real_scalar {
     };
 }
 
-// f32 says its values are f32, so that `engine::conv` can send them through the fast kernels; f64
-// (the checks) and `Dual` keep im2col + GEMM, the reference the fast kernels are tested against.
-real_scalar! {
-    f32;
-    #[inline(always)]
-    fn as_f32(v: &[Self]) -> Option<&[f32]> {
-        Some(v)
-    }
-    #[inline(always)]
-    fn from_f32(v: Vec<f32>) -> Option<Vec<Self>> {
-        Some(v)
-    }
-}
+real_scalar! { f32; }
 real_scalar! { f64; }
 
 /// A real number type that can be the value part of a [`Dual`].

@@ -1,6 +1,6 @@
-//! Fast kernels for the 3x3 "same" convolution on real numbers (`f32` uses them, as
-//! [`super::forward`] and [`super::backward`] decide; `f64` and `Dual` keep the im2col + GEMM path
-//! of `conv.rs`, the reference these kernels are tested against).
+//! Fast kernels for the 3x3 "same" convolution on real numbers (`f32` uses them, and dual numbers
+//! through `conv/dual.rs`, as [`super::forward`] and [`super::backward`] decide; `f64` keeps the
+//! im2col + GEMM path of `conv.rs`, the reference these kernels are tested against).
 //!
 //! Over 400 lines because the two kernels (direct and Winograd), their backward passes, the
 //! SSE2/AVX2 dispatch and the tests against the reference belong together: each kernel is checked

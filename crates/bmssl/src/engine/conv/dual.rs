@@ -1,0 +1,296 @@
+//! The convolution on dual numbers (the Hessian-vector products of the second-order
+//! meta-gradient) through the fast real kernels of [`super::fast`].
+//!
+//! The convolution is bilinear in its input and weight, so on `x = x_v + eps x_t`,
+//! `w = w_v + eps w_t` it is three real convolutions:
+//! `y_v = w_v * x_v + b_v`, `y_t = w_t * x_v + w_v * x_t + b_t`. The backward pass likewise:
+//! `dW_v = dy_v (*) x_v`, `dW_t = dy_t (*) x_v + dy_v (*) x_t` (correlations summed over the batch),
+//! `dx_v = w_v^T dy_v`, `dx_t = w_v^T dy_t + w_t^T dy_v`.
+//!
+//! Work is shared by stacking output channels, so each shared operand is transformed once and each
+//! GEMM is twice as tall:
+//! - forward: one call on `x_v` with the weights `[w_v; w_t]` gives `[y_v; w_t * x_v + b_t]`;
+//! - weight gradient: one call with `dy = [dy_v; dy_t]` on `x_v` gives `[dW_v; dy_t (*) x_v]`;
+//! - input gradient: the adjoint of a stride-1 "same" 3x3 convolution is the forward convolution
+//!   with the kernel flipped and its channel axes swapped, so one forward call on `dy_v` with
+//!   `[flip(w_v)^T; flip(w_t)^T]` gives `[dx_v; w_t^T dy_v]`.
+//!
+//! The term with the input's tangent `x_t` (one more real convolution in each pass) is skipped when
+//! that tangent is exactly zero: the input images of the first layer, the common case.
+//! Tests compare every result with the dual im2col + GEMM path of `conv.rs` in f64.
+
+use super::{fast, ConvGrads, ConvShape};
+use crate::engine::scalar::{Dual, Real};
+
+/// Forward on duals through the fast kernels, or `None` where none applies (as [`fast::forward`]).
+pub fn forward<F: Real>(
+    x: &[Dual<F>],
+    weight: &[Dual<F>],
+    bias: &[Dual<F>],
+    s: &ConvShape,
+) -> Option<Vec<Dual<F>>> {
+    let (xv, xt) = split(x);
+    let (wv, wt) = split(weight);
+    let (bv, bt) = split(bias);
+    let stacked = ConvShape {
+        c_out: 2 * s.c_out,
+        ..*s
+    };
+    let y = fast::forward(&xv, &concat(&wv, &wt), &concat(&bv, &bt), &stacked)?;
+    let (yv, yt) = y.split_at(s.c_out * s.positions());
+    let mut yt = yt.to_vec();
+    if !all_zero(&xt) {
+        let zeros = vec![F::default(); s.c_out];
+        add(&mut yt, &fast::forward(&xt, &wv, &zeros, s)?);
+    }
+    Some(join(yv, &yt))
+}
+
+/// Backward on duals through the fast kernels, or `None` where none applies (as
+/// [`fast::backward`]).
+pub fn backward<F: Real>(
+    dy: &[Dual<F>],
+    x: &[Dual<F>],
+    weight: &[Dual<F>],
+    s: &ConvShape,
+    need_input: bool,
+) -> Option<ConvGrads<Dual<F>>> {
+    let (dyv, dyt) = split(dy);
+    let (xv, xt) = split(x);
+    let (wv, wt) = split(weight);
+    let stacked = ConvShape {
+        c_out: 2 * s.c_out,
+        ..*s
+    };
+    // [dW_v; dy_t (*) x_v] and [db_v; db_t]; the weights only give the call its shape.
+    let g = fast::backward(&concat(&dyv, &dyt), &xv, &concat(&wv, &wt), &stacked, false)?;
+    let (dwv, dwt) = g.weight.split_at(wv.len());
+    let mut dwt = dwt.to_vec();
+    if !all_zero(&xt) {
+        add(&mut dwt, &fast::backward(&dyv, &xt, &wv, s, false)?.weight);
+    }
+    let (dbv, dbt) = g.bias.split_at(s.c_out);
+    let input = if need_input {
+        // The adjoint as a forward convolution from C_out to C_in channels.
+        let adjoint = ConvShape {
+            c_in: s.c_out,
+            c_out: s.c_in,
+            ..*s
+        };
+        let stacked_adjoint = ConvShape {
+            c_out: 2 * s.c_in,
+            ..adjoint
+        };
+        let (fv, ft) = (flip_transpose(&wv, s), flip_transpose(&wt, s));
+        let zeros = vec![F::default(); 2 * s.c_in];
+        let dx = fast::forward(&dyv, &concat(&fv, &ft), &zeros, &stacked_adjoint)?;
+        let (dxv, dxt) = dx.split_at(s.c_in * s.positions());
+        let mut dxt = dxt.to_vec();
+        if !all_zero(&dyt) {
+            add(
+                &mut dxt,
+                &fast::forward(&dyt, &fv, &zeros[..s.c_in], &adjoint)?,
+            );
+        }
+        Some(join(dxv, &dxt))
+    } else {
+        None
+    };
+    Some(ConvGrads {
+        weight: join(dwv, &dwt),
+        bias: join(dbv, dbt),
+        input,
+    })
+}
+
+/// The value and tangent parts of dual numbers, as two real vectors.
+fn split<F: Real>(v: &[Dual<F>]) -> (Vec<F>, Vec<F>) {
+    (
+        v.iter().map(|d| d.v).collect(),
+        v.iter().map(|d| d.t).collect(),
+    )
+}
+
+/// Dual numbers from their value and tangent parts.
+fn join<F: Real>(v: &[F], t: &[F]) -> Vec<Dual<F>> {
+    debug_assert_eq!(v.len(), t.len());
+    v.iter().zip(t).map(|(&v, &t)| Dual { v, t }).collect()
+}
+
+fn concat<F: Real>(a: &[F], b: &[F]) -> Vec<F> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    out.extend_from_slice(a);
+    out.extend_from_slice(b);
+    out
+}
+
+fn add<F: Real>(acc: &mut [F], more: &[F]) {
+    debug_assert_eq!(acc.len(), more.len());
+    for (a, &m) in acc.iter_mut().zip(more) {
+        *a += m;
+    }
+}
+
+fn all_zero<F: Real>(v: &[F]) -> bool {
+    v.iter().all(|&x| x == F::default())
+}
+
+/// `[C_out, C_in, k, k] -> [C_in, C_out, k, k]` with each kernel turned by 180 degrees: the weights
+/// of the forward convolution that computes the adjoint `w^T dy`.
+fn flip_transpose<F: Real>(w: &[F], s: &ConvShape) -> Vec<F> {
+    let kk = s.k * s.k;
+    let mut out = vec![F::default(); w.len()];
+    for co in 0..s.c_out {
+        for ci in 0..s.c_in {
+            let src = &w[(co * s.c_in + ci) * kk..(co * s.c_in + ci + 1) * kk];
+            let dst = &mut out[(ci * s.c_out + co) * kk..(ci * s.c_out + co + 1) * kk];
+            for (d, &v) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = v;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::conv::{backward_chunked, forward_chunked};
+    use crate::engine::gradcheck::test_values;
+
+    fn shape(c_in: usize, c_out: usize, n: usize, h: usize, w: usize) -> ConvShape {
+        ConvShape {
+            c_in,
+            c_out,
+            n,
+            h,
+            w,
+            k: 3,
+        }
+    }
+
+    fn duals(len: usize, salt: u64, zero_tangent: bool) -> Vec<Dual<f64>> {
+        let v = test_values(len, salt);
+        let t = test_values(len, salt + 100);
+        v.iter()
+            .zip(&t)
+            .map(|(&v, &t)| Dual::new(v, if zero_tangent { 0.0 } else { t }))
+            .collect()
+    }
+
+    fn max_err(got: &[Dual<f64>], want: &[Dual<f64>]) -> f64 {
+        assert_eq!(got.len(), want.len());
+        got.iter()
+            .zip(want)
+            .map(|(g, w)| (g.v - w.v).abs().max((g.t - w.t).abs()))
+            .fold(0.0, f64::max)
+    }
+
+    /// Shapes that take the direct kernel (C_in <= 4) and Winograd, odd and even sizes, one-pixel
+    /// images, and a batch large enough for several Winograd chunks.
+    fn shapes() -> Vec<ConvShape> {
+        vec![
+            shape(1, 3, 2, 5, 4),
+            shape(3, 4, 3, 7, 7),
+            shape(6, 5, 2, 6, 9),
+            shape(5, 7, 3, 1, 1),
+            shape(8, 6, 1, 2, 3),
+            shape(16, 8, 40, 14, 14),
+        ]
+    }
+
+    #[test]
+    fn the_dual_forward_equals_the_dual_im2col_path_with_and_without_an_input_tangent() {
+        for (i, s) in shapes().into_iter().enumerate() {
+            for zero_input_tangent in [false, true] {
+                let salt = 10 * i as u64;
+                let x = duals(s.c_in * s.n * s.h * s.w, salt + 1, zero_input_tangent);
+                let w = duals(s.c_out * s.patch(), salt + 2, false);
+                let b = duals(s.c_out, salt + 3, false);
+                let got = forward(&x, &w, &b, &s).expect("a fast kernel applies");
+                let want = forward_chunked(&x, &w, &b, &s, usize::MAX);
+                let err = max_err(&got, &want);
+                assert!(err < 1e-12, "{s:?}: forward differs by {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_dual_backward_equals_the_dual_im2col_path_for_weights_bias_and_input() {
+        for (i, s) in shapes().into_iter().enumerate() {
+            for zero_input_tangent in [false, true] {
+                let salt = 10 * i as u64;
+                let x = duals(s.c_in * s.n * s.h * s.w, salt + 1, zero_input_tangent);
+                let w = duals(s.c_out * s.patch(), salt + 2, false);
+                let dy = duals(s.c_out * s.positions(), salt + 4, false);
+                for need_input in [true, false] {
+                    let got = backward(&dy, &x, &w, &s, need_input).expect("a fast kernel");
+                    let want = backward_chunked(&dy, &x, &w, &s, need_input, usize::MAX);
+                    let err =
+                        max_err(&got.weight, &want.weight).max(max_err(&got.bias, &want.bias));
+                    assert!(err < 1e-12, "{s:?}: weight/bias gradients differ by {err}");
+                    assert_eq!(got.input.is_some(), need_input);
+                    if let (Some(g), Some(w)) = (got.input, want.input) {
+                        let err = max_err(&g, &w);
+                        assert!(err < 1e-12, "{s:?}: input gradients differ by {err}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_zero_output_tangent_gives_the_same_input_gradient_as_the_reference() {
+        let s = shape(6, 5, 2, 6, 7);
+        let x = duals(s.c_in * s.n * s.h * s.w, 1, false);
+        let w = duals(s.c_out * s.patch(), 2, false);
+        let dy = duals(s.c_out * s.positions(), 3, true);
+        let got = backward(&dy, &x, &w, &s, true).unwrap();
+        let want = backward_chunked(&dy, &x, &w, &s, true, usize::MAX);
+        assert!(max_err(&got.input.unwrap(), &want.input.unwrap()) < 1e-12);
+        assert!(max_err(&got.weight, &want.weight) < 1e-12);
+    }
+
+    #[test]
+    fn dual_f32_agrees_with_the_f64_reference_to_rounding() {
+        let s = shape(16, 8, 5, 14, 14);
+        let x = duals(s.c_in * s.n * s.h * s.w, 1, false);
+        let w = duals(s.c_out * s.patch(), 2, false);
+        let b = duals(s.c_out, 3, false);
+        let dy = duals(s.c_out * s.positions(), 4, false);
+        let to32 = |v: &[Dual<f64>]| -> Vec<Dual<f32>> {
+            v.iter()
+                .map(|d| Dual::new(d.v as f32, d.t as f32))
+                .collect()
+        };
+        let err = |got: &[Dual<f32>], want: &[Dual<f64>]| {
+            let scale = want
+                .iter()
+                .map(|d| d.v.abs().max(d.t.abs()))
+                .fold(1.0, f64::max);
+            got.iter()
+                .zip(want)
+                .map(|(g, w)| (g.v as f64 - w.v).abs().max((g.t as f64 - w.t).abs()))
+                .fold(0.0, f64::max)
+                / scale
+        };
+        let y = forward(&to32(&x), &to32(&w), &to32(&b), &s).unwrap();
+        assert!(err(&y, &forward_chunked(&x, &w, &b, &s, usize::MAX)) < 1e-5);
+        let g = backward(&to32(&dy), &to32(&x), &to32(&w), &s, true).unwrap();
+        let want = backward_chunked(&dy, &x, &w, &s, true, usize::MAX);
+        assert!(err(&g.weight, &want.weight) < 1e-5);
+        assert!(err(&g.input.unwrap(), &want.input.unwrap()) < 1e-5);
+    }
+
+    #[test]
+    fn other_kernel_sizes_take_the_reference_path() {
+        let s = ConvShape {
+            k: 5,
+            ..shape(2, 3, 1, 6, 6)
+        };
+        let x = duals(s.c_in * s.n * s.h * s.w, 1, false);
+        let w = duals(s.c_out * s.patch(), 2, false);
+        let b = duals(s.c_out, 3, false);
+        assert!(forward(&x, &w, &b, &s).is_none());
+    }
+}
