@@ -1,9 +1,10 @@
 //! `bmssl train`: meta-train with BMSSL or MetaSSL, then evaluate on the test split.
 //!
-//! Over 400 lines: the command is the whole train-then-test pipeline (the configuration's layers,
-//! the progress observer, the saved test plan, the test and its yardstick, the summary); issue 16
-//! moves that pipeline into the library as one function shared with `reproduce`. The flags of the
-//! configuration's keys are in `config_flags.rs`.
+//! Training and testing are one library call ([`bmssl::pipeline::train_then_test`], shared with
+//! `reproduce` and `sweep`); over 400 lines because the command is everything around it: the
+//! configuration's layers, the saved test plan and its checks before training, and what it shows
+//! (the progress bar, the summary, one line per setting beside the untrained network and the
+//! paper, `eval.json`). The flags of the configuration's keys are in `config_flags.rs`.
 
 use crate::config_flags::ConfigFlags;
 use crate::plots;
@@ -61,16 +62,27 @@ pub struct TrainArgs {
     flags: ConfigFlags,
 }
 
-struct Progress {
+/// `bmssl train` as [`pipeline::train_then_test`] runs it: the training progress, then the plots
+/// and the run's summary, then the test (one line per setting, the run's final checkpoint beside
+/// its untrained network and the paper's figure) and `eval.json`.
+struct Session<'a> {
+    /// The meta-steps' progress bar.
     ticker: Ticker,
     /// Validation results and warnings as lines (no bar to show them).
     lines: bool,
     loss_ema: Option<f64>,
     speed_ema: Option<f64>,
     last_val: Option<f64>,
+    dir: &'a Path,
+    cfg: &'a TrainConfig,
+    test: Option<&'a dyn bmssl::data::Dataset>,
+    plan: &'a TestPlan,
+    style: Style,
+    /// The progress bar of the setting being scored.
+    test_ticker: Option<Ticker>,
 }
 
-impl Progress {
+impl Session<'_> {
     fn message(&self) -> String {
         let mut m = format!(
             "loss {:.4} · {:.2} meta-steps/s",
@@ -84,7 +96,7 @@ impl Progress {
     }
 }
 
-impl Observer for Progress {
+impl Observer for Session<'_> {
     fn step(&mut self, r: &StepRecord) {
         let ema = |old: Option<f64>, x: f64| {
             if x.is_finite() {
@@ -309,13 +321,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Style::Bar => Style::Bar,
         _ => Style::Lines,
     };
-    let progress = Progress {
-        ticker: Ticker::new(cfg.outer.meta_steps, "meta-steps", style),
-        lines: style == Style::Lines,
-        loss_ema: None,
-        speed_ema: None,
-        last_val: None,
-    };
     // The test after training: each setting of the plan on the test split, the untrained network
     // beside it as a yardstick.
     let tests: Vec<Test<'_>> = match &test {
@@ -337,13 +342,17 @@ pub fn run(args: TrainArgs) -> Result<()> {
         None => Vec::new(),
     };
     let mut session = Session {
-        progress,
+        ticker: Ticker::new(cfg.outer.meta_steps, "meta-steps", style),
+        lines: style == Style::Lines,
+        loss_ema: None,
+        speed_ema: None,
+        last_val: None,
         dir: &dir,
         cfg: &cfg,
         test: test.as_deref(),
         plan: &plan,
         style: Style::detect(args.quiet),
-        ticker: None,
+        test_ticker: None,
     };
     let tested = pipeline::train_then_test(
         &Job {
@@ -412,35 +421,6 @@ fn check_before_training(
             .with_context(|| format!("test setting {s} (--eval-settings)"))?;
     }
     Ok(Some(test))
-}
-
-/// `bmssl train` as [`pipeline::train_then_test`] runs it: the training progress, then the plots
-/// and the run's summary, then the test (one line per setting, the run's final checkpoint beside
-/// its untrained network and the paper's figure) and `eval.json`.
-struct Session<'a> {
-    progress: Progress,
-    dir: &'a Path,
-    cfg: &'a TrainConfig,
-    test: Option<&'a dyn bmssl::data::Dataset>,
-    plan: &'a TestPlan,
-    style: Style,
-    /// The progress bar of the setting being scored.
-    ticker: Option<Ticker>,
-}
-
-impl Observer for Session<'_> {
-    fn step(&mut self, r: &StepRecord) {
-        self.progress.step(r)
-    }
-    fn validation(&mut self, r: &ValidationRecord) {
-        self.progress.validation(r)
-    }
-    fn warning(&mut self, message: &str) {
-        self.progress.warning(message)
-    }
-    fn progress(&mut self, message: &str) {
-        self.progress.progress(message)
-    }
 }
 
 impl Session<'_> {
@@ -559,7 +539,7 @@ impl Session<'_> {
 
 impl TrainTestObserver for Session<'_> {
     fn trained(&mut self, outcome: &bmssl::Result<train::Outcome>) {
-        self.progress.ticker.finish();
+        self.ticker.finish();
         // Plots also after a failed run: they show what happened.
         let plotted = plots::plot_run(self.dir);
         if let Ok(outcome) = outcome {
@@ -577,17 +557,17 @@ impl TrainTestObserver for Session<'_> {
         } else {
             format!("{s} episodes")
         };
-        self.ticker = Some(Ticker::new(self.plan.episodes, &label, self.style));
+        self.test_ticker = Some(Ticker::new(self.plan.episodes, &label, self.style));
     }
 
     fn episode(&self) {
-        if let Some(t) = &self.ticker {
+        if let Some(t) = &self.test_ticker {
             t.inc();
         }
     }
 
     fn scored(&mut self, _test: usize, _untrained: bool) {
-        if let Some(t) = self.ticker.take() {
+        if let Some(t) = self.test_ticker.take() {
             t.finish();
         }
     }

@@ -6,9 +6,11 @@
 //! `(seed, step)` ([`crate::rng`]), and the meta-gradient sums tasks in a fixed order, so a run
 //! resumed from a checkpoint produces the same bits as one that was never interrupted.
 //!
-//! Over 400 lines: the observer, resume and the method dispatch sit around the loop, and about
-//! 290 lines are tests; issue 16 plans to move the method dispatch to a `Method` trait under
-//! `methods/`.
+//! What a method computes (its tasks, its gradient, its state) is its file under
+//! [`crate::methods`]; this loop knows only the [`Method`] trait.
+//!
+//! Over 400 lines: the observer, the validator and resume sit around the loop, and about 290 lines
+//! are tests.
 
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::TrainConfig;
@@ -228,7 +230,7 @@ fn train_with_faults(
             if !method.restore_state(&c.state, &learner) {
                 return Err(Error::corrupt(
                     &path,
-                    "the momentum encoder or queue is missing or does not fit the configuration",
+                    "the method's state (MoCo's and PsCo's momentum encoder and queue) is missing or does not fit the configuration",
                 ));
             }
             let wall = run.truncate_metrics(c.step)?;

@@ -16,8 +16,9 @@
 //! killed training run from its newest checkpoint ([`crate::train`]) and keeps finished
 //! evaluations. See `docs/reproduce.md`.
 //!
-//! Over 400 lines: the part runner (train, then evaluate, with caching and resume) that both
-//! `reproduce` and `sweep` use, and the records they write; its tests are in `reproduce/tests.rs`.
+//! Over 400 lines: the part runner that both `reproduce` and `sweep` use (training and testing are
+//! [`crate::pipeline::train_then_test`]; here are the part's evaluation cache and its result), and
+//! the records they write; its tests are in `reproduce/tests.rs`.
 
 pub mod estimate;
 pub mod paper;
