@@ -1,21 +1,23 @@
 //! `bmssl train`: meta-train with BMSSL or MetaSSL, then evaluate on the test split.
 //!
-//! Over 400 lines: the command is the whole train-then-test pipeline (the configuration's layers,
-//! the progress observer, the saved test plan, the test and its yardstick, the summary); issue 16
-//! moves that pipeline into the library as one function shared with `reproduce`. The flags of the
-//! configuration's keys are in `config_flags.rs`.
+//! Training and testing are one library call ([`bmssl::pipeline::train_then_test`], shared with
+//! `reproduce` and `sweep`); over 400 lines because the command is everything around it: the
+//! configuration's layers, the saved test plan and its checks before training, and what it shows
+//! (the progress bar, the summary, one line per setting beside the untrained network and the
+//! paper, `eval.json`). The flags of the configuration's keys are in `config_flags.rs`.
 
 use crate::config_flags::ConfigFlags;
 use crate::plots;
 use crate::progress::{Style, Ticker};
 use anyhow::{Context, Result};
 use bmssl::config::{TrainConfig, TrainMethod};
-use bmssl::data::{open_split, UnlabelledPool};
+use bmssl::data::open_split;
 use bmssl::eval::{self, EvalOptions, EvalRecord, EvalReport, Mode, Model, Setting};
 use bmssl::meta::Target;
 use bmssl::objective::ContrastiveLoss;
+use bmssl::pipeline::{self, Job, Test, Tested, TrainTestObserver};
 use bmssl::reproduce::paper;
-use bmssl::train::{self, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
+use bmssl::train::{self, Observer, RunDir, StepRecord, ValidationRecord};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -60,16 +62,27 @@ pub struct TrainArgs {
     flags: ConfigFlags,
 }
 
-struct Progress {
+/// `bmssl train` as [`pipeline::train_then_test`] runs it: the training progress, then the plots
+/// and the run's summary, then the test (one line per setting, the run's final checkpoint beside
+/// its untrained network and the paper's figure) and `eval.json`.
+struct Session<'a> {
+    /// The meta-steps' progress bar.
     ticker: Ticker,
     /// Validation results and warnings as lines (no bar to show them).
     lines: bool,
     loss_ema: Option<f64>,
     speed_ema: Option<f64>,
     last_val: Option<f64>,
+    dir: &'a Path,
+    cfg: &'a TrainConfig,
+    test: Option<&'a dyn bmssl::data::Dataset>,
+    plan: &'a TestPlan,
+    style: Style,
+    /// The progress bar of the setting being scored.
+    test_ticker: Option<Ticker>,
 }
 
-impl Progress {
+impl Session<'_> {
     fn message(&self) -> String {
         let mut m = format!(
             "loss {:.4} · {:.2} meta-steps/s",
@@ -83,7 +96,7 @@ impl Progress {
     }
 }
 
-impl Observer for Progress {
+impl Observer for Session<'_> {
     fn step(&mut self, r: &StepRecord) {
         let ema = |old: Option<f64>, x: f64| {
             if x.is_finite() {
@@ -276,12 +289,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
         args.data_dir.as_deref(),
     )?;
     let count = split.num_images();
-    // Only the supervised baselines ever see the labels; everything else gets an unlabelled pool.
-    let data = if cfg.method.uses_labels() {
-        TrainingData::Labelled(split)
-    } else {
-        TrainingData::Unlabelled(UnlabelledPool::new(split))
-    };
     let val = open_held_out(&cfg, "val", args.data_dir.as_deref())?;
     let test = check_before_training(&cfg, &plan, &args, val.as_ref())?;
     let order = if cfg.method.is_ssl() || cfg.method == TrainMethod::Scratch {
@@ -314,62 +321,51 @@ pub fn run(args: TrainArgs) -> Result<()> {
         Style::Bar => Style::Bar,
         _ => Style::Lines,
     };
-    let mut progress = Progress {
+    // The test after training: each setting of the plan on the test split, the untrained network
+    // beside it as a yardstick.
+    let tests: Vec<Test<'_>> = match &test {
+        Some(test) => plan
+            .settings
+            .iter()
+            .map(|&s| Test {
+                split: "test".into(),
+                data: test.as_ref(),
+                setting: s,
+                mode: plan.mode,
+                head: eval::HeadInit::Zero,
+                episodes: plan.episodes,
+                queries: EvalOptions::DEFAULT_QUERIES,
+                seed: 0,
+                untrained: plan.yardstick,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut session = Session {
         ticker: Ticker::new(cfg.outer.meta_steps, "meta-steps", style),
         lines: style == Style::Lines,
         loss_ema: None,
         speed_ema: None,
         last_val: None,
+        dir: &dir,
+        cfg: &cfg,
+        test: test.as_deref(),
+        plan: &plan,
+        style: Style::detect(args.quiet),
+        test_ticker: None,
     };
-    let mut validator = train::validator(&cfg, val.as_ref(), EvalOptions::DEFAULT_QUERIES);
-    let outcome = train::train(
-        &run_dir,
-        &cfg,
-        &data,
-        if cfg.run.validation_episodes >= 2 {
-            Some(&mut validator)
-        } else {
-            None
+    let tested = pipeline::train_then_test(
+        &Job {
+            run: &run_dir,
+            config: &cfg,
+            train: split,
+            val: val.as_ref(),
+            validation_queries: EvalOptions::DEFAULT_QUERIES,
+            tests: &tests,
         },
-        &mut progress,
-    );
-    progress.ticker.finish();
-    // Plots also after a failed run: they show what happened.
-    let plotted = plots::plot_run(&dir);
-    let outcome = outcome?;
-    match plotted {
-        Ok(files) => eprintln!(
-            "plots: {}",
-            files
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Err(e) => eprintln!("warning: plotting failed: {e:#}"),
-    }
-    if outcome.resumed_from >= cfg.outer.meta_steps {
-        eprintln!(
-            "{} already held this run, finished ({} meta-steps): nothing to train, its final checkpoint is used (delete the folder or give --run-dir DIR to train afresh)",
-            dir.display(),
-            outcome.resumed_from
-        );
-    } else if outcome.resumed_from > 0 {
-        eprintln!(
-            "resumed from the checkpoint of step {} in {}",
-            outcome.resumed_from,
-            dir.display()
-        );
-    }
-    eprintln!("final checkpoint: {}", outcome.final_checkpoint.display());
-    if let Some((step, acc)) = outcome.best {
-        eprintln!(
-            "best validation (5w1s, {} episodes): {:.2}% at step {step}",
-            cfg.run.validation_episodes,
-            100.0 * acc
-        );
-    }
-    let Some(test) = test else {
+        &mut session,
+    )?;
+    let Some(test) = &test else {
         if plan.skip {
             eprintln!(
                 "test skipped (--no-eval); run it with `bmssl eval --checkpoint {}`",
@@ -378,29 +374,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
         return Ok(());
     };
-    let model = Model::from_checkpoint(&bmssl::checkpoint::load(&outcome.final_checkpoint)?)?;
-    let opts = EvalOptions {
-        episodes: plan.episodes,
-        ..EvalOptions::new(plan.mode, &model)
-    };
-    // The untrained network: the run's own initialisation (same seed, same stream as training's
-    // step 0), scored on the same episodes with the same options.
-    let untrained = plan
-        .yardstick
-        .then(|| Model::random(model.arch.clone(), cfg.run.seed))
-        .transpose()?;
-    let report = TestReport {
-        dir: &dir,
-        checkpoint: &outcome.final_checkpoint,
-        cfg: &cfg,
-        model: &model,
-        untrained: untrained.as_ref(),
-        test: test.as_ref(),
-        settings: &plan.settings,
-        opts: &opts,
-        style: Style::detect(args.quiet),
-    };
-    report.run()
+    session.write_report(test.as_ref(), &tested)
 }
 
 /// Everything the run will need after its first meta-step, checked before it: the validation
@@ -449,77 +423,89 @@ fn check_before_training(
     Ok(Some(test))
 }
 
-/// The test after training: the run's final checkpoint and, as a yardstick, its untrained network
-/// on the same episodes, beside the paper's figure.
-struct TestReport<'a> {
-    dir: &'a Path,
-    checkpoint: &'a Path,
-    cfg: &'a TrainConfig,
-    model: &'a Model,
-    untrained: Option<&'a Model>,
-    test: &'a dyn bmssl::data::Dataset,
-    settings: &'a [Setting],
-    opts: &'a EvalOptions,
-    style: Style,
-}
+impl Session<'_> {
+    /// Whether the paper gives a figure for this run's method in one of the settings.
+    fn paper_known(&self) -> bool {
+        self.plan
+            .settings
+            .iter()
+            .any(|&s| paper::table3(self.cfg.method.as_str(), s).is_some())
+            && self.cfg.data.dataset == "omniglot"
+    }
 
-impl TestReport<'_> {
-    /// Evaluates on the test split, prints one line per setting and writes `eval.json`.
-    fn run(&self) -> Result<()> {
-        let opts = self.opts;
+    /// The run's summary after training (also after a failed run: its plots show what happened).
+    fn summary(&self, outcome: &train::Outcome, plotted: anyhow::Result<Vec<PathBuf>>) {
+        let (cfg, dir) = (self.cfg, self.dir);
+        match plotted {
+            Ok(files) => eprintln!(
+                "plots: {}",
+                files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Err(e) => eprintln!("warning: plotting failed: {e:#}"),
+        }
+        if outcome.resumed_from >= cfg.outer.meta_steps {
+            eprintln!(
+                "{} already held this run, finished ({} meta-steps): nothing to train, its final checkpoint is used (delete the folder or give --run-dir DIR to train afresh)",
+                dir.display(),
+                outcome.resumed_from
+            );
+        } else if outcome.resumed_from > 0 {
+            eprintln!(
+                "resumed from the checkpoint of step {} in {}",
+                outcome.resumed_from,
+                dir.display()
+            );
+        }
+        eprintln!("final checkpoint: {}", outcome.final_checkpoint.display());
+        if let Some((step, acc)) = outcome.best {
+            eprintln!(
+                "best validation (5w1s, {} episodes): {:.2}% at step {step}",
+                cfg.run.validation_episodes,
+                100.0 * acc
+            );
+        }
+    }
+
+    /// The test's header line.
+    fn header(&self, test: &dyn bmssl::data::Dataset) {
         let method = self.cfg.method.as_str();
         println!(
             "test accuracy on {} after {} meta-steps ({} mode, {} episodes, {} queries per class, episode seed {}):",
-            self.test.name(),
+            test.name(),
             self.cfg.outer.meta_steps,
-            serde_json::to_value(opts.mode)?.as_str().unwrap_or("?"),
-            opts.episodes,
-            opts.queries,
-            opts.seed
+            serde_json::to_value(self.plan.mode)
+                .ok()
+                .as_ref()
+                .and_then(|v| v.as_str())
+                .unwrap_or("?"),
+            self.plan.episodes,
+            EvalOptions::DEFAULT_QUERIES,
+            0
         );
-        let paper_known = self
-            .settings
-            .iter()
-            .any(|&s| paper::table3(method, s).is_some())
-            && self.cfg.data.dataset == "omniglot";
         let mut head = format!("  {:>6}  {:>17}", "", "this run");
-        if self.untrained.is_some() {
+        if self.plan.yardstick {
             head.push_str(&format!("  {:>17}", "untrained network"));
         }
-        if paper_known {
+        if self.paper_known() {
             head.push_str(&format!("  paper's {method} (Table 3, its full training)"));
         }
         println!("{head}");
-        let mut results = Vec::new();
-        for &s in self.settings {
-            let base = self.score(self.model, s, &format!("{s} episodes"))?;
-            let untrained = match self.untrained {
-                Some(m) => Some(self.score(m, s, &format!("{s} episodes, untrained network"))?),
-                None => None,
-            };
-            let paper = paper::table3(method, s).filter(|_| self.cfg.data.dataset == "omniglot");
-            let r = EvalRecord {
-                untrained: untrained.map(|u| u.summary()),
-                paper,
-                ..base
-            };
-            let cell =
-                |x: &eval::Summary| format!("{:6.2}% ± {:.2}%", 100.0 * x.mean, 100.0 * x.ci95);
-            let mut line = format!("  {:>6}: {:>17}", s.to_string(), cell(&r.summary()));
-            if let Some(b) = &r.untrained {
-                line.push_str(&format!("  {:>17}", cell(b)));
-            }
-            if paper_known {
-                line.push_str(&match paper {
-                    Some(p) => format!("  {p:6.2}%"),
-                    None => "       -".into(),
-                });
-            }
-            line.push_str(&format!("  ({:.1}s)", r.seconds));
-            println!("{line}");
-            results.push(r);
-        }
-        if self.cfg.outer.meta_steps < 10_000 && paper_known {
+    }
+
+    /// After the test: the short-budget note and `eval.json`.
+    fn write_report(&self, test: &dyn bmssl::data::Dataset, tested: &Tested) -> Result<()> {
+        // The options' inner loop is the checkpoint's (read back when no setting was scored).
+        let model = match &tested.model {
+            Some((model, _)) => std::borrow::Cow::Borrowed(model),
+            None => std::borrow::Cow::Owned(Model::from_checkpoint(&bmssl::checkpoint::load(
+                &tested.outcome.final_checkpoint,
+            )?)?),
+        };
+        if self.cfg.outer.meta_steps < 10_000 && self.paper_known() {
             println!(
                 "  (a {}-meta-step run is a short budget: the paper's figures come from full training; see docs/results for longer runs)",
                 self.cfg.outer.meta_steps
@@ -528,30 +514,82 @@ impl TestReport<'_> {
         let path = self.dir.join("eval.json");
         let extra = serde_json::json!({
             "meta_steps": self.cfg.outer.meta_steps,
-            "untrained": self.untrained.map(|_| serde_json::json!({ "init_seed": self.cfg.run.seed })),
+            "untrained": self.plan.yardstick.then(|| serde_json::json!({ "init_seed": self.cfg.run.seed })),
         });
         EvalReport {
             checkpoint_scored: serde_json::json!({
-                "file": self.checkpoint.display().to_string(),
+                "file": tested.outcome.final_checkpoint.display().to_string(),
                 "which": "final",
             }),
-            dataset: self.test.name().to_string(),
+            dataset: test.name().to_string(),
             split: "test".into(),
-            options: opts.clone(),
+            options: EvalOptions {
+                episodes: self.plan.episodes,
+                ..EvalOptions::new(self.plan.mode, &model)
+            },
             interval: eval::record::INTERVAL.to_string(),
             extra: extra.as_object().cloned().unwrap_or_default(),
-            results,
+            results: tested.records.clone(),
         }
         .write(&path)?;
         eprintln!("results: {}", path.display());
         Ok(())
     }
+}
 
-    /// One setting on the test split, the episodes ticking on a progress bar.
-    fn score(&self, model: &Model, s: Setting, label: &str) -> Result<EvalRecord> {
-        let ticker = Ticker::new(self.opts.episodes, label, self.style);
-        let r = EvalRecord::measure(model, self.test, "test", s, self.opts, &|| ticker.inc())?;
-        ticker.finish();
-        Ok(r)
+impl TrainTestObserver for Session<'_> {
+    fn trained(&mut self, outcome: &bmssl::Result<train::Outcome>) {
+        self.ticker.finish();
+        // Plots also after a failed run: they show what happened.
+        let plotted = plots::plot_run(self.dir);
+        if let Ok(outcome) = outcome {
+            self.summary(outcome, plotted);
+            if let Some(test) = self.test {
+                self.header(test);
+            }
+        }
+    }
+
+    fn scoring(&mut self, test: usize, untrained: bool) {
+        let s = self.plan.settings[test];
+        let label = if untrained {
+            format!("{s} episodes, untrained network")
+        } else {
+            format!("{s} episodes")
+        };
+        self.test_ticker = Some(Ticker::new(self.plan.episodes, &label, self.style));
+    }
+
+    fn episode(&self) {
+        if let Some(t) = &self.test_ticker {
+            t.inc();
+        }
+    }
+
+    fn scored(&mut self, _test: usize, _untrained: bool) {
+        if let Some(t) = self.test_ticker.take() {
+            t.finish();
+        }
+    }
+
+    fn tested(&mut self, _test: usize, _step: u64, r: &mut EvalRecord) -> bmssl::Result<()> {
+        let s = r.setting;
+        let paper = paper::table3(self.cfg.method.as_str(), s)
+            .filter(|_| self.cfg.data.dataset == "omniglot");
+        r.paper = paper;
+        let cell = |x: &eval::Summary| format!("{:6.2}% ± {:.2}%", 100.0 * x.mean, 100.0 * x.ci95);
+        let mut line = format!("  {:>6}: {:>17}", s.to_string(), cell(&r.summary()));
+        if let Some(b) = &r.untrained {
+            line.push_str(&format!("  {:>17}", cell(b)));
+        }
+        if self.paper_known() {
+            line.push_str(&match paper {
+                Some(p) => format!("  {p:6.2}%"),
+                None => "       -".into(),
+            });
+        }
+        line.push_str(&format!("  ({:.1}s)", r.seconds));
+        println!("{line}");
+        Ok(())
     }
 }

@@ -6,21 +6,23 @@
 //! `(seed, step)` ([`crate::rng`]), and the meta-gradient sums tasks in a fixed order, so a run
 //! resumed from a checkpoint produces the same bits as one that was never interrupted.
 //!
-//! Over 400 lines: the observer, resume and the method dispatch sit around the loop, and about
-//! 290 lines are tests; issue 16 plans to move the method dispatch to a `Method` trait under
-//! `methods/`.
+//! What a method computes (its tasks, its gradient, its state) is its file under
+//! [`crate::methods`]; this loop knows only the [`Method`] trait.
+//!
+//! Over 400 lines: the observer, the validator and resume sit around the loop, and about 290 lines
+//! are tests.
 
 use crate::checkpoint::{self, Checkpoint};
-use crate::config::{TrainConfig, TrainMethod};
+use crate::config::TrainConfig;
 use crate::data::Dataset;
 use crate::data::UnlabelledPool;
-use crate::meta::outer::{meta_gradient, TaskStats, TaskTensors};
-use crate::model::{ArchSpec, Learner};
+use crate::meta::outer::TaskStats;
+pub use crate::methods::learner_for;
+use crate::methods::Method;
+use crate::model::Learner;
 use crate::optim::Optimizer;
 pub use crate::run_dir::RunDir;
-use crate::ssl::step::SslState;
-use crate::tasks::build_meta_batch;
-use crate::{augment::Augmenter, rng, Error, Result};
+use crate::{rng, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -129,66 +131,6 @@ impl TrainingData {
     }
 }
 
-/// The tasks of meta-step `step` (1-based) for the configured method.
-fn tasks_for_step(
-    cfg: &TrainConfig,
-    data: &TrainingData,
-    aug: &Augmenter,
-    step: u64,
-) -> Result<Vec<TaskTensors<f32>>> {
-    let shape = cfg.task_shape();
-    match (cfg.method, data) {
-        // The self-supervised baselines' batch is the same construction with K = 1, M1 = M2 = 1:
-        // the support views are the first view of each image, the query views the second.
-        (
-            TrainMethod::Bmssl
-            | TrainMethod::Metassl
-            | TrainMethod::Simclr
-            | TrainMethod::Moco
-            | TrainMethod::Swav
-            | TrainMethod::Barlowtwins
-            | TrainMethod::Psco
-            | TrainMethod::Onelevel,
-            TrainingData::Unlabelled(pool),
-        ) => Ok(build_meta_batch(pool, &shape, aug, cfg.run.seed, step - 1)?
-            .tasks
-            .into_iter()
-            .map(|t| TaskTensors {
-                support_x: t.support.data,
-                support_y: t.support_labels,
-                query_x: t.query.data,
-                query_y: t.query_labels,
-            })
-            .collect()),
-        (TrainMethod::Umtra, TrainingData::Unlabelled(pool)) => {
-            crate::baselines::umtra::tasks(pool, &shape, aug, cfg.run.seed, step)
-        }
-        (TrainMethod::Maml | TrainMethod::Protonet, TrainingData::Labelled(split)) => {
-            crate::baselines::labelled_tasks(
-                split.as_ref(),
-                cfg.ways(),
-                cfg.task.support_views,
-                cfg.task.query_views,
-                cfg.task.tasks_per_batch,
-                cfg.run.seed,
-                step,
-            )
-        }
-        (m, _) => Err(Error::config(
-            "method",
-            format!(
-                "{} needs {} data",
-                m.as_str(),
-                if m.uses_labels() {
-                    "labelled"
-                } else {
-                    "unlabelled"
-                }
-            ),
-        )),
-    }
-}
-
 /// How a run ended.
 #[derive(Clone, Debug)]
 pub struct Outcome {
@@ -198,26 +140,6 @@ pub struct Outcome {
     pub best: Option<(u64, f64)>,
     /// Step the run started from (0 when fresh).
     pub resumed_from: u64,
-}
-
-/// The learner a configuration trains.
-pub fn learner_for(cfg: &TrainConfig) -> Result<Learner> {
-    Learner::new(ArchSpec {
-        backbone: cfg.outer.backbone,
-        in_channels: cfg.data.channels,
-        image_size: cfg.data.image_size,
-        hidden: 64,
-        proj_dim: 64,
-        ways: cfg.ways(),
-        prototypes: if cfg.method == TrainMethod::Swav
-            || cfg.inner.inner_loss == crate::objective::ContrastiveLoss::Swav
-        {
-            cfg.ssl.prototypes
-        } else {
-            0
-        },
-        predictor: cfg.method.uses_queue() && cfg.ssl.predictor,
-    })
 }
 
 /// The part of a configuration that determines the trained bits (budget and logging excluded):
@@ -280,28 +202,13 @@ fn train_with_faults(
         ));
     }
     let learner = learner_for(cfg)?;
-    let spec = cfg.meta_spec();
-    let ssl = cfg.ssl_spec();
-    let aug = Augmenter::from_level(cfg.task.augment, cfg.data.image_size, cfg.data.image_size);
-    // SwAV's multi-crop: the small crops' learner (same parameters) and augmenter.
-    let multicrop = match (cfg.multicrop.crops, data) {
-        (0, _) => None,
-        (_, TrainingData::Unlabelled(pool)) => {
-            let size = crate::ssl::multicrop::small_size(&cfg.multicrop, &learner.spec)?;
-            Some((
-                pool,
-                crate::ssl::multicrop::small_learner(&learner, size)?,
-                crate::ssl::multicrop::augmenter(&aug.config, &cfg.multicrop, size),
-            ))
-        }
-        (_, TrainingData::Labelled(_)) => None,
-    };
+    let mut method = crate::methods::for_config(cfg);
 
     // Fresh start or resume.
     let mut warn = |m: &str| observer.warning(m);
     let resumed = run.latest_good(&mut warn);
     run.remove_stale_temp_files();
-    let (mut theta, mut opt, start, wall_before, mut ssl_state) = match resumed {
+    let (mut theta, mut opt, start, wall_before) = match resumed {
         Some((c, path)) => {
             let saved = TrainConfig::from_toml(&c.config_toml, &path.display().to_string())?;
             if identity(&saved) != identity(cfg) {
@@ -320,115 +227,56 @@ fn train_with_faults(
                 .optimizer
                 .clone()
                 .ok_or_else(|| Error::corrupt(&path, "checkpoint has no optimiser state"))?;
-            let state = match &ssl {
-                Some(spec) => SslState::from_tensors(&c.state, spec, &learner),
-                None => Some(SslState::default()),
-            };
-            let state = state.ok_or_else(|| {
-                Error::corrupt(
+            if !method.restore_state(&c.state, &learner) {
+                return Err(Error::corrupt(
                     &path,
-                    "the momentum encoder or queue is missing or does not fit the configuration",
-                )
-            })?;
+                    "the method's state (MoCo's and PsCo's momentum encoder and queue) is missing or does not fit the configuration",
+                ));
+            }
             let wall = run.truncate_metrics(c.step)?;
-            (c.params, opt, c.step, wall, state)
+            (c.params, opt, c.step, wall)
         }
         None => {
             let theta = learner.init(&mut rng::derive(cfg.run.seed, &[rng::STREAM_INIT]));
             let opt = Optimizer::new(cfg.outer.optimizer, cfg.outer.outer_lr, theta.len())
                 .with_options(cfg.outer.sgd_momentum, cfg.outer.weight_decay);
             let _ = std::fs::remove_file(run.metrics_path());
-            let state = match &ssl {
-                Some(spec) => SslState::new(spec, cfg.run.seed, &learner, &theta),
-                None => SslState::default(),
-            };
-            (theta, opt, 0, 0.0, state)
+            method.init_state(&learner, &theta);
+            (theta, opt, 0, 0.0)
         }
     };
     crate::io::write_atomic(&run.config_path(), cfg.to_toml().as_bytes())?;
     let mut best: Option<(u64, f64)> = run.read_best(start);
 
-    let to_checkpoint = |theta: &[f32], opt: &Optimizer, step: u64, state: &SslState| Checkpoint {
-        arch: learner.spec.clone(),
-        params: theta.to_vec(),
-        adapt: spec.inner,
-        method: cfg.method.as_str().to_string(),
-        step,
-        seed: cfg.run.seed,
-        optimizer: Some(opt.clone()),
-        config_toml: cfg.to_toml(),
-        state: state.to_tensors(),
-    };
+    let to_checkpoint =
+        |theta: &[f32], opt: &Optimizer, step: u64, method: &dyn Method| Checkpoint {
+            arch: learner.spec.clone(),
+            params: theta.to_vec(),
+            adapt: cfg.inner_loop(),
+            method: cfg.method.as_str().to_string(),
+            step,
+            seed: cfg.run.seed,
+            optimizer: Some(opt.clone()),
+            config_toml: cfg.to_toml(),
+            state: method.state(),
+        };
     let mut last_checkpoint = run.step_checkpoints().first().map(|(_, p)| p.clone());
     let mut consecutive_bad = 0u32;
     let session_start = Instant::now();
     // Training from scratch means no meta-training: the random initialisation is the model.
-    let last_step = if cfg.method == TrainMethod::Scratch {
-        0
-    } else {
-        cfg.outer.meta_steps
-    };
+    let last_step = method.meta_steps(cfg.outer.meta_steps);
     if last_step == 0 && start == 0 {
         let path = run.step_checkpoint(0);
-        checkpoint::save(&path, &to_checkpoint(&theta, &opt, 0, &ssl_state))?;
+        checkpoint::save(&path, &to_checkpoint(&theta, &opt, 0, method.as_ref()))?;
         observer.checkpoint(&path);
         last_checkpoint = Some(path);
     }
-    // CACTUs (issue 21): its partitions, computed once and kept in the run directory.
-    let cactus = crate::cactus::prepare(run, cfg, data, observer)?;
+    // Work before the first meta-step (CACTUs' partitions, SwAV's small crops).
+    method.prepare(run, data, &learner, observer)?;
     for step in start + 1..=last_step {
         let t0 = Instant::now();
-        let tasks = match &cactus {
-            Some(c) => c.tasks(cfg, step),
-            None => tasks_for_step(cfg, data, &aug, step)?,
-        };
-        let (grad, stats) = match (cfg.method, &ssl) {
-            (TrainMethod::Protonet | TrainMethod::CactusProtonet, _) => {
-                crate::baselines::protonet::meta_batch_gradient(&learner, &theta, &tasks)
-            }
-            (_, Some(ssl)) => {
-                let r = match &multicrop {
-                    Some((pool, small_learner, small_aug)) => crate::ssl::multicrop::step(
-                        ssl,
-                        &learner,
-                        small_learner,
-                        &theta,
-                        &tasks[0].support_x,
-                        &tasks[0].query_x,
-                        &crate::ssl::multicrop::crops(
-                            pool,
-                            cfg.task.images_per_batch,
-                            small_aug,
-                            cfg.multicrop.crops,
-                            cfg.run.seed,
-                            step,
-                        ),
-                    ),
-                    None => crate::ssl::step::step(
-                        ssl,
-                        &learner,
-                        &theta,
-                        &mut ssl_state,
-                        &tasks[0].support_x,
-                        &tasks[0].query_x,
-                    ),
-                };
-                let stats = TaskStats {
-                    outer_loss: r.loss,
-                    inner_loss_before: f64::NAN,
-                    inner_loss_after: f64::NAN,
-                    kl: f64::NAN,
-                };
-                (r.grad, vec![stats])
-            }
-            (TrainMethod::Onelevel, _) => crate::baselines::onelevel::meta_batch_gradient(
-                &learner,
-                &theta,
-                &tasks,
-                spec.inner.inner_loss,
-            ),
-            _ => meta_gradient(&learner, &theta, &tasks, &spec),
-        };
+        let tasks = method.tasks(data, step)?;
+        let (grad, stats) = method.gradient(&learner, &theta, &tasks, step);
         let mut outer_loss = mean(&stats, |s| s.outer_loss);
         if faults.nonfinite_at.contains(&step) {
             outer_loss = f64::NAN;
@@ -473,11 +321,7 @@ fn train_with_faults(
             outer_loss,
             inner_loss_before: mean(&stats, |s| s.inner_loss_before),
             inner_loss_after: mean(&stats, |s| s.inner_loss_after),
-            kl: if cfg.method == TrainMethod::Bmssl {
-                mean(&stats, |s| s.kl)
-            } else {
-                f64::NAN
-            },
+            kl: mean(&stats, |s| s.kl),
             meta_steps_per_s: 1.0 / dt.max(1e-9),
             wall_s: wall_before + session_start.elapsed().as_secs_f64(),
             skipped: !finite,
@@ -505,7 +349,7 @@ fn train_with_faults(
                     best = Some((step, acc));
                     checkpoint::save(
                         &run.best_checkpoint(),
-                        &to_checkpoint(&theta, &opt, step, &ssl_state),
+                        &to_checkpoint(&theta, &opt, step, method.as_ref()),
                     )?;
                     run.write_best(step, acc)?;
                 }
@@ -513,7 +357,7 @@ fn train_with_faults(
         }
         if step % cfg.run.checkpoint_every == 0 || last {
             let path = run.step_checkpoint(step);
-            checkpoint::save(&path, &to_checkpoint(&theta, &opt, step, &ssl_state))?;
+            checkpoint::save(&path, &to_checkpoint(&theta, &opt, step, method.as_ref()))?;
             observer.checkpoint(&path);
             last_checkpoint = Some(path);
             for (_, old) in run
@@ -541,8 +385,11 @@ fn train_with_faults(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::augment::Augmenter;
+    use crate::config::TrainMethod;
     use crate::data::{ImageShape, InMemoryDataset};
-    use crate::meta::outer::meta_gradient;
+    use crate::meta::outer::{meta_gradient, TaskTensors};
+    use crate::tasks::build_meta_batch;
     use std::sync::Arc;
 
     /// 12 random 28x28 "drawings" (sparse strokes), one per class.

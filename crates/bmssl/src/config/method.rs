@@ -97,28 +97,10 @@ impl TrainMethod {
         !matches!(self, TrainMethod::Onelevel)
     }
 
-    /// How the method is evaluated on a few-shot episode: `adapt` (inner-loop fine-tuning from a
-    /// fresh classifier) for every method that meta-learns an initialisation to adapt, `proto`
-    /// (nearest prototype on frozen features) for a method with no classifier to adapt.
+    /// How the method is evaluated on a few-shot episode (`adapt` or `proto`): each method's file
+    /// under [`crate::methods`] says it ([`crate::methods::Method::eval_mode`]).
     pub fn eval_mode(self) -> crate::settings::Mode {
-        match self {
-            // The self-supervised baselines train no classifier either: PsCo evaluates them by
-            // prototypes, and so do we.
-            TrainMethod::Protonet
-            | TrainMethod::Simclr
-            | TrainMethod::Moco
-            | TrainMethod::Swav
-            | TrainMethod::Barlowtwins
-            | TrainMethod::Psco
-            | TrainMethod::CactusProtonet => crate::settings::Mode::Proto,
-            TrainMethod::Bmssl
-            | TrainMethod::Metassl
-            | TrainMethod::Maml
-            | TrainMethod::Umtra
-            | TrainMethod::Scratch
-            | TrainMethod::Onelevel
-            | TrainMethod::CactusMaml => crate::settings::Mode::Adapt,
-        }
+        crate::methods::for_config(&super::TrainConfig::for_method(self)).eval_mode()
     }
 
     /// Whether the method reads class labels (only the supervised baselines do).

@@ -16,8 +16,9 @@
 //! killed training run from its newest checkpoint ([`crate::train`]) and keeps finished
 //! evaluations. See `docs/reproduce.md`.
 //!
-//! Over 400 lines: the part runner (train, then evaluate, with caching and resume) that both
-//! `reproduce` and `sweep` use, and the records they write; its tests are in `reproduce/tests.rs`.
+//! Over 400 lines: the part runner that both `reproduce` and `sweep` use (training and testing are
+//! [`crate::pipeline::train_then_test`]; here are the part's evaluation cache and its result), and
+//! the records they write; its tests are in `reproduce/tests.rs`.
 
 pub mod estimate;
 pub mod paper;
@@ -27,11 +28,11 @@ pub mod sweep;
 
 pub use plan::{Budget, Part, Plan, PlanOptions, Row, TableSpec};
 
-use crate::checkpoint;
 use crate::config::TrainConfig;
-use crate::data::{Dataset, UnlabelledPool};
-use crate::eval::{self, EvalOptions, HeadInit, Mode, Model, Setting};
-use crate::train::{self, Observer, RunDir, StepRecord, TrainingData, ValidationRecord};
+use crate::data::Dataset;
+use crate::eval::{self, HeadInit, Mode, Setting};
+use crate::pipeline::{self, Job, Test, TrainTestObserver};
+use crate::train::{Observer, RunDir, StepRecord, ValidationRecord};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -373,6 +374,55 @@ fn run_plan_part(
     )
 }
 
+/// A part's tests as [`pipeline::train_then_test`] runs them: each evaluation cached in the part's
+/// directory (`spec.file`), reused when it is of the same checkpoint and episodes.
+struct PartTests<'a, 'p> {
+    dir: &'a Path,
+    specs: &'a [EvalSpec],
+    progress: &'a mut (dyn PartProgress + 'p),
+}
+
+impl Observer for PartTests<'_, '_> {
+    fn step(&mut self, r: &StepRecord) {
+        self.progress.step(r)
+    }
+    fn validation(&mut self, r: &ValidationRecord) {
+        self.progress.validation(r)
+    }
+    fn warning(&mut self, m: &str) {
+        self.progress.warning(m)
+    }
+    fn checkpoint(&mut self, p: &Path) {
+        self.progress.checkpoint(p)
+    }
+    fn progress(&mut self, m: &str) {
+        self.progress.progress(m)
+    }
+}
+
+impl TrainTestObserver for PartTests<'_, '_> {
+    fn cached(&mut self, test: usize, step: u64) -> Option<EvalRecord> {
+        let spec = &self.specs[test];
+        read_json::<EvalRecord>(&self.dir.join(&spec.file))
+            .ok()
+            .filter(|e| spec.matches(e, Some(step)))
+    }
+    fn scoring(&mut self, test: usize, _untrained: bool) {
+        self.progress.eval(&self.specs[test])
+    }
+    fn episode(&self) {
+        self.progress.episode()
+    }
+    fn tested(&mut self, test: usize, step: u64, record: &mut EvalRecord) -> Result<()> {
+        let spec = &self.specs[test];
+        // `reproduce`'s records stay as they always were: no split, head or step.
+        record.split = spec.extended.then(|| spec.split.clone());
+        record.head = spec.extended.then_some(spec.head);
+        record.checkpoint_step = spec.extended.then_some(step);
+        write_json(&self.dir.join(&spec.file), record)
+    }
+}
+
 /// Trains (or resumes) a part's run in `dir` (a run that already reached its meta-steps trains
 /// nothing), makes each evaluation of its final checkpoint that is not cached in `dir` yet (and
 /// caches it), and collects its numbers. The one mechanism behind `reproduce` and `sweep`.
@@ -384,58 +434,41 @@ pub(crate) fn run_part(
 ) -> Result<PartResult> {
     let cfg = job.config;
     let run_dir = RunDir::create(dir)?;
-    let data = if cfg.method.uses_labels() {
-        TrainingData::Labelled(splits.train.clone())
-    } else {
-        TrainingData::Unlabelled(UnlabelledPool::new(splits.train.clone()))
-    };
-    let val = splits.val.clone();
-    let mut validator = train::validator(cfg, val.as_ref(), job.curve_queries);
-    let outcome = train::train(
-        &run_dir,
-        cfg,
-        &data,
-        (cfg.run.validation_episodes >= 2).then_some(&mut validator as &mut train::Validator<'_>),
-        progress,
-    )?;
-    let checkpoint = checkpoint::load(&outcome.final_checkpoint)?;
-    let step = checkpoint.step;
-    let model = Model::from_checkpoint(&checkpoint)?;
-    let mut evals = Vec::new();
-    for spec in job.evals {
-        let cache = dir.join(&spec.file);
-        if let Ok(e) = read_json::<EvalRecord>(&cache) {
-            if spec.matches(&e, Some(step)) {
-                evals.push(e);
-                continue;
-            }
-        }
-        progress.eval(spec);
-        let opts = EvalOptions {
+    let tests: Vec<Test<'_>> = job
+        .evals
+        .iter()
+        .map(|spec| Test {
+            split: spec.split.clone(),
+            data: if spec.split == "val" {
+                splits.val.as_ref()
+            } else {
+                splits.test.as_ref()
+            },
+            setting: spec.setting,
+            mode: spec.mode,
+            head: spec.head,
             episodes: spec.episodes,
             queries: spec.queries,
             seed: spec.seed,
-            head: spec.head,
-            ..EvalOptions::new(spec.mode, &model)
-        };
-        let data = if spec.split == "val" {
-            splits.val.as_ref()
-        } else {
-            splits.test.as_ref()
-        };
-        let tick = &*progress;
-        let e = EvalRecord {
-            // `reproduce`'s records stay as they always were: no split, head or step.
-            split: spec.extended.then(|| spec.split.clone()),
-            head: spec.extended.then_some(spec.head),
-            checkpoint_step: spec.extended.then_some(step),
-            ..EvalRecord::measure(&model, data, &spec.split, spec.setting, &opts, &|| {
-                tick.episode()
-            })?
-        };
-        write_json(&cache, &e)?;
-        evals.push(e);
-    }
+            untrained: false,
+        })
+        .collect();
+    let evals = pipeline::train_then_test(
+        &Job {
+            run: &run_dir,
+            config: cfg,
+            train: splits.train.clone(),
+            val: splits.val.as_ref(),
+            validation_queries: job.curve_queries,
+            tests: &tests,
+        },
+        &mut PartTests {
+            dir,
+            specs: job.evals,
+            progress,
+        },
+    )?
+    .records;
     let (steps, validation) = read_metrics(&run_dir.metrics_path())?;
     let trained = steps.last().map_or(0, |s| s.step);
     let speeds: Vec<f64> = steps
