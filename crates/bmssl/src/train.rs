@@ -436,16 +436,7 @@ mod tests {
         let learner = learner_for(&cfg).unwrap();
         let aug = Augmenter::from_level(cfg.task.augment, 28, 28);
         let batch = build_meta_batch(&pool(), &cfg.task_shape(), &aug, 5, 0).unwrap();
-        let tasks: Vec<TaskTensors<f32>> = batch
-            .tasks
-            .into_iter()
-            .map(|t| TaskTensors {
-                support_x: t.support.data,
-                support_y: t.support_labels,
-                query_x: t.query.data,
-                query_y: t.query_labels,
-            })
-            .collect();
+        let tasks: Vec<TaskTensors<f32>> = batch.tasks.into_iter().map(TaskTensors::from).collect();
         let mut theta = learner.init(&mut rng::derive(0, &[rng::STREAM_INIT]));
         let mut opt = Optimizer::new(cfg.outer.optimizer, 1e-3, theta.len());
         let spec = cfg.meta_spec();

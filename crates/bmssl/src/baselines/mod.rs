@@ -43,12 +43,7 @@ pub fn labelled_tasks(
                 seed,
                 (step - 1) * tasks as u64 + k,
             )?;
-            Ok(TaskTensors {
-                support_x: e.support.data,
-                support_y: e.support_labels,
-                query_x: e.query.data,
-                query_y: e.query_labels,
-            })
+            Ok(TaskTensors::from(e))
         })
         .collect()
 }

@@ -38,6 +38,30 @@ pub struct TaskTensors<F> {
     pub query_y: Vec<usize>,
 }
 
+/// A pseudo-labelled task (section 4.1) as tensors: its views and labels, nothing else.
+impl From<crate::tasks::Task> for TaskTensors<f32> {
+    fn from(t: crate::tasks::Task) -> Self {
+        TaskTensors {
+            support_x: t.support.data,
+            support_y: t.support_labels,
+            query_x: t.query.data,
+            query_y: t.query_labels,
+        }
+    }
+}
+
+/// A labelled episode (MAML's and ProtoNet's tasks) as tensors.
+impl From<crate::episodes::Episode> for TaskTensors<f32> {
+    fn from(e: crate::episodes::Episode) -> Self {
+        TaskTensors {
+            support_x: e.support.data,
+            support_y: e.support_labels,
+            query_x: e.query.data,
+            query_y: e.query_labels,
+        }
+    }
+}
+
 /// What one task's meta-gradient reports besides the gradient.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct TaskStats {

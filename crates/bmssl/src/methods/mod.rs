@@ -196,12 +196,7 @@ impl PseudoLabelled {
             build_meta_batch(pool, &self.shape, &self.aug, self.seed, step - 1)?
                 .tasks
                 .into_iter()
-                .map(|t| TaskTensors {
-                    support_x: t.support.data,
-                    support_y: t.support_labels,
-                    query_x: t.query.data,
-                    query_y: t.query_labels,
-                })
+                .map(TaskTensors::from)
                 .collect(),
         )
     }
