@@ -58,13 +58,14 @@ pub fn backward<S: Scalar>(dy: &[S], arg: &[u32], input_len: usize) -> Vec<S> {
 /// in PyTorch) and the output `max(z, 0)`.
 #[inline(always)]
 fn window_winner<S: Scalar>(g: S, b: S, x: [S; 4]) -> (usize, S) {
+    // Written as selects rather than branches: which input of a window wins is data, and a
+    // mispredicted branch per window cost more than the arithmetic.
     let (mut best, mut best_z) = (0, g * x[0] + b);
     for (k, v) in [(1, x[1]), (2, x[2]), (3, x[3])] {
         let z = g * v + b;
-        if z.re() > best_z.re() {
-            best = k;
-            best_z = z;
-        }
+        let better = z.re() > best_z.re();
+        best = if better { k } else { best };
+        best_z = if better { z } else { best_z };
     }
     let y = if best_z.re() > 0.0 {
         best_z
@@ -86,20 +87,28 @@ pub fn affine_relu_max<S: Scalar>(
 ) -> (Vec<S>, Vec<u32>) {
     let (oh, ow) = s.out_hw();
     let planes_per_channel = s.planes / gamma.len();
-    let mut y = Vec::with_capacity(s.planes * oh * ow);
-    let mut arg = Vec::with_capacity(s.planes * oh * ow);
-    for p in 0..s.planes {
+    let mut y = vec![S::default(); s.planes * oh * ow];
+    let mut arg = vec![0u32; s.planes * oh * ow];
+    let w = s.w as u32;
+    let offsets = [0, 1, w, w + 1];
+    let rows = y
+        .chunks_exact_mut(ow.max(1))
+        .zip(arg.chunks_exact_mut(ow.max(1)));
+    for (r, (y_row, arg_row)) in rows.enumerate().take(s.planes * oh) {
+        let (p, oy) = (r / oh, r % oh);
         let (g, b) = (gamma[p / planes_per_channel], beta[p / planes_per_channel]);
-        let base = p * s.h * s.w;
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let i0 = base + 2 * oy * s.w + 2 * ox;
-                let at = [i0, i0 + 1, i0 + s.w, i0 + s.w + 1];
-                let x = [xhat[at[0]], xhat[at[1]], xhat[at[2]], xhat[at[3]]];
-                let (k, v) = window_winner(g, b, x);
-                y.push(v);
-                arg.push(at[k] as u32);
-            }
+        let top = p * s.h * s.w + 2 * oy * s.w;
+        let r0 = &xhat[top..top + 2 * ow];
+        let r1 = &xhat[top + s.w..top + s.w + 2 * ow];
+        for (ox, ((yo, ao), (a, c))) in y_row
+            .iter_mut()
+            .zip(arg_row.iter_mut())
+            .zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)))
+            .enumerate()
+        {
+            let (k, v) = window_winner(g, b, [a[0], a[1], c[0], c[1]]);
+            *yo = v;
+            *ao = (top + 2 * ox) as u32 + offsets[k];
         }
     }
     (y, arg)
@@ -195,6 +204,36 @@ mod tests {
             .iter()
             .zip(&want)
             .all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
+    #[test]
+    fn fused_winners_are_the_pooling_winners_of_the_activations_on_odd_sizes_and_ties() {
+        let s = PoolShape {
+            planes: 2 * 3,
+            h: 7,
+            w: 5,
+        };
+        let mut xhat: Vec<f32> = test_values(2 * 3 * 35, 31)
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        xhat[1] = xhat[0];
+        xhat[6] = xhat[5];
+        xhat[40..50].iter_mut().for_each(|v| *v = v.abs());
+        let (g, b) = (vec![1.3f32, 0.7], vec![0.1f32, -0.2]);
+        let z: Vec<f32> = xhat
+            .iter()
+            .enumerate()
+            .map(|(i, &h)| g[i / 105] * h + b[i / 105])
+            .collect();
+        let (want_y, want_arg) = forward(&z, &s);
+        let (y, arg) = affine_relu_max(&xhat, &g, &b, &s);
+        for i in 0..y.len() {
+            assert_eq!(y[i].to_bits(), want_y[i].max(0.0).to_bits(), "output {i}");
+            if want_y[i] > 0.0 {
+                assert_eq!(arg[i], want_arg[i], "winner of window {i}");
+            }
+        }
     }
 
     #[test]
