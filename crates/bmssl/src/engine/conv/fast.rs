@@ -322,12 +322,53 @@ fn map3<F: Real>(out: &mut [F], a: &[F], b: &[F], c: &[F], f: impl Fn(F, F, F) -
     }
 }
 
+/// Kernels transformed together by [`transform_weights`] and its adjoint: the arithmetic runs
+/// across `LANES` kernels at once (vectorised), and each of the 16 planes of `U` is written (or
+/// read) `LANES` contiguous values at a time instead of one scattered value per kernel.
+const LANES: usize = 8;
+
 /// `U [16][C_out][C_in] = G g G^T` of every 3x3 kernel `g` of `weight [C_out, C_in, 3, 3]`.
 #[inline(always)]
 fn transform_weights<F: Real>(weight: &[F], c_out: usize, c_in: usize) -> Vec<F> {
     let half = F::from_f64(0.5);
-    let mut u = vec![F::default(); 16 * c_out * c_in];
-    for (oi, g) in weight.chunks_exact(9).enumerate() {
+    let pairs = c_out * c_in;
+    let mut u = vec![F::default(); 16 * pairs];
+    // The same operations as the one-kernel loop below, in the same order, so the same bits.
+    let blocks = pairs / LANES;
+    for blk in 0..blocks {
+        let base = blk * LANES;
+        let mut g = [[F::default(); LANES]; 9];
+        for l in 0..LANES {
+            for (e, ge) in g.iter_mut().enumerate() {
+                ge[l] = weight[(base + l) * 9 + e];
+            }
+        }
+        let mut t = [[[F::default(); LANES]; 3]; 4];
+        for b in 0..3 {
+            for l in 0..LANES {
+                let (g0, g1, g2) = (g[b][l], g[3 + b][l], g[6 + b][l]);
+                t[0][b][l] = g0;
+                t[1][b][l] = (g0 + g1 + g2) * half;
+                t[2][b][l] = (g0 - g1 + g2) * half;
+                t[3][b][l] = g2;
+            }
+        }
+        for (i, r) in t.iter().enumerate() {
+            let mut row = [[F::default(); LANES]; 4];
+            for l in 0..LANES {
+                let (r0, r1, r2) = (r[0][l], r[1][l], r[2][l]);
+                row[0][l] = r0;
+                row[1][l] = (r0 + r1 + r2) * half;
+                row[2][l] = (r0 - r1 + r2) * half;
+                row[3][l] = r2;
+            }
+            for (j, vals) in row.iter().enumerate() {
+                let at = (i * 4 + j) * pairs + base;
+                u[at..at + LANES].copy_from_slice(vals);
+            }
+        }
+    }
+    for (oi, g) in weight.chunks_exact(9).enumerate().skip(blocks * LANES) {
         // rows of G g (4 x 3)
         let mut t = [[F::default(); 3]; 4];
         for b in 0..3 {
@@ -345,7 +386,7 @@ fn transform_weights<F: Real>(weight: &[F], c_out: usize, c_in: usize) -> Vec<F>
                 r[2],
             ];
             for (j, &v) in row.iter().enumerate() {
-                u[(i * 4 + j) * c_out * c_in + oi] = v;
+                u[(i * 4 + j) * pairs + oi] = v;
             }
         }
     }
@@ -358,7 +399,42 @@ fn transform_weights_adjoint<F: Real>(du: &[F], c_out: usize, c_in: usize) -> Ve
     let half = F::from_f64(0.5);
     let pairs = c_out * c_in;
     let mut dw = vec![F::default(); pairs * 9];
-    for (oi, g) in dw.chunks_exact_mut(9).enumerate() {
+    let blocks = pairs / LANES;
+    for blk in 0..blocks {
+        let base = blk * LANES;
+        // d[i][j][l] = dU[i][j] of kernel base + l, read LANES contiguous values at a time.
+        let mut d = [[[F::default(); LANES]; 4]; 4];
+        for (i, di) in d.iter_mut().enumerate() {
+            for (j, dij) in di.iter_mut().enumerate() {
+                let at = (i * 4 + j) * pairs + base;
+                dij.copy_from_slice(&du[at..at + LANES]);
+            }
+        }
+        let mut t = [[[F::default(); LANES]; 3]; 4];
+        for (i, r) in t.iter_mut().enumerate() {
+            for l in 0..LANES {
+                let (u0, u1, u2, u3) = (d[i][0][l], d[i][1][l], d[i][2][l], d[i][3][l]);
+                r[0][l] = u0 + (u1 + u2) * half;
+                r[1][l] = (u1 - u2) * half;
+                r[2][l] = (u1 + u2) * half + u3;
+            }
+        }
+        let mut g = [[F::default(); LANES]; 9];
+        for b in 0..3 {
+            for l in 0..LANES {
+                let (t0, t1, t2, t3) = (t[0][b][l], t[1][b][l], t[2][b][l], t[3][b][l]);
+                g[b][l] = t0 + (t1 + t2) * half;
+                g[3 + b][l] = (t1 - t2) * half;
+                g[6 + b][l] = (t1 + t2) * half + t3;
+            }
+        }
+        for l in 0..LANES {
+            for (e, ge) in g.iter().enumerate() {
+                dw[(base + l) * 9 + e] = ge[l];
+            }
+        }
+    }
+    for (oi, g) in dw.chunks_exact_mut(9).enumerate().skip(blocks * LANES) {
         let d = |i: usize, j: usize| du[(i * 4 + j) * pairs + oi];
         // t[i][b] = sum_j dU[i][j] G[j][b]
         let mut t = [[F::default(); 3]; 4];
@@ -886,6 +962,29 @@ mod tests {
             let (a, b) = (gf.input.unwrap(), gw.input.unwrap());
             assert!(max_relative_error(&a, &b, 1e-8) < 1e-13, "{s:?}");
             assert!(backward(&dy, &x, &wt, &s, false).unwrap().input.is_none());
+        }
+    }
+
+    #[test]
+    fn blocked_weight_transforms_give_the_one_kernel_loops_bits() {
+        // 5 x 7 = 35 kernels: four blocks of LANES and a tail of three.
+        let (c_out, c_in) = (5, 7);
+        let pairs = c_out * c_in;
+        let w = to_f32(&test_values(pairs * 9, 51));
+        let du = to_f32(&test_values(pairs * 16, 52));
+        let u = transform_weights(&w, c_out, c_in);
+        let dw = transform_weights_adjoint(&du, c_out, c_in);
+        for k in 0..pairs {
+            // One kernel alone takes the one-kernel loop.
+            let uk = transform_weights(&w[k * 9..(k + 1) * 9], 1, 1);
+            let duk: Vec<f32> = (0..16).map(|x| du[x * pairs + k]).collect();
+            let dwk = transform_weights_adjoint(&duk, 1, 1);
+            for x in 0..16 {
+                assert_eq!(u[x * pairs + k].to_bits(), uk[x].to_bits());
+            }
+            for e in 0..9 {
+                assert_eq!(dw[k * 9 + e].to_bits(), dwk[e].to_bits());
+            }
         }
     }
 
