@@ -1,27 +1,52 @@
 #!/usr/bin/env bash
 # Side-by-side speed of `bmssl bench` and the PyTorch reference (`bmssl_torch.py bench`) on this
-# machine, in one go: meta-steps/s for BMSSL second order, BMSSL first order and MetaSSL second order
-# at the reference's default configuration, the ratio, Conv4 forward and forward+backward on a batch
-# of 80, and the peak RSS of meta-steps with delta = 1 and delta = 20.
+# machine, in one go: meta-steps/s at three shapes (the reference's Omniglot default: 4 tasks of
+# 5 ways, 1 support + 3 query views, L = 5, delta = 5; the miniImageNet shape 3x84x84; 20-way
+# Omniglot), each for BMSSL second order, BMSSL first order and MetaSSL second order, with one
+# thread each and with every core each, and the ratio; then Conv4 forward and forward+backward on a
+# batch of 80, and the peak RSS of meta-steps with delta = 1 and delta = 20.
 #
 #   PYTHON=/path/to/python-with-torch scripts/bench-vs-pytorch.sh [STEPS]
 #
+# STEPS timed meta-steps per Omniglot measurement (a quarter of them, at least 1, at 84x84).
+# FEATURES=avx512 builds with gemm's AVX-512 kernels. SHAPES / THREADS (space-separated names /
+# counts) restrict the table, e.g. SHAPES=omniglot THREADS=1.
 # Needs `pip install torch numpy` for PYTHON (never needed by the product or its tests). Run it on an
-# otherwise idle machine: both implementations use every core.
+# otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
 STEPS=${1:-10}
 REF=${REF:-../shared/reference/bmssl_torch.py}
-cargo build --release -p bmssl-cli >&2
+ALL=$(nproc)
+SHAPES=${SHAPES:-omniglot miniimagenet omniglot-20way}
+THREADS=${THREADS:-1 $ALL}
+cargo build --release -p bmssl-cli ${FEATURES:+--features "$FEATURES"} >&2
 BIN=target/release/bmssl
 field() { "$PYTHON" -c "import json,sys; print(json.loads(sys.stdin.read())['$1'])"; }
-printf '%-28s %12s %12s %8s\n' configuration "pytorch/s" "bmssl-rs/s" ratio
-for cfg in "" "--first-order" "--method metassl"; do
-  torch=$("$PYTHON" "$REF" bench --steps "$STEPS" $cfg | field meta_steps_per_s)
-  ours=$($BIN bench --json --steps "$STEPS" $cfg | field meta_steps_per_s)
-  printf '%-28s %12.3f %12.3f %7.2fx\n' "bmssl-default ${cfg:-(second order)}" "$torch" "$ours" \
-    "$("$PYTHON" -c "print($ours/$torch)")"
+shape_flags() {
+  case "$1" in
+    omniglot) echo "" ;;
+    miniimagenet) echo "--channels 3 --size 84" ;;
+    omniglot-20way) echo "--n-images 40 --blocks 2" ;;
+    *) echo "unknown shape $1" >&2; exit 2 ;;
+  esac
+}
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $ALL cores;" \
+  "$(grep -o -m1 'avx512f' /proc/cpuinfo || echo 'no avx512')"
+printf '%-16s %-18s %7s %11s %11s %8s\n' shape configuration threads "pytorch/s" "bmssl/s" ratio
+for shape in $SHAPES; do
+  flags=$(shape_flags "$shape")
+  steps=$STEPS
+  [ "$shape" = miniimagenet ] && steps=$(( STEPS / 4 > 0 ? STEPS / 4 : 1 ))
+  for cfg in "" "--first-order" "--method metassl"; do
+    for t in $THREADS; do
+      torch=$("$PYTHON" "$REF" bench --steps "$steps" --threads "$t" $flags $cfg | field meta_steps_per_s)
+      ours=$($BIN bench --json --steps "$steps" --threads "$t" $flags $cfg | field meta_steps_per_s)
+      printf '%-16s %-18s %7s %11.3f %11.3f %7.2fx\n' "$shape" "${cfg:-second order}" "$t" \
+        "$torch" "$ours" "$("$PYTHON" -c "print($ours/$torch)")"
+    done
+  done
 done
 echo
 echo "Conv4 on a batch of 80 x 1x28x28, one thread (median of 20):"
