@@ -210,12 +210,15 @@ fn direct_backward<F: Real>(
     let (hp, wp) = (h + 2, w + 2);
     let xp = pad(x, s.c_in * n, h, w);
     // dW[o][ci][ky][kx] = sum over positions of dy * xp shifted by (ky, kx), in the padded
-    // planes' row pitch (dy copied there with zeros in the extra columns), accumulated
-    // elementwise in nine rows and summed at the end.
+    // planes' row pitch (dy copied there with zeros in the extra columns). The nine sums of a
+    // kernel run in one pass over the positions, LANES at a time, in nine accumulators that stay
+    // in registers across the batch (a pass per tap through a nine-row buffer in memory was a
+    // load and a store per multiply-add); the lanes are summed at the end.
     let len = h * wp - 2;
+    let body = len / LANES * LANES;
+    let offs: [usize; 9] = std::array::from_fn(|kk| (kk / 3) * wp + kk % 3);
     let mut dyp = vec![F::default(); n * h * wp];
     let mut dw = vec![F::default(); s.c_out * s.patch()];
-    let mut acc = vec![F::default(); 9 * len];
     for o in 0..s.c_out {
         for (src, dst) in dy[o * n * h * w..(o + 1) * n * h * w]
             .chunks_exact(w)
@@ -224,19 +227,30 @@ fn direct_backward<F: Real>(
             dst[..w].copy_from_slice(src);
         }
         for ci in 0..s.c_in {
-            acc.fill(F::default());
+            let mut acc = [[F::default(); LANES]; 9];
+            let mut rest = [F::default(); 9];
             for b in 0..n {
                 let p = &xp[(ci * n + b) * hp * wp..(ci * n + b + 1) * hp * wp];
                 let d = &dyp[b * h * wp..b * h * wp + len];
-                for (kk, a) in acc.chunks_exact_mut(len).enumerate() {
-                    let off = (kk / 3) * wp + kk % 3;
-                    for ((a, &d), &v) in a.iter_mut().zip(d).zip(&p[off..off + len]) {
-                        *a += d * v;
+                for i in (0..body).step_by(LANES) {
+                    let dv: &[F; LANES] = d[i..i + LANES].try_into().expect("LANES values");
+                    for (a, &off) in acc.iter_mut().zip(&offs) {
+                        let pv: &[F; LANES] = p[off + i..off + i + LANES]
+                            .try_into()
+                            .expect("LANES values");
+                        for l in 0..LANES {
+                            a[l] += dv[l] * pv[l];
+                        }
+                    }
+                }
+                for i in body..len {
+                    for (r, &off) in rest.iter_mut().zip(&offs) {
+                        *r += d[i] * p[off + i];
                     }
                 }
             }
-            for (kk, a) in acc.chunks_exact(len).enumerate() {
-                dw[(o * s.c_in + ci) * 9 + kk] = sum(a);
+            for (kk, (a, r)) in acc.iter().zip(rest).enumerate() {
+                dw[(o * s.c_in + ci) * 9 + kk] = sum(a) + r;
             }
         }
     }
@@ -322,9 +336,10 @@ fn map3<F: Real>(out: &mut [F], a: &[F], b: &[F], c: &[F], f: impl Fn(F, F, F) -
     }
 }
 
-/// Kernels transformed together by [`transform_weights`] and its adjoint: the arithmetic runs
-/// across `LANES` kernels at once (vectorised), and each of the 16 planes of `U` is written (or
-/// read) `LANES` contiguous values at a time instead of one scattered value per kernel.
+/// Values handled together by the loops written over fixed-size arrays (which the compiler turns
+/// into vector registers): kernels in [`transform_weights`] and its adjoint, whose 16 planes of
+/// `U` are then written (or read) `LANES` contiguous values at a time instead of one scattered
+/// value per kernel; positions in the direct kernel's weight gradient.
 const LANES: usize = 8;
 
 /// `U [16][C_out][C_in] = G g G^T` of every 3x3 kernel `g` of `weight [C_out, C_in, 3, 3]`.
