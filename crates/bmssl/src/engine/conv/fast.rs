@@ -342,12 +342,22 @@ fn map3<F: Real>(out: &mut [F], a: &[F], b: &[F], c: &[F], f: impl Fn(F, F, F) -
 /// value per kernel; positions in the direct kernel's weight gradient.
 const LANES: usize = 8;
 
-/// `U [16][C_out][C_in] = G g G^T` of every 3x3 kernel `g` of `weight [C_out, C_in, 3, 3]`.
-#[inline(always)]
+/// `U [16][C_out][C_in] = G g G^T` of every 3x3 kernel `g` of `weight [C_out, C_in, 3, 3]`
+/// (the kernels write into their reused buffers with [`transform_weights_into`]).
+#[cfg(test)]
 fn transform_weights<F: Real>(weight: &[F], c_out: usize, c_in: usize) -> Vec<F> {
+    let mut u = Vec::new();
+    transform_weights_into(weight, c_out, c_in, &mut u);
+    u
+}
+
+/// [`transform_weights`] into `u`, resized to `16 C_out C_in` (every element is written, so a
+/// reused buffer is neither zeroed nor faulted in again).
+#[inline(always)]
+fn transform_weights_into<F: Real>(weight: &[F], c_out: usize, c_in: usize, u: &mut Vec<F>) {
     let half = F::from_f64(0.5);
     let pairs = c_out * c_in;
-    let mut u = vec![F::default(); 16 * pairs];
+    u.resize(16 * pairs, F::default());
     // The same operations as the one-kernel loop below, in the same order, so the same bits.
     let blocks = pairs / LANES;
     for blk in 0..blocks {
@@ -405,7 +415,6 @@ fn transform_weights<F: Real>(weight: &[F], c_out: usize, c_in: usize) -> Vec<F>
             }
         }
     }
-    u
 }
 
 /// Adjoint of [`transform_weights`]: `dW [C_out, C_in, 3, 3] = G^T dU G`.
@@ -486,6 +495,9 @@ struct Scratch<F> {
 struct Buffers<F> {
     v: Vec<F>,
     m: Vec<F>,
+    /// The transformed weights `U`, and their gradient `dU`.
+    u: Vec<F>,
+    du: Vec<F>,
     sc: Scratch<F>,
 }
 
@@ -809,13 +821,13 @@ fn output_transform_adjoint<F: Real>(
 fn winograd_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Vec<F> {
     let tl = Tiling::new(s);
     let (co, ci) = (s.c_out, s.c_in);
-    let u = transform_weights(weight, co, ci);
     // Not zero-filled: the output transforms below write every element exactly once.
     let len = co * s.positions();
     let mut y: Vec<F> = Vec::with_capacity(len);
     let yu = &mut y.spare_capacity_mut()[..len];
     let mut buf = take_buffers::<F>();
-    let Buffers { v, m, sc } = &mut buf;
+    let Buffers { v, m, u, sc, .. } = &mut buf;
+    transform_weights_into(weight, co, ci, u);
     for r in image_chunks(s.n, 16 * ci * tl.per_image(), CHUNK_ELEMS) {
         let nt = r.len() * tl.per_image();
         input_transform(x, s, r.clone(), tl, v, sc);
@@ -853,15 +865,20 @@ fn winograd_backward<F: Real>(
 ) -> (Vec<F>, Option<Vec<F>>) {
     let tl = Tiling::new(s);
     let (co, ci) = (s.c_out, s.c_in);
-    let u = if need_input {
-        transform_weights(weight, co, ci)
-    } else {
-        Vec::new()
-    };
-    let mut du = vec![F::default(); 16 * co * ci];
     let mut dx = need_input.then(|| vec![F::default(); ci * s.positions()]);
     let mut buf = take_buffers::<F>();
-    let Buffers { v, m: dm, sc } = &mut buf;
+    let Buffers {
+        v,
+        m: dm,
+        u,
+        du,
+        sc,
+    } = &mut buf;
+    if need_input {
+        transform_weights_into(weight, co, ci, u);
+    }
+    // Not zeroed: the first chunk's products overwrite every element (`accumulate` is false).
+    du.resize(16 * co * ci, F::default());
     let per_image = 16 * ci.max(co) * tl.per_image();
     for (idx, r) in image_chunks(s.n, per_image, CHUNK_ELEMS)
         .into_iter()
@@ -903,8 +920,9 @@ fn winograd_backward<F: Real>(
             input_transform_adjoint(v, s, r, tl, dx, sc);
         }
     }
+    let dw = transform_weights_adjoint(du, co, ci);
     put_buffers(buf);
-    (transform_weights_adjoint(&du, co, ci), dx)
+    (dw, dx)
 }
 
 #[cfg(test)]
