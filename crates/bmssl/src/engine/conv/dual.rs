@@ -36,14 +36,13 @@ pub fn forward<F: Real>(
         c_out: 2 * s.c_out,
         ..*s
     };
-    let y = fast::forward(&xv, &concat(&wv, &wt), &concat(&bv, &bt), &stacked)?;
-    let (yv, yt) = y.split_at(s.c_out * s.positions());
-    let mut yt = yt.to_vec();
+    let mut y = fast::forward(&xv, &concat(&wv, &wt), &concat(&bv, &bt), &stacked)?;
+    let (yv, yt) = y.split_at_mut(s.c_out * s.positions());
     if !all_zero(&xt) {
         let zeros = vec![F::default(); s.c_out];
-        add(&mut yt, &fast::forward(&xt, &wv, &zeros, s)?);
+        add(yt, &fast::forward(&xt, &wv, &zeros, s)?);
     }
-    Some(join(yv, &yt))
+    Some(join(yv, yt))
 }
 
 /// Backward on duals through the fast kernels, or `None` where none applies (as
@@ -63,11 +62,10 @@ pub fn backward<F: Real>(
         ..*s
     };
     // [dW_v; dy_t (*) x_v] and [db_v; db_t]; the weights only give the call its shape.
-    let g = fast::backward(&concat(&dyv, &dyt), &xv, &concat(&wv, &wt), &stacked, false)?;
-    let (dwv, dwt) = g.weight.split_at(wv.len());
-    let mut dwt = dwt.to_vec();
+    let mut g = fast::backward(&concat(&dyv, &dyt), &xv, &concat(&wv, &wt), &stacked, false)?;
+    let (dwv, dwt) = g.weight.split_at_mut(wv.len());
     if !all_zero(&xt) {
-        add(&mut dwt, &fast::backward(&dyv, &xt, &wv, s, false)?.weight);
+        add(dwt, &fast::backward(&dyv, &xt, &wv, s, false)?.weight);
     }
     let (dbv, dbt) = g.bias.split_at(s.c_out);
     let input = if need_input {
@@ -83,21 +81,17 @@ pub fn backward<F: Real>(
         };
         let (fv, ft) = (flip_transpose(&wv, s), flip_transpose(&wt, s));
         let zeros = vec![F::default(); 2 * s.c_in];
-        let dx = fast::forward(&dyv, &concat(&fv, &ft), &zeros, &stacked_adjoint)?;
-        let (dxv, dxt) = dx.split_at(s.c_in * s.positions());
-        let mut dxt = dxt.to_vec();
+        let mut dx = fast::forward(&dyv, &concat(&fv, &ft), &zeros, &stacked_adjoint)?;
+        let (dxv, dxt) = dx.split_at_mut(s.c_in * s.positions());
         if !all_zero(&dyt) {
-            add(
-                &mut dxt,
-                &fast::forward(&dyt, &fv, &zeros[..s.c_in], &adjoint)?,
-            );
+            add(dxt, &fast::forward(&dyt, &fv, &zeros[..s.c_in], &adjoint)?);
         }
-        Some(join(dxv, &dxt))
+        Some(join(dxv, dxt))
     } else {
         None
     };
     Some(ConvGrads {
-        weight: join(dwv, &dwt),
+        weight: join(dwv, dwt),
         bias: join(dbv, dbt),
         input,
     })
