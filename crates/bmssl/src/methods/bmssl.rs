@@ -1,10 +1,12 @@
-//! BMSSL (paper eq. 3): section 4.1's pseudo-labelled tasks, the KL from the bootstrapped target
-//! to the adapted learner's predictions as the outer loss ([`crate::meta::outer`] with
-//! `Method::Bmssl`), no state; evaluated by adapting.
+//! BMSSL (paper eq. 3) and MetaSSL (eq. 2), one code path: section 4.1's pseudo-labelled tasks and
+//! the exact meta-gradient of [`crate::meta::outer`], whose outer loss the run's `MetaSpec::method`
+//! picks (BMSSL: the KL from the bootstrapped target to the adapted learner's predictions, reported
+//! as `kl`; MetaSSL: the adapted learner's loss on the query views, `kl` NaN). No state; evaluated
+//! by adapting.
 
-use super::{meta_objective, Method, PseudoLabelled};
+use super::{Method, PseudoLabelled};
 use crate::config::TrainConfig;
-use crate::meta::outer::{TaskStats, TaskTensors};
+use crate::meta::outer::{meta_gradient, TaskStats, TaskTensors};
 use crate::meta::MetaSpec;
 use crate::model::Learner;
 use crate::settings::Mode;
@@ -17,6 +19,7 @@ pub(super) struct Bmssl {
 }
 
 impl Bmssl {
+    /// BMSSL or MetaSSL, as `cfg.method` says (through `cfg.meta_spec()`).
     pub(super) fn new(cfg: &TrainConfig) -> Self {
         Bmssl {
             tasks: PseudoLabelled::new(cfg),
@@ -37,7 +40,7 @@ impl Method for Bmssl {
         tasks: &[TaskTensors<f32>],
         _step: u64,
     ) -> (Vec<f32>, Vec<TaskStats>) {
-        meta_objective(learner, theta, tasks, &self.spec, true)
+        meta_gradient(learner, theta, tasks, &self.spec)
     }
 
     fn eval_mode(&self) -> Mode {

@@ -3,9 +3,9 @@
 //! contrastive weight to 0), no state; evaluated by adapting. CACTUs-MAML is this gradient on
 //! CACTUs' tasks (`cactus.rs`).
 
-use super::{meta_objective, Episodes, Method};
+use super::{Episodes, Method};
 use crate::config::TrainConfig;
-use crate::meta::outer::{TaskStats, TaskTensors};
+use crate::meta::outer::{meta_gradient, TaskStats, TaskTensors};
 use crate::meta::MetaSpec;
 use crate::model::Learner;
 use crate::settings::Mode;
@@ -38,7 +38,7 @@ impl Method for Maml {
         tasks: &[TaskTensors<f32>],
         _step: u64,
     ) -> (Vec<f32>, Vec<TaskStats>) {
-        meta_objective(learner, theta, tasks, &self.spec, false)
+        meta_gradient(learner, theta, tasks, &self.spec)
     }
 
     fn eval_mode(&self) -> Mode {

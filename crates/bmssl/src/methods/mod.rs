@@ -6,8 +6,7 @@
 //!
 //! | method | file | tasks | gradient | state |
 //! |---|---|---|---|---|
-//! | `bmssl` | `bmssl.rs` | pseudo-labelled (4.1) | eq. (3), [`crate::meta::outer`] | none |
-//! | `metassl` | `metassl.rs` | pseudo-labelled (4.1) | eq. (2), [`crate::meta::outer`] | none |
+//! | `bmssl`, `metassl` | `bmssl.rs` (one code path: the meta-spec's method picks eq. 3 or 2) | pseudo-labelled (4.1) | eq. (3) / eq. (2), [`crate::meta::outer`] | none |
 //! | `maml` | `maml.rs` | labelled episodes | eq. (2) with CE | none |
 //! | `protonet` | `protonet.rs` | labelled episodes | [`crate::baselines::protonet`] | none |
 //! | `umtra` | `umtra.rs` | [`crate::baselines::umtra`] | eq. (2) with CE | none |
@@ -19,7 +18,6 @@
 mod bmssl;
 mod cactus;
 mod maml;
-mod metassl;
 mod onelevel;
 mod protonet;
 mod scratch;
@@ -99,7 +97,7 @@ pub trait Method {
 pub fn for_config(cfg: &TrainConfig) -> Box<dyn Method> {
     match cfg.method {
         TrainMethod::Bmssl => Box::new(bmssl::Bmssl::new(cfg)),
-        TrainMethod::Metassl => Box::new(metassl::Metassl::new(cfg)),
+        TrainMethod::Metassl => Box::new(bmssl::Bmssl::new(cfg)),
         TrainMethod::Maml => Box::new(maml::Maml::new(cfg)),
         TrainMethod::Protonet => Box::new(protonet::Protonet::new(cfg)),
         TrainMethod::Umtra => Box::new(umtra::Umtra::new(cfg)),
@@ -242,22 +240,4 @@ impl Episodes {
 /// The run's augmenter (section 4.1's views at the configured level).
 fn augmenter(cfg: &TrainConfig) -> Augmenter {
     Augmenter::from_level(cfg.task.augment, cfg.data.image_size, cfg.data.image_size)
-}
-
-/// Section 4.2's exact meta-gradient (eq. 2 or eq. 3 as `spec` says), averaged over the tasks;
-/// the KL to the target is reported only by BMSSL (`kl`), NaN otherwise.
-fn meta_objective(
-    learner: &Learner,
-    theta: &[f32],
-    tasks: &[TaskTensors<f32>],
-    spec: &crate::meta::MetaSpec,
-    kl: bool,
-) -> (Vec<f32>, Vec<TaskStats>) {
-    let (grad, mut stats) = crate::meta::outer::meta_gradient(learner, theta, tasks, spec);
-    if !kl {
-        for s in &mut stats {
-            s.kl = f64::NAN;
-        }
-    }
-    (grad, stats)
 }

@@ -2,10 +2,10 @@
 //! the image itself as support and an augmented copy as query ([`crate::baselines::umtra`]);
 //! MAML's meta-gradient (cross-entropy inner loss), no state; evaluated by adapting.
 
-use super::{augmenter, meta_objective, pool, Method};
+use super::{augmenter, pool, Method};
 use crate::augment::Augmenter;
 use crate::config::TrainConfig;
-use crate::meta::outer::{TaskStats, TaskTensors};
+use crate::meta::outer::{meta_gradient, TaskStats, TaskTensors};
 use crate::meta::MetaSpec;
 use crate::model::Learner;
 use crate::settings::Mode;
@@ -49,7 +49,7 @@ impl Method for Umtra {
         tasks: &[TaskTensors<f32>],
         _step: u64,
     ) -> (Vec<f32>, Vec<TaskStats>) {
-        meta_objective(learner, theta, tasks, &self.spec, false)
+        meta_gradient(learner, theta, tasks, &self.spec)
     }
 
     fn eval_mode(&self) -> Mode {
