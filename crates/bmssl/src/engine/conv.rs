@@ -20,6 +20,7 @@ use std::any::TypeId;
 
 pub mod dual;
 pub mod fast;
+pub mod products;
 
 /// Geometry of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

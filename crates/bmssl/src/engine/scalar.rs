@@ -50,7 +50,7 @@ impl<'a, S> MatRef<'a, S> {
             cs: self.rs,
         }
     }
-    fn check(&self, what: &str) {
+    pub(crate) fn check(&self, what: &str) {
         if self.rows > 0 && self.cols > 0 {
             let last = (self.rows - 1) * self.rs + (self.cols - 1) * self.cs;
             assert!(last < self.data.len(), "{what}: strided view out of bounds");
@@ -171,6 +171,9 @@ real_scalar! { f64; }
 
 /// A real number type that can be the value part of a [`Dual`].
 pub trait Real: Scalar + PartialOrd {
+    /// `self * b + c` rounded once (a fused multiply-add: the same bits on every CPU, fast where
+    /// the code is compiled with FMA).
+    fn fma(self, b: Self, c: Self) -> Self;
     /// `dst (+)= lhs . rhs` with `dst` element (i, j) at `dst[i * dst_rs + j * dst_cs]`.
     #[allow(clippy::too_many_arguments)]
     fn matmul_strided(
@@ -189,6 +192,10 @@ pub trait Real: Scalar + PartialOrd {
 macro_rules! real_strided {
     ($t:ty) => {
         impl Real for $t {
+            #[inline(always)]
+            fn fma(self, b: Self, c: Self) -> Self {
+                <$t>::mul_add(self, b, c)
+            }
             fn matmul_strided(
                 dst: &mut [Self],
                 m: usize,

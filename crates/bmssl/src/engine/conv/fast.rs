@@ -19,7 +19,7 @@
 //!
 //! Both are single-threaded and sum in a fixed order, so results are bit-reproducible.
 
-use super::{ConvGrads, ConvShape};
+use super::{products, ConvGrads, ConvShape};
 use crate::engine::reduce::sum;
 use crate::engine::scalar::{MatRef, Real};
 use std::ops::Range;
@@ -833,16 +833,12 @@ fn winograd_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -
         input_transform(x, s, r.clone(), tl, v, sc);
         m.resize(16 * co * nt, F::default()); // every element is written by the products
         for xi in 0..16 {
-            F::matmul_strided(
+            products::product(
                 &mut m[xi * co * nt..(xi + 1) * co * nt],
-                co,
                 nt,
-                nt,
-                1,
-                false,
                 MatRef::rows(&u[xi * co * ci..(xi + 1) * co * ci], co, ci),
                 MatRef::rows(&v[xi * ci * nt..(xi + 1) * ci * nt], ci, nt),
-                ci,
+                false,
             );
         }
         output_transform(m, bias, s, r, tl, yu, sc);
@@ -888,33 +884,23 @@ fn winograd_backward<F: Real>(
         input_transform(x, s, r.clone(), tl, v, sc);
         output_transform_adjoint(dy, s, r.clone(), tl, dm, sc);
         for xi in 0..16 {
-            let dm_xi = MatRef::rows(&dm[xi * co * nt..(xi + 1) * co * nt], co, nt);
-            F::matmul_strided(
+            products::product(
                 &mut du[xi * co * ci..(xi + 1) * co * ci],
-                co,
                 ci,
-                ci,
-                1,
-                idx > 0,
-                dm_xi,
+                MatRef::rows(&dm[xi * co * nt..(xi + 1) * co * nt], co, nt),
                 MatRef::rows(&v[xi * ci * nt..(xi + 1) * ci * nt], ci, nt).t(),
-                nt,
+                idx > 0,
             );
         }
         if let Some(dx) = dx.as_mut() {
             // dV reuses V's buffer.
             for xi in 0..16 {
-                let dm_xi = MatRef::rows(&dm[xi * co * nt..(xi + 1) * co * nt], co, nt);
-                F::matmul_strided(
+                products::product(
                     &mut v[xi * ci * nt..(xi + 1) * ci * nt],
-                    ci,
                     nt,
-                    nt,
-                    1,
-                    false,
                     MatRef::rows(&u[xi * co * ci..(xi + 1) * co * ci], co, ci).t(),
-                    dm_xi,
-                    co,
+                    MatRef::rows(&dm[xi * co * nt..(xi + 1) * co * nt], co, nt),
+                    false,
                 );
             }
             input_transform_adjoint(v, s, r, tl, dx, sc);
