@@ -9,6 +9,10 @@ use std::cell::Cell;
 /// A vector of `W` f32 lanes.
 trait Lanes: Copy {
     const W: usize;
+    /// Rows of `A` per block and vectors of columns per block: as many accumulators as the
+    /// registers hold beside the loaded `B` vectors and one broadcast value.
+    const ROWS: usize;
+    const VECS: usize;
     unsafe fn zero() -> Self;
     unsafe fn splat(x: f32) -> Self;
     unsafe fn load(p: *const f32) -> Self;
@@ -20,6 +24,9 @@ trait Lanes: Copy {
 
 impl Lanes for __m256 {
     const W: usize = 8;
+    // 16 registers: 6 x 2 accumulators + 2 + 1 (4 x 3 left one accumulator on the stack).
+    const ROWS: usize = 6;
+    const VECS: usize = 2;
     #[inline(always)]
     unsafe fn zero() -> Self {
         _mm256_setzero_ps()
@@ -48,6 +55,9 @@ impl Lanes for __m256 {
 
 impl Lanes for __m512 {
     const W: usize = 16;
+    // 32 registers: 8 x 3 accumulators + 3 + 1.
+    const ROWS: usize = 8;
+    const VECS: usize = 3;
     #[inline(always)]
     unsafe fn zero() -> Self {
         _mm512_setzero_ps()
@@ -74,12 +84,9 @@ impl Lanes for __m512 {
     }
 }
 
-/// Rows of `A` per block, and vectors of columns per block at most: 4 x 3 = 12 accumulator
-/// registers, 3 loads of `B` and 4 broadcasts of `A` per 12 multiply-adds.
-const R: usize = 4;
-const V: usize = 3;
-/// Columns of the widest block (three 16-lane vectors).
-const MAX_COLS: usize = V * 16;
+/// Columns of the widest block, and rows of the tallest.
+const MAX_COLS: usize = 48;
+const MAX_ROWS: usize = 8;
 
 thread_local! {
     /// The packed panel of `B`, kept per thread (the products run thousands of times on
@@ -121,13 +128,12 @@ unsafe fn product<L: Lanes>(
     accumulate: bool,
 ) {
     let (m, n, kd) = (a.rows, b.cols, a.cols);
-    let cols = V * L::W;
-    let full = m / R * R;
+    let cols = L::VECS * L::W;
     // Out of the thread-local and back: no closures here, which would not inherit this
     // function's instruction set.
     let mut bp = PACK.take();
     bp.resize(kd * cols, 0.0);
-    let mut out = [0.0f32; R * MAX_COLS];
+    let mut out = [0.0f32; MAX_ROWS * MAX_COLS];
     let ad = a.data.as_ptr();
     for j0 in (0..n).step_by(cols) {
         let w = cols.min(n - j0);
@@ -140,7 +146,14 @@ unsafe fn product<L: Lanes>(
         let direct = w == vecs * L::W;
         let mut i0 = 0;
         while i0 < m {
-            let q = if i0 < full { R } else { 1 };
+            // Blocks of ROWS, then of 4, then single rows.
+            let q = if m - i0 >= L::ROWS {
+                L::ROWS
+            } else if m - i0 >= 4 {
+                4
+            } else {
+                1
+            };
             let ai = ad.add(i0 * a.rs);
             let (dst, ldo, acc) = if direct {
                 (c.as_mut_ptr().add(i0 * ldc + j0), ldc, accumulate)
@@ -148,13 +161,24 @@ unsafe fn product<L: Lanes>(
                 (out.as_mut_ptr(), cols, false)
             };
             let (bpp, st) = (bp.as_ptr(), (a.rs, a.cs));
+            macro_rules! run {
+                ($q:expr, $v:expr) => {
+                    block::<L, $q, $v>(kd, ai, st, bpp, cols, dst, ldo, acc)
+                };
+            }
             match (q, vecs) {
-                (R, 3) => block::<L, R, 3>(kd, ai, st, bpp, cols, dst, ldo, acc),
-                (R, 2) => block::<L, R, 2>(kd, ai, st, bpp, cols, dst, ldo, acc),
-                (R, _) => block::<L, R, 1>(kd, ai, st, bpp, cols, dst, ldo, acc),
-                (_, 3) => block::<L, 1, 3>(kd, ai, st, bpp, cols, dst, ldo, acc),
-                (_, 2) => block::<L, 1, 2>(kd, ai, st, bpp, cols, dst, ldo, acc),
-                (_, _) => block::<L, 1, 1>(kd, ai, st, bpp, cols, dst, ldo, acc),
+                (8, 3) => run!(8, 3),
+                (8, 2) => run!(8, 2),
+                (8, _) => run!(8, 1),
+                (6, 3) => run!(6, 3),
+                (6, 2) => run!(6, 2),
+                (6, _) => run!(6, 1),
+                (4, 3) => run!(4, 3),
+                (4, 2) => run!(4, 2),
+                (4, _) => run!(4, 1),
+                (_, 3) => run!(1, 3),
+                (_, 2) => run!(1, 2),
+                (_, _) => run!(1, 1),
             }
             if !direct {
                 for r in 0..q {
