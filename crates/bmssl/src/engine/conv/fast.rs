@@ -520,6 +520,11 @@ fn put_buffers<F: Real>(b: Buffers<F>) {
     POOL.with(|p| p.borrow_mut().push(Box::new(b)));
 }
 
+/// Tile columns handled together in the input transform's first pass (eight tiles of one tile
+/// row: one AVX2 register of `f32`). It computes each value with the same operations as one tile
+/// at a time did (a tile per iteration, each interior row twice), so the same bits.
+const TILE_LANES: usize = 8;
+
 /// `V [16][C_in][nt] = B^T d B` of the input tiles of `images` (tiles in image, row, column order).
 #[inline(always)]
 fn input_transform<F: Real>(
@@ -531,48 +536,42 @@ fn input_transform<F: Real>(
     sc: &mut Scratch<F>,
 ) {
     let nt = images.len() * tl.per_image();
-    let (c, hw, wp) = (s.c_in, s.h * s.w, 2 * tl.tw + 2);
-    v.resize(16 * c * nt, F::default()); // every element is written below
-                                         // The padded plane (2 th + 2 rows of wp): only the image part is ever overwritten.
+    let c = s.c_in;
+    let hw = s.h * s.w;
+    // Tile columns rounded up to whole groups of TILE_LANES; the padded plane is wide enough for
+    // them (zeros past the image), and each of the 16 rows of `d` has TILE_LANES values of slack,
+    // so a group may write past its tile row's end: those values belong to the next tile row (or
+    // the slack) and are overwritten before they are read.
+    // (Narrow planes, under TILE_LANES tiles a row, take half as many at a time.)
+    let lanes = if tl.tw >= TILE_LANES {
+        TILE_LANES
+    } else {
+        TILE_LANES / 2
+    };
+    let wp = 2 * tl.tw.div_ceil(lanes) * lanes + 2;
+    let pitch = nt + TILE_LANES;
+    // Every element of `v` is written below.
+    v.resize(16 * c * nt, F::default());
+    // The padded plane (2 th + 2 rows of wp): only the image part is ever overwritten.
     sc.row.clear();
     sc.row.resize((2 * tl.th + 2) * wp, F::default());
-    sc.a.resize(16 * nt, F::default());
+    sc.a.resize(16 * pitch, F::default());
     let d = &mut sc.a;
     for ci in 0..c {
-        // Columns, tile by tile from the padded plane:
-        // d[k][j][tile] = sum_l B^T[j][l] x_pad(2ty+k, 2tx+l).
+        // Columns (see `columns`), then rows.
         for (bi, b) in images.clone().enumerate() {
             let img = &x[(ci * s.n + b) * hw..(ci * s.n + b + 1) * hw];
             for (src, dst) in img.chunks_exact(s.w).zip(sc.row[wp..].chunks_exact_mut(wp)) {
                 dst[1..=s.w].copy_from_slice(src);
             }
-            for ty in 0..tl.th {
-                let t0 = (bi * tl.th + ty) * tl.tw;
-                for k in 0..4 {
-                    let block = &mut d[k * 4 * nt..(k + 1) * 4 * nt];
-                    let (d0, rest) = block.split_at_mut(nt);
-                    let (d1, rest) = rest.split_at_mut(nt);
-                    let (d2, d3) = rest.split_at_mut(nt);
-                    let span = t0..t0 + tl.tw;
-                    let row = &sc.row[(2 * ty + k) * wp..(2 * ty + k + 1) * wp];
-                    for ((((r, o0), o1), o2), o3) in row
-                        .windows(4)
-                        .step_by(2)
-                        .zip(&mut d0[span.clone()])
-                        .zip(&mut d1[span.clone()])
-                        .zip(&mut d2[span.clone()])
-                        .zip(&mut d3[span])
-                    {
-                        *o0 = r[0] - r[2];
-                        *o1 = r[1] + r[2];
-                        *o2 = r[2] - r[1];
-                        *o3 = r[1] - r[3];
-                    }
-                }
+            if lanes == TILE_LANES {
+                columns::<F, TILE_LANES>(&sc.row, wp, tl, bi, d, pitch);
+            } else {
+                columns::<F, { TILE_LANES / 2 }>(&sc.row, wp, tl, bi, d, pitch);
             }
         }
         // Rows, vectorised over the tiles: v[i][j] = sum_k B^T[i][k] d[k][j].
-        let dr = |k: usize, j: usize| &d[(k * 4 + j) * nt..(k * 4 + j + 1) * nt];
+        let dr = |k: usize, j: usize| &d[(k * 4 + j) * pitch..(k * 4 + j) * pitch + nt];
         let vr = |xi: usize| (xi * c + ci) * nt..(xi * c + ci + 1) * nt;
         for j in 0..4 {
             let (d0, d1, d2, d3) = (dr(0, j), dr(1, j), dr(2, j), dr(3, j));
@@ -580,6 +579,54 @@ fn input_transform<F: Real>(
             map2(&mut v[vr(4 + j)], d1, d2, |a, b| a + b);
             map2(&mut v[vr(8 + j)], d2, d1, |a, b| a - b);
             map2(&mut v[vr(12 + j)], d1, d3, |a, b| a - b);
+        }
+    }
+}
+
+/// The input transform's first pass over one padded image plane (`row`, `wp` wide): `d[k][j][tile]
+/// = sum_l B^T[j][l] x_pad(2ty+k, 2tx+l)` of image `bi`'s tiles, each padded row once, `LN` tiles
+/// at a time from its even and odd columns, stored for the (up to two) tile rows that read it.
+#[inline(always)]
+fn columns<F: Real, const LN: usize>(
+    row: &[F],
+    wp: usize,
+    tl: Tiling,
+    bi: usize,
+    d: &mut [F],
+    pitch: usize,
+) {
+    for y in 0..2 * tl.th + 2 {
+        let row = &row[y * wp..(y + 1) * wp];
+        for g in 0..tl.tw.div_ceil(LN) {
+            let base = 2 * g * LN;
+            // r = x_pad(y, 2tx..2tx+4) = (e[l], o[l], e[l+1], o[l+1]) for tx = g LN + l.
+            let e: [F; LN] = std::array::from_fn(|l| row[base + 2 * l]);
+            let o: [F; LN] = std::array::from_fn(|l| row[base + 2 * l + 1]);
+            let (e_last, o_last) = (row[base + 2 * LN], row[base + 2 * LN + 1]);
+            let e1: [F; LN] = std::array::from_fn(|l| if l + 1 < LN { e[l + 1] } else { e_last });
+            let o1: [F; LN] = std::array::from_fn(|l| if l + 1 < LN { o[l + 1] } else { o_last });
+            let mut out = [[F::default(); LN]; 4];
+            for l in 0..LN {
+                out[0][l] = e[l] - e1[l];
+                out[1][l] = o[l] + e1[l];
+                out[2][l] = e1[l] - o[l];
+                out[3][l] = o[l] - o1[l];
+            }
+            // Row y is row k = y - 2 ty of tile rows ty = y / 2 (k = y % 2) and
+            // ty = y / 2 - 1 (k = y % 2 + 2).
+            for (ty, k) in [(y / 2, y % 2), (y / 2, y % 2 + 2)] {
+                let Some(ty) = ty.checked_sub(k / 2) else {
+                    continue;
+                };
+                if ty >= tl.th {
+                    continue;
+                }
+                let t0 = (bi * tl.th + ty) * tl.tw + g * LN;
+                for (j, vals) in out.iter().enumerate() {
+                    let at = (k * 4 + j) * pitch + t0;
+                    d[at..at + LN].copy_from_slice(vals);
+                }
+            }
         }
     }
 }
