@@ -24,6 +24,8 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
+mod grouped;
+
 /// Which convolutional backbone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -400,6 +402,32 @@ impl Learner {
                 w: h,
                 k: 3,
             };
+            let (gamma, beta) = (&params[bp.bn_w.clone()], &params[bp.bn_b.clone()]);
+            if conv::computes_channels_independently::<S>(&shape) {
+                // The first block: the same passes a few channels at a time, in cache.
+                let weights = grouped::BlockWeights {
+                    conv_w: &params[bp.conv_w.clone()],
+                    conv_b: &params[bp.conv_b.clone()],
+                    gamma,
+                    beta,
+                };
+                let group = grouped::group_channels::<S>(&shape);
+                let out = grouped::forward(&act, weights, &shape, keep_tape, group);
+                let input = std::mem::replace(&mut act, out.pooled);
+                if keep_tape {
+                    tapes.push(BlockTape {
+                        conv: shape,
+                        input,
+                        xhat: out.xhat,
+                        inv_std: out.inv_std,
+                        pooled: act.clone(),
+                        pool_arg: out.pool_arg,
+                    });
+                }
+                c_in = self.spec.hidden;
+                h /= 2;
+                continue;
+            }
             // conv -> batch-norm (normalised in place) -> fused affine + ReLU + 2x2 max-pool.
             let mut xhat = conv::forward(
                 &act,
@@ -413,7 +441,6 @@ impl Learner {
                 h,
                 w: h,
             };
-            let (gamma, beta) = (&params[bp.bn_w.clone()], &params[bp.bn_b.clone()]);
             if !keep_tape {
                 act = pool::affine_relu_max_values(&xhat, gamma, beta, &pool_shape);
                 c_in = self.spec.hidden;
@@ -707,12 +734,42 @@ impl Learner {
             }
         }
         for (i, (bp, t)) in self.blocks.iter().zip(&tape.blocks).enumerate().rev() {
+            let need_input = i > 0;
+            if !need_input && conv::computes_channels_independently::<S>(&t.conv) {
+                // The first block, by channel groups as its forward pass ran.
+                let weights = grouped::BlockWeights {
+                    conv_w: &params[bp.conv_w.clone()],
+                    conv_b: &params[bp.conv_b.clone()],
+                    gamma: &params[bp.bn_w.clone()],
+                    beta: &params[bp.bn_b.clone()],
+                };
+                let block_tape = grouped::BlockTapeRef {
+                    input: &t.input,
+                    xhat: &t.xhat,
+                    inv_std: &t.inv_std,
+                    pooled: &t.pooled,
+                    pool_arg: &t.pool_arg,
+                };
+                let group = grouped::group_channels::<S>(&t.conv);
+                let g = grouped::backward(&dact, block_tape, weights, &t.conv, group);
+                grad[bp.bn_w.clone()].copy_from_slice(&g.gamma);
+                grad[bp.bn_b.clone()].copy_from_slice(&g.beta);
+                grad[bp.conv_w.clone()].copy_from_slice(&g.conv_w);
+                grad[bp.conv_b.clone()].copy_from_slice(&g.conv_b);
+                continue;
+            }
             let mut d = pool::relu_max_backward(&dact, &t.pooled, &t.pool_arg, t.xhat.len());
             let (dg, db) =
                 batchnorm::backward_in_place(&mut d, &t.xhat, &t.inv_std, &params[bp.bn_w.clone()]);
             grad[bp.bn_w.clone()].copy_from_slice(&dg);
             grad[bp.bn_b.clone()].copy_from_slice(&db);
-            let g = conv::backward(&d, &t.input, &params[bp.conv_w.clone()], &t.conv, i > 0);
+            let g = conv::backward(
+                &d,
+                &t.input,
+                &params[bp.conv_w.clone()],
+                &t.conv,
+                need_input,
+            );
             grad[bp.conv_w.clone()].copy_from_slice(&g.weight);
             grad[bp.conv_b.clone()].copy_from_slice(&g.bias);
             if let Some(dx) = g.input {

@@ -166,6 +166,34 @@ pub fn forward<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> V
     forward_chunked(x, weight, bias, s, CHUNK_ELEMS)
 }
 
+/// Input channels up to which [`fast`] takes its direct kernel (its private `DIRECT_MAX_C_IN`;
+/// the two must stay equal, see [`computes_channels_independently`]).
+const DIRECT_MAX_C_IN: usize = 4;
+
+/// Whether [`forward`] and [`backward`] (its weight and bias gradients) run the direct kernel of
+/// [`fast`] on this shape for the number type `S`: `f32`, `Dual<f32>` and `Dual<f64>` (through
+/// [`dual`]), a nonempty 3x3 convolution with at most [`DIRECT_MAX_C_IN`] input channels.
+///
+/// That kernel computes each output channel from its own weights and bias alone, in an order that
+/// does not depend on the other output channels, so a call on a contiguous range of output
+/// channels (their rows of the weights and bias) gives exactly the bits of those channels in the
+/// call on all of them: the learner relies on it to run such a block a few channels at a time,
+/// in cache. False for `f64`, which keeps im2col + GEMM (the reference path), and for the Winograd
+/// shapes. The input gradient sums over output channels, so it is not covered.
+pub fn computes_channels_independently<S: Scalar>(s: &ConvShape) -> bool {
+    let direct_type = [
+        TypeId::of::<f32>(),
+        TypeId::of::<Dual<f32>>(),
+        TypeId::of::<Dual<f64>>(),
+    ]
+    .contains(&TypeId::of::<S>());
+    direct_type
+        && s.k == 3
+        && s.positions() > 0
+        && (1..=DIRECT_MAX_C_IN).contains(&s.c_in)
+        && s.c_out > 0
+}
+
 /// `v` as a slice of `T` when `S` is `T` (the dispatch on the number type: the kernels choose
 /// their path here, the number types know nothing of convolutions).
 fn cast<S: 'static, T: 'static>(v: &[S]) -> Option<&[T]> {

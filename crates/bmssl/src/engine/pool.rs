@@ -86,9 +86,27 @@ pub fn affine_relu_max<S: Scalar>(
     s: &PoolShape,
 ) -> (Vec<S>, Vec<u32>) {
     let (oh, ow) = s.out_hw();
-    let planes_per_channel = s.planes / gamma.len();
     let mut y = vec![S::default(); s.planes * oh * ow];
     let mut arg = vec![0u32; s.planes * oh * ow];
+    affine_relu_max_into(xhat, gamma, beta, s, 0, &mut y, &mut arg);
+    (y, arg)
+}
+
+/// [`affine_relu_max`] of a part of a larger tensor (the learner pools a block a few channels at a
+/// time): `xhat` starts at index `first` of that tensor, and the winners are written as indices
+/// into it. Writes `y` and `arg`, `planes * (H/2) * (W/2)` each.
+pub fn affine_relu_max_into<S: Scalar>(
+    xhat: &[S],
+    gamma: &[S],
+    beta: &[S],
+    s: &PoolShape,
+    first: usize,
+    y: &mut [S],
+    arg: &mut [u32],
+) {
+    let (oh, ow) = s.out_hw();
+    assert!(y.len() == s.planes * oh * ow && arg.len() == y.len());
+    let planes_per_channel = s.planes / gamma.len();
     let w = s.w as u32;
     let offsets = [0, 1, w, w + 1];
     let rows = y
@@ -100,6 +118,7 @@ pub fn affine_relu_max<S: Scalar>(
         let top = p * s.h * s.w + 2 * oy * s.w;
         let r0 = &xhat[top..top + 2 * ow];
         let r1 = &xhat[top + s.w..top + s.w + 2 * ow];
+        let base = (first + top) as u32;
         for (ox, ((yo, ao), (a, c))) in y_row
             .iter_mut()
             .zip(arg_row.iter_mut())
@@ -108,10 +127,9 @@ pub fn affine_relu_max<S: Scalar>(
         {
             let (k, v) = window_winner(g, b, [a[0], a[1], c[0], c[1]]);
             *yo = v;
-            *ao = (top + 2 * ox) as u32 + offsets[k];
+            *ao = base + (2 * ox) as u32 + offsets[k];
         }
     }
-    (y, arg)
 }
 
 /// The outputs of [`affine_relu_max`] alone, bit for bit (inference: nothing flows back, so the
@@ -123,8 +141,22 @@ pub fn affine_relu_max_values<S: Scalar>(
     s: &PoolShape,
 ) -> Vec<S> {
     let (oh, ow) = s.out_hw();
-    let planes_per_channel = s.planes / gamma.len();
     let mut y = Vec::with_capacity(s.planes * oh * ow);
+    affine_relu_max_values_into(xhat, gamma, beta, s, &mut y);
+    y
+}
+
+/// [`affine_relu_max_values`] appended to `y` (the learner pools a block a few channels at a
+/// time, into one output).
+pub fn affine_relu_max_values_into<S: Scalar>(
+    xhat: &[S],
+    gamma: &[S],
+    beta: &[S],
+    s: &PoolShape,
+    y: &mut Vec<S>,
+) {
+    let (oh, ow) = s.out_hw();
+    let planes_per_channel = s.planes / gamma.len();
     for (p, plane) in xhat.chunks_exact(s.h * s.w).enumerate() {
         let (g, b) = (gamma[p / planes_per_channel], beta[p / planes_per_channel]);
         for oy in 0..oh {
@@ -137,19 +169,30 @@ pub fn affine_relu_max_values<S: Scalar>(
             );
         }
     }
-    y
 }
 
 /// Backward of the ReLU + pooling part of [`affine_relu_max`]: `dy` goes to each window's winner
 /// where the output was positive. Returns the gradient with respect to the pre-activation `z`.
 pub fn relu_max_backward<S: Scalar>(dy: &[S], y: &[S], arg: &[u32], input_len: usize) -> Vec<S> {
     let mut dz = vec![S::default(); input_len];
+    relu_max_backward_into(dy, y, arg, 0, &mut dz);
+    dz
+}
+
+/// [`relu_max_backward`] of a part of a larger tensor: `arg` indexes that tensor, whose part from
+/// index `first` on is `dz`, zero on entry (the learner's backward pass a few channels at a time).
+pub fn relu_max_backward_into<S: Scalar>(
+    dy: &[S],
+    y: &[S],
+    arg: &[u32],
+    first: usize,
+    dz: &mut [S],
+) {
     for ((&d, &v), &i) in dy.iter().zip(y).zip(arg) {
         if v.re() > 0.0 {
-            dz[i as usize] += d;
+            dz[i as usize - first] += d;
         }
     }
-    dz
 }
 
 #[cfg(test)]
