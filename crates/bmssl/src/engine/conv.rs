@@ -166,13 +166,9 @@ pub fn forward<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> V
     forward_chunked(x, weight, bias, s, CHUNK_ELEMS)
 }
 
-/// Input channels up to which [`fast`] takes its direct kernel (its private `DIRECT_MAX_C_IN`;
-/// the two must stay equal, see [`computes_channels_independently`]).
-const DIRECT_MAX_C_IN: usize = 4;
-
 /// Whether [`forward`] and [`backward`] (its weight and bias gradients) run the direct kernel of
 /// [`fast`] on this shape for the number type `S`: `f32`, `Dual<f32>` and `Dual<f64>` (through
-/// [`dual`]), a nonempty 3x3 convolution with at most [`DIRECT_MAX_C_IN`] input channels.
+/// [`dual`]), a nonempty 3x3 convolution with at most [`fast::DIRECT_MAX_C_IN`] input channels.
 ///
 /// That kernel computes each output channel from its own weights and bias alone, in an order that
 /// does not depend on the other output channels, so a call on a contiguous range of output
@@ -190,7 +186,7 @@ pub fn computes_channels_independently<S: Scalar>(s: &ConvShape) -> bool {
     direct_type
         && s.k == 3
         && s.positions() > 0
-        && (1..=DIRECT_MAX_C_IN).contains(&s.c_in)
+        && (1..=fast::DIRECT_MAX_C_IN).contains(&s.c_in)
         && s.c_out > 0
 }
 

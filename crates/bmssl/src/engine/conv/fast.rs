@@ -24,8 +24,9 @@ use crate::engine::reduce::sum;
 use crate::engine::scalar::{MatRef, Real};
 use std::ops::Range;
 
-/// Input channels up to which the direct kernel is used instead of Winograd.
-const DIRECT_MAX_C_IN: usize = 4;
+/// Input channels up to which the direct kernel is used instead of Winograd (the learner runs
+/// such blocks a few output channels at a time: `conv::computes_channels_independently`).
+pub(super) const DIRECT_MAX_C_IN: usize = 4;
 
 /// Transformed-input elements (`16 * C_in * tiles`) per chunk of images (1 MiB of f32): the
 /// transformed input and output of a chunk stay in cache.
