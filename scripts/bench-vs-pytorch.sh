@@ -9,7 +9,7 @@
 #   PYTHON=/path/to/python-with-torch scripts/bench-vs-pytorch.sh [STEPS]
 #
 # STEPS timed meta-steps per Omniglot measurement (a quarter of them, at least 1, at 84x84).
-# FEATURES=avx512 builds with gemm's AVX-512 kernels. SHAPES / THREADS (space-separated names /
+# FEATURES=avx512 builds with gemm's AVX-512 kernels (the convolutions use AVX-512 anyway). SHAPES / THREADS (space-separated names /
 # counts) restrict the table, e.g. SHAPES=omniglot THREADS=1.
 # Needs `pip install torch numpy` for PYTHON (never needed by the product or its tests). Run it on an
 # otherwise idle machine.

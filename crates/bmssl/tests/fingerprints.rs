@@ -11,10 +11,11 @@
 //! BMSSL_UPDATE_FINGERPRINTS=1 cargo test -p bmssl --test fingerprints
 //! ```
 //!
-//! The recorded bits are those of the default build on any x86-64 CPU with AVX2 + FMA (the kernels'
-//! AVX2 builds and gemm's AVX2 matrix products). The `avx512` feature swaps in gemm's AVX-512
-//! products, which round differently, so under it the comparison with the file is skipped (the
-//! one-versus-two-threads test still runs).
+//! The recorded bits are those of the default build on any x86-64 CPU with AVX2 + FMA, with or
+//! without AVX-512 (the kernels' AVX2 builds, the convolution products' AVX2 or AVX-512 builds,
+//! which compute the same bits, and gemm's AVX2 matrix products). The `avx512` feature swaps in
+//! gemm's AVX-512 products, which round differently, so under it the comparison with the file is
+//! skipped (the one-versus-two-threads test still runs).
 
 use bmssl::checkpoint;
 use bmssl::config::{TrainConfig, TrainMethod};
