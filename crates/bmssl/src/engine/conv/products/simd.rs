@@ -116,9 +116,9 @@ pub(super) unsafe fn product_avx2(
     product::<__m256>(c, ldc, a, b, accumulate)
 }
 
-/// `A` packed once (blocks of `R` rows, then the leftover rows one by one), `B` one panel of up
-/// to `V W` columns at a time; full-width blocks store straight into `C`, a narrower last block
-/// through a buffer. The caller has checked every bound.
+/// `B` packed one panel of up to `VECS W` columns at a time; `A` read in place, in blocks of
+/// `ROWS` rows, then of 4, then single rows; full-width blocks store straight into `C`, a narrower
+/// last block through a buffer. The caller has checked every bound.
 #[inline(always)]
 unsafe fn product<L: Lanes>(
     c: &mut [f32],
