@@ -180,8 +180,9 @@ mod tests {
             .fold(0.0, f64::max)
     }
 
-    /// Shapes that take the direct kernel (C_in <= 4) and Winograd, odd and even sizes, one-pixel
-    /// images, and a batch large enough for several Winograd chunks.
+    /// Shapes that take the direct kernel (C_in <= 4), Winograd F(2x2) and F(4x4) (the 16x17
+    /// planes), odd and even sizes, one-pixel images, and a batch large enough for several
+    /// Winograd chunks.
     fn shapes() -> Vec<ConvShape> {
         vec![
             shape(1, 3, 2, 5, 4),
@@ -190,6 +191,7 @@ mod tests {
             shape(5, 7, 3, 1, 1),
             shape(8, 6, 1, 2, 3),
             shape(16, 8, 40, 14, 14),
+            shape(7, 5, 3, 16, 17),
         ]
     }
 

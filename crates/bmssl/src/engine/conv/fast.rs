@@ -24,6 +24,25 @@ use crate::engine::reduce::sum;
 use crate::engine::scalar::{MatRef, Real};
 use std::ops::Range;
 
+mod winograd4;
+
+/// Smallest image side at which F(4x4, 3x3) ([`winograd4`]) computes a convolution instead of
+/// F(2x2, 3x3): the 42x42 and 21x21 planes of 3x84x84 inputs. Measured (`kernel_timings` below,
+/// 64 -> 128 channels, one thread, 2-core AVX2 EPYC, 2026-12-07), F(2x2) / F(4x4) ms:
+/// 42x42 forward 21.6 / 16.2, backward 42.6 / 30.9; 21x21 6.2 / 5.8, 12.6 / 11.0. A meta-step
+/// at 3x84x84 is +14% with both planes on F(4x4), +12% with 42x42 alone.
+///
+/// On Omniglot's planes (14, 7, 3) F(4x4) is faster in some passes and slower in others (14x14
+/// 5.0 / 4.9, 10.0 / 9.7; 7x7 4.0 / 3.0, 6.6 / 6.2; 3x3 1.7 / 1.1, 2.1 / 2.3), and whole
+/// meta-steps were slower with an earlier version of its transforms: they keep F(2x2), and so
+/// their bits, until a whole-step measurement says otherwise.
+const F4_MIN_SIDE: usize = 16;
+
+/// Whether [`winograd4`] computes this (Winograd) convolution.
+fn use_f4(s: &ConvShape) -> bool {
+    s.h.min(s.w) >= F4_MIN_SIDE
+}
+
 /// Input channels up to which the direct kernel is used instead of Winograd (the learner runs
 /// such blocks a few output channels at a time: `conv::computes_channels_independently`).
 pub(super) const DIRECT_MAX_C_IN: usize = 4;
@@ -78,6 +97,8 @@ unsafe fn backward_avx2<F: Real>(
 fn forward_impl<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Vec<F> {
     if s.c_in <= DIRECT_MAX_C_IN {
         direct_forward(x, weight, bias, s)
+    } else if use_f4(s) {
+        winograd4::forward(x, weight, bias, s)
     } else {
         winograd_forward(x, weight, bias, s)
     }
@@ -93,6 +114,8 @@ fn backward_impl<F: Real>(
 ) -> (Vec<F>, Option<Vec<F>>) {
     if s.c_in <= DIRECT_MAX_C_IN {
         direct_backward(dy, x, weight, s, need_input)
+    } else if use_f4(s) {
+        winograd4::backward(dy, x, weight, s, need_input)
     } else {
         winograd_backward(dy, x, weight, s, need_input)
     }
@@ -1105,6 +1128,135 @@ mod tests {
                 &wt,
                 &g.weight,
                 1e-7,
+            );
+        }
+    }
+
+    /// F(4x4, 3x3) on every Winograd shape of [`shapes`] (and several chunks of images), whatever
+    /// [`use_f4`] picks for them.
+    fn f4_shapes() -> Vec<ConvShape> {
+        let mut v: Vec<ConvShape> = shapes()
+            .into_iter()
+            .filter(|s| s.c_in > DIRECT_MAX_C_IN)
+            .collect();
+        v.extend([
+            shape(5, 2, 2, 6, 9),
+            shape(6, 3, 1, 11, 13),
+            shape(64, 8, 11, 14, 14),
+        ]);
+        v
+    }
+
+    #[test]
+    fn f4_forward_and_backward_equal_the_im2col_path_in_f64() {
+        // The last shape: 11 images of 64 channels, 4x4 tiles each, in two chunks.
+        assert_eq!(image_chunks(11, 36 * 64 * 16, CHUNK_ELEMS).len(), 2);
+        for (i, s) in f4_shapes().into_iter().enumerate() {
+            let (x, wt, b, dy) = inputs(&s, 300 + 10 * i as u64);
+            let want = conv::forward(&x, &wt, &b, &s);
+            let got = winograd4::forward(&x, &wt, &b, &s);
+            assert!(max_relative_error(&got, &want, 1e-8) < 1e-12, "{s:?}");
+            let gw = conv::backward(&dy, &x, &wt, &s, true);
+            let (dw, dx) = winograd4::backward(&dy, &x, &wt, &s, true);
+            assert!(max_relative_error(&dw, &gw.weight, 1e-8) < 1e-12, "{s:?}");
+            let dx = dx.unwrap();
+            assert!(
+                max_relative_error(&dx, gw.input.as_ref().unwrap(), 1e-8) < 1e-12,
+                "{s:?}"
+            );
+            assert!(winograd4::backward(&dy, &x, &wt, &s, false).1.is_none());
+        }
+    }
+
+    #[test]
+    fn f4_in_f32_agrees_with_the_f64_reference_to_rounding() {
+        for (i, s) in f4_shapes().into_iter().enumerate() {
+            let (x, wt, b, dy) = inputs(&s, 400 + 10 * i as u64);
+            let want = conv::forward(&x, &wt, &b, &s);
+            let got = winograd4::forward(&to_f32(&x), &to_f32(&wt), &to_f32(&b), &s);
+            assert!(err32(&got, &want) < 1e-5, "{s:?}: {}", err32(&got, &want));
+            let gw = conv::backward(&dy, &x, &wt, &s, true);
+            let (dw, dx) = winograd4::backward(&to_f32(&dy), &to_f32(&x), &to_f32(&wt), &s, true);
+            assert!(
+                err32(&dw, &gw.weight) < 1e-5,
+                "{s:?}: {}",
+                err32(&dw, &gw.weight)
+            );
+            let dx = dx.unwrap();
+            let e = err32(&dx, gw.input.as_ref().unwrap());
+            assert!(e < 1e-5, "{s:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn planes_from_f4_min_side_up_take_f4() {
+        assert!(!use_f4(&shape(64, 64, 5, 14, 14)));
+        assert!(!use_f4(&shape(64, 64, 5, F4_MIN_SIDE, F4_MIN_SIDE - 1)));
+        assert!(use_f4(&shape(64, 64, 5, F4_MIN_SIDE, F4_MIN_SIDE)));
+        assert!(use_f4(&shape(64, 64, 5, 42, 42)));
+    }
+
+    #[test]
+    fn f4_gradients_match_finite_differences() {
+        for s in [shape(5, 2, 2, 3, 4), shape(6, 2, 1, 5, 7)] {
+            let (x, wt, b, r) = inputs(&s, 60);
+            let (dw, dx) = winograd4::backward(&r, &x, &wt, &s, true);
+            let loss = |y: Vec<f64>| y.iter().zip(&r).map(|(a, b)| a * b).sum::<f64>();
+            assert_gradient(
+                "F(4x4, 3x3) input",
+                &mut |v| loss(winograd4::forward(v, &wt, &b, &s)),
+                &x,
+                dx.as_ref().unwrap(),
+                1e-7,
+            );
+            assert_gradient(
+                "F(4x4, 3x3) weight",
+                &mut |v| loss(winograd4::forward(&x, v, &b, &s)),
+                &wt,
+                &dw,
+                1e-7,
+            );
+        }
+    }
+
+    /// Timings of F(2x2, 3x3) and F(4x4, 3x3) at the learner's shapes, where [`F4_MIN_SIDE`] comes
+    /// from (`cargo test --release -p bmssl --lib kernel_timings -- --ignored --nocapture`): a
+    /// measurement, not a test.
+    #[test]
+    #[ignore]
+    #[cfg(target_arch = "x86_64")]
+    fn kernel_timings() {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn run(f4: bool, backward: bool, x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape) {
+            let b = vec![0.0; s.c_out];
+            match (f4, backward) {
+                (false, false) => drop(winograd_forward(x, w, &b, s)),
+                (true, false) => drop(winograd4::forward(x, w, &b, s)),
+                (false, true) => drop(winograd_backward(dy, x, w, s, true)),
+                (true, true) => drop(winograd4::backward(dy, x, w, s, true)),
+            }
+        }
+        assert!(avx2(), "the timings are of the AVX2 build");
+        for (n, hw) in [(10, 42), (10, 21), (20, 14), (20, 10), (40, 7), (40, 3)] {
+            let s = shape(64, 128, n, hw, hw);
+            let (x, wt, _, dy) = inputs(&s, 1);
+            let (x, wt, dy) = (to_f32(&x), to_f32(&wt), to_f32(&dy));
+            // The fastest of five rounds of ten calls, the two algorithms alternating.
+            let mut best = [f64::INFINITY; 4];
+            for _ in 0..5 {
+                for (i, b) in best.iter_mut().enumerate() {
+                    let t = std::time::Instant::now();
+                    for _ in 0..10 {
+                        // SAFETY: the CPU has AVX2 and FMA (asserted above).
+                        unsafe { run(i % 2 == 1, i >= 2, &x, &wt, &dy, &s) };
+                    }
+                    *b = b.min(t.elapsed().as_secs_f64() / 10.0 * 1e3);
+                }
+            }
+            eprintln!(
+                "{n} x 64 -> 128 channels, {hw}x{hw}: forward F(2x2) {:.2} ms, F(4x4) {:.2} ms; \
+                 backward F(2x2) {:.2} ms, F(4x4) {:.2} ms",
+                best[0], best[1], best[2], best[3]
             );
         }
     }

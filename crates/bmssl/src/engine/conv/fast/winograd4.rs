@@ -1,0 +1,798 @@
+//! Winograd F(4x4, 3x3) (Lavin & Gray 2016, the interpolation points 0, +-1, +-2 and infinity):
+//! each 4x4 output tile is `A^T [(G g G^T) . (B^T d B)] A` of its 6x6 input tile `d`, 36 products
+//! per tile and channel pair for 16 outputs (2.25 per output, against 4 for F(2x2, 3x3) and 9
+//! directly), computed as 36 matrix products `M_xi [C_out, T] = U_xi [C_out, C_in] V_xi [C_in, T]`.
+//! The backward pass is the exact adjoint of the same three linear maps, as in the parent module's
+//! F(2x2, 3x3): `dM = A dY A^T`, `dU_xi = dM_xi V_xi^T`, `dg = G^T dU G`, `dV_xi = U_xi^T dM_xi`,
+//! `dd = B dV B^T` added back onto the (overlapping) input tiles.
+//!
+//! The parent module picks it where it is faster ([`super::use_f4`]). Its larger transform
+//! matrices round more (their entries reach 8 and 1/24): measured against the f64 reference, its
+//! `f32` results stay within the parent's tests' 1e-5 relative error.
+//!
+//! Every transform is written once, over a group of `N` tiles (or kernels) held in fixed-size
+//! arrays ([`Ln`]): `N = 8` for the body of a loop (the compiler keeps each array in one vector
+//! register), `N = 1` for its tail, with the same operations, so the same bits.
+
+use super::{image_chunks, products, put_buffers, take_buffers, Buffers, ConvShape, Scratch};
+use crate::engine::scalar::{MatRef, Real};
+use std::ops::{Add, Mul, Range, Sub};
+
+/// Transformed-input elements (`36 * C_in * tiles`) per chunk of images (1 MiB of f32), as the
+/// parent's `CHUNK_ELEMS`.
+const CHUNK_ELEMS: usize = 1 << 18;
+
+/// Tiles (or kernels) handled together: one AVX2 register of `f32`.
+const G: usize = 8;
+
+/// `N` values of `F` handled as one (see the module's comment).
+#[derive(Clone, Copy)]
+struct Ln<F, const N: usize>([F; N]);
+
+impl<F: Real, const N: usize> Ln<F, N> {
+    #[inline(always)]
+    fn zero() -> Self {
+        Ln([F::default(); N])
+    }
+    #[inline(always)]
+    fn load(s: &[F]) -> Self {
+        let mut r = Self::zero();
+        r.0.copy_from_slice(&s[..N]);
+        r
+    }
+    #[inline(always)]
+    fn store(self, d: &mut [F]) {
+        d[..N].copy_from_slice(&self.0);
+    }
+}
+
+impl<F: Real, const N: usize> Add for Ln<F, N> {
+    type Output = Self;
+    #[inline(always)]
+    fn add(self, o: Self) -> Self {
+        let mut r = self;
+        for l in 0..N {
+            r.0[l] = self.0[l] + o.0[l];
+        }
+        r
+    }
+}
+
+impl<F: Real, const N: usize> Sub for Ln<F, N> {
+    type Output = Self;
+    #[inline(always)]
+    fn sub(self, o: Self) -> Self {
+        let mut r = self;
+        for l in 0..N {
+            r.0[l] = self.0[l] - o.0[l];
+        }
+        r
+    }
+}
+
+/// Times a constant.
+impl<F: Real, const N: usize> Mul<f64> for Ln<F, N> {
+    type Output = Self;
+    #[inline(always)]
+    fn mul(self, k: f64) -> Self {
+        let k = F::from_f64(k);
+        let mut r = self;
+        for l in 0..N {
+            r.0[l] = self.0[l] * k;
+        }
+        r
+    }
+}
+
+/// What the 1-D maps below need: [`Ln`] in the kernels, `f64` in the tests.
+trait Lanes: Copy + Add<Output = Self> + Sub<Output = Self> + Mul<f64, Output = Self> {}
+impl<T: Copy + Add<Output = T> + Sub<Output = T> + Mul<f64, Output = T>> Lanes for T {}
+
+/// `B^T d`: the input transform along one axis.
+#[inline(always)]
+fn input_1d<T: Lanes>(d: [T; 6]) -> [T; 6] {
+    let (t0, t1) = (d[4] - d[2] * 4.0, d[3] - d[1] * 4.0);
+    let (t2, t3) = (d[4] - d[2], (d[3] - d[1]) * 2.0);
+    [
+        d[0] * 4.0 - d[2] * 5.0 + d[4],
+        t0 + t1,
+        t0 - t1,
+        t2 + t3,
+        t2 - t3,
+        d[1] * 4.0 - d[3] * 5.0 + d[5],
+    ]
+}
+
+/// `B v`: the adjoint of [`input_1d`].
+#[inline(always)]
+fn input_1d_adj<T: Lanes>(v: [T; 6]) -> [T; 6] {
+    let (s12, d12) = (v[1] + v[2], v[1] - v[2]);
+    let (s34, d34) = (v[3] + v[4], v[3] - v[4]);
+    [
+        v[0] * 4.0,
+        (v[5] - d12) * 4.0 - d34 * 2.0,
+        v[0] * -5.0 - s12 * 4.0 - s34,
+        d12 + d34 * 2.0 - v[5] * 5.0,
+        v[0] + s12 + s34,
+        v[5],
+    ]
+}
+
+/// `A^T m`: the output transform along one axis.
+#[inline(always)]
+fn output_1d<T: Lanes>(m: [T; 6]) -> [T; 4] {
+    let (a, b) = (m[1] + m[2], m[1] - m[2]);
+    let (c, d) = (m[3] + m[4], m[3] - m[4]);
+    [m[0] + a + c, b + d * 2.0, a + c * 4.0, b + d * 8.0 + m[5]]
+}
+
+/// `A y`: the adjoint of [`output_1d`].
+#[inline(always)]
+fn output_1d_adj<T: Lanes>(y: [T; 4]) -> [T; 6] {
+    let (s, t) = (y[0] + y[2], y[1] + y[3]);
+    let (s2, t2) = (y[0] + y[2] * 4.0, y[1] * 2.0 + y[3] * 8.0);
+    [y[0], s + t, s - t, s2 + t2, s2 - t2, y[3]]
+}
+
+/// `G g`: the weight transform along one axis.
+#[inline(always)]
+fn weight_1d<T: Lanes>(g: [T; 3]) -> [T; 6] {
+    let s = g[0] + g[2];
+    let (p, q) = (
+        g[0] * (1.0 / 24.0) + g[2] * (1.0 / 6.0),
+        g[1] * (1.0 / 12.0),
+    );
+    [
+        g[0] * 0.25,
+        (s + g[1]) * (-1.0 / 6.0),
+        (s - g[1]) * (-1.0 / 6.0),
+        p + q,
+        p - q,
+        g[2],
+    ]
+}
+
+/// `G^T u`: the adjoint of [`weight_1d`].
+#[inline(always)]
+fn weight_1d_adj<T: Lanes>(u: [T; 6]) -> [T; 3] {
+    let (s12, s34) = (u[1] + u[2], u[3] + u[4]);
+    [
+        u[0] * 0.25 - s12 * (1.0 / 6.0) + s34 * (1.0 / 24.0),
+        (u[2] - u[1]) * (1.0 / 6.0) + (u[3] - u[4]) * (1.0 / 12.0),
+        (s34 - s12) * (1.0 / 6.0) + u[5],
+    ]
+}
+
+/// Tiles of one image: `th x tw` tiles of 4x4 outputs, reading 6x6 inputs from the image padded
+/// by one zero row/column on top/left (and zeros beyond the bottom/right).
+#[derive(Clone, Copy)]
+struct Tiling {
+    th: usize,
+    tw: usize,
+}
+
+impl Tiling {
+    fn new(s: &ConvShape) -> Self {
+        Tiling {
+            th: s.h.div_ceil(4),
+            tw: s.w.div_ceil(4),
+        }
+    }
+    fn per_image(&self) -> usize {
+        self.th * self.tw
+    }
+}
+
+/// `U [36][C_out][C_in] = G g G^T` of every 3x3 kernel `g` of `weight [C_out, C_in, 3, 3]`, into
+/// `u` (resized; every element is written).
+#[inline(always)]
+fn transform_weights_into<F: Real>(weight: &[F], pairs: usize, u: &mut Vec<F>) {
+    u.resize(36 * pairs, F::default());
+    let body = pairs / G * G;
+    for k in (0..body).step_by(G) {
+        weights_group::<F, G>(weight, pairs, k, u);
+    }
+    for k in body..pairs {
+        weights_group::<F, 1>(weight, pairs, k, u);
+    }
+}
+
+#[inline(always)]
+fn weights_group<F: Real, const N: usize>(weight: &[F], pairs: usize, k: usize, u: &mut [F]) {
+    let mut g = [Ln::<F, N>::zero(); 9];
+    for l in 0..N {
+        for (e, ge) in g.iter_mut().enumerate() {
+            ge.0[l] = weight[(k + l) * 9 + e];
+        }
+    }
+    // t[i][c] = (G g)[i][c], then U[i][j] = (t G^T)[i][j].
+    let mut cols = [[Ln::<F, N>::zero(); 6]; 3];
+    for (c, col) in cols.iter_mut().enumerate() {
+        *col = weight_1d([g[c], g[3 + c], g[6 + c]]);
+    }
+    for i in 0..6 {
+        let row = weight_1d([cols[0][i], cols[1][i], cols[2][i]]);
+        for (j, v) in row.into_iter().enumerate() {
+            v.store(&mut u[(i * 6 + j) * pairs + k..]);
+        }
+    }
+}
+
+/// Adjoint of [`transform_weights_into`]: `dW [C_out, C_in, 3, 3] = G^T dU G`.
+#[inline(always)]
+fn transform_weights_adjoint<F: Real>(du: &[F], pairs: usize) -> Vec<F> {
+    let mut dw = vec![F::default(); pairs * 9];
+    let body = pairs / G * G;
+    for k in (0..body).step_by(G) {
+        weights_adjoint_group::<F, G>(du, pairs, k, &mut dw);
+    }
+    for k in body..pairs {
+        weights_adjoint_group::<F, 1>(du, pairs, k, &mut dw);
+    }
+    dw
+}
+
+#[inline(always)]
+fn weights_adjoint_group<F: Real, const N: usize>(du: &[F], pairs: usize, k: usize, dw: &mut [F]) {
+    // t[i][c] = (dU G)[i][c], then dW[r][c] = (G^T t)[r][c].
+    let mut t = [[Ln::<F, N>::zero(); 3]; 6];
+    for (i, ti) in t.iter_mut().enumerate() {
+        let mut row = [Ln::zero(); 6];
+        for (j, r) in row.iter_mut().enumerate() {
+            *r = Ln::load(&du[(i * 6 + j) * pairs + k..]);
+        }
+        *ti = weight_1d_adj(row);
+    }
+    for c in 0..3 {
+        let mut col = [Ln::zero(); 6];
+        for (i, ci) in col.iter_mut().enumerate() {
+            *ci = t[i][c];
+        }
+        let col = weight_1d_adj(col);
+        for (r, v) in col.into_iter().enumerate() {
+            for l in 0..N {
+                dw[(k + l) * 9 + r * 3 + c] = v.0[l];
+            }
+        }
+    }
+}
+
+/// `V [36][C_in][nt] = B^T d B` of the input tiles of `images` (tiles in image, row, column order).
+#[inline(always)]
+fn input_transform<F: Real>(
+    x: &[F],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    v: &mut Vec<F>,
+    sc: &mut Scratch<F>,
+) {
+    let nt = images.len() * tl.per_image();
+    let c = s.c_in;
+    let hw = s.h * s.w;
+    // As the parent's F(2x2) transform: whole groups of G tile columns, the padded plane wide
+    // enough for them, and G values of slack after each of the 36 rows of `d` (a group may write
+    // past its tile row's end; those values are overwritten before they are read).
+    let wp = 4 * column_groups(tl.tw).1 + 2;
+    let pitch = nt + G;
+    v.resize(36 * c * nt, F::default());
+    sc.row.clear();
+    sc.row.resize((4 * tl.th + 2) * wp, F::default());
+    sc.a.resize(36 * pitch, F::default());
+    let d = &mut sc.a;
+    for ci in 0..c {
+        for (bi, b) in images.clone().enumerate() {
+            let img = &x[(ci * s.n + b) * hw..(ci * s.n + b + 1) * hw];
+            for (src, dst) in img.chunks_exact(s.w).zip(sc.row[wp..].chunks_exact_mut(wp)) {
+                dst[1..=s.w].copy_from_slice(src);
+            }
+            columns(&sc.row, wp, tl, bi, d, pitch);
+        }
+        // Rows, over the tiles: v[i][j] = sum_k B^T[i][k] d[k][j].
+        let body = nt / G * G;
+        for t in (0..body).step_by(G) {
+            input_rows::<F, G>(d, pitch, v, c, ci, nt, t);
+        }
+        for t in body..nt {
+            input_rows::<F, 1>(d, pitch, v, c, ci, nt, t);
+        }
+    }
+}
+
+#[inline(always)]
+fn input_rows<F: Real, const N: usize>(
+    d: &[F],
+    pitch: usize,
+    v: &mut [F],
+    c: usize,
+    ci: usize,
+    nt: usize,
+    t: usize,
+) {
+    for j in 0..6 {
+        let mut col = [Ln::<F, N>::zero(); 6];
+        for (k, ck) in col.iter_mut().enumerate() {
+            *ck = Ln::load(&d[(k * 6 + j) * pitch + t..]);
+        }
+        let col = input_1d(col);
+        for (i, val) in col.into_iter().enumerate() {
+            val.store(&mut v[((i * 6 + j) * c + ci) * nt + t..]);
+        }
+    }
+}
+
+/// Tile columns of the first pass's groups: `G` at a time, then `G / 2` for a remainder of at most
+/// `G / 2` (fewer wasted lanes on narrow planes). Returns the number of wide groups and the tile
+/// columns covered (at most `G - 1` past `tw`).
+#[inline(always)]
+fn column_groups(tw: usize) -> (usize, usize) {
+    let rem = tw % G;
+    let wide = tw / G + usize::from(rem > G / 2);
+    let covered = if rem > G / 2 || rem == 0 {
+        wide * G
+    } else {
+        wide * G + G / 2
+    };
+    (wide, covered)
+}
+
+/// The first pass over one padded image plane: `d[k][j][tile] = sum_l B^T[j][l] x_pad(4ty+k,
+/// 4tx+l)` of image `bi`'s tiles, each padded row once, a group of tiles at a time
+/// ([`column_groups`]), stored for the (up to two) tile rows that read it.
+#[inline(always)]
+fn columns<F: Real>(row: &[F], wp: usize, tl: Tiling, bi: usize, d: &mut [F], pitch: usize) {
+    let (wide, covered) = column_groups(tl.tw);
+    for y in 0..4 * tl.th + 2 {
+        let row = &row[y * wp..(y + 1) * wp];
+        for g in 0..wide {
+            column_group::<F, G>(row, y, tl, bi, g * G, d, pitch);
+        }
+        if covered > wide * G {
+            column_group::<F, { G / 2 }>(row, y, tl, bi, wide * G, d, pitch);
+        }
+    }
+}
+
+/// [`columns`] for the `N` tiles from tile column `tx0` of padded row `y`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn column_group<F: Real, const N: usize>(
+    row: &[F],
+    y: usize,
+    tl: Tiling,
+    bi: usize,
+    tx0: usize,
+    d: &mut [F],
+    pitch: usize,
+) {
+    let base = 4 * tx0;
+    let mut p = [Ln::<F, N>::zero(); 6];
+    for l in 0..N {
+        for (k, pk) in p.iter_mut().enumerate() {
+            pk.0[l] = row[base + 4 * l + k];
+        }
+    }
+    let out = input_1d(p);
+    // Row y is row k = y - 4 ty of tile rows ty = y / 4 (k = y % 4) and
+    // ty = y / 4 - 1 (k = y % 4 + 4, when under 6).
+    for (ty, k) in [(y / 4, y % 4), (y / 4, y % 4 + 4)] {
+        if k >= 6 {
+            continue;
+        }
+        let Some(ty) = ty.checked_sub(k / 4) else {
+            continue;
+        };
+        if ty >= tl.th {
+            continue;
+        }
+        let t0 = (bi * tl.th + ty) * tl.tw + tx0;
+        for (j, vals) in out.iter().enumerate() {
+            vals.store(&mut d[(k * 6 + j) * pitch + t0..]);
+        }
+    }
+}
+
+/// Adjoint of [`input_transform`]: adds `B dV B^T` of every tile into `dx [C_in, N, H, W]` (the
+/// parts of tiles over the padding are dropped).
+#[inline(always)]
+fn input_transform_adjoint<F: Real>(
+    dv: &[F],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    dx: &mut [F],
+    sc: &mut Scratch<F>,
+) {
+    let nt = images.len() * tl.per_image();
+    let (c, hw, wp) = (s.c_in, s.h * s.w, 4 * tl.tw + 2);
+    sc.row.clear();
+    sc.row.resize(wp, F::default());
+    sc.b.resize(36 * nt, F::default());
+    let t = &mut sc.b;
+    for ci in 0..c {
+        let body = nt / G * G;
+        for i in (0..body).step_by(G) {
+            input_adjoint_tiles::<F, G>(dv, c, ci, nt, i, t);
+        }
+        for i in body..nt {
+            input_adjoint_tiles::<F, 1>(dv, c, ci, nt, i, t);
+        }
+        // Each tile row's rows, tile by tile onto a padded row (tiles overlap by two columns),
+        // then added into dx.
+        for (bi, b) in images.clone().enumerate() {
+            let img = &mut dx[(ci * s.n + b) * hw..(ci * s.n + b + 1) * hw];
+            for ty in 0..tl.th {
+                let t0 = (bi * tl.th + ty) * tl.tw;
+                for k in 0..6 {
+                    let iy = 4 * ty + k;
+                    if iy == 0 || iy > s.h {
+                        continue;
+                    }
+                    let tr = |l: usize| &t[(k * 6 + l) * nt + t0..(k * 6 + l) * nt + t0 + tl.tw];
+                    let (t0s, t1s, t2s) = (tr(0), tr(1), tr(2));
+                    let (t3s, t4s, t5s) = (tr(3), tr(4), tr(5));
+                    let (mut c4, mut c5) = (F::default(), F::default());
+                    for (tx, quad) in sc.row.chunks_exact_mut(4).take(tl.tw).enumerate() {
+                        quad[0] = t0s[tx] + c4;
+                        quad[1] = t1s[tx] + c5;
+                        quad[2] = t2s[tx];
+                        quad[3] = t3s[tx];
+                        c4 = t4s[tx];
+                        c5 = t5s[tx];
+                    }
+                    sc.row[4 * tl.tw] = c4;
+                    sc.row[4 * tl.tw + 1] = c5;
+                    for (o, &v) in img[(iy - 1) * s.w..iy * s.w]
+                        .iter_mut()
+                        .zip(&sc.row[1..=s.w])
+                    {
+                        *o += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `t[k][l][tile] = (B dV B^T)[k][l]` of channel `ci`'s tiles `i..i + N`.
+#[inline(always)]
+fn input_adjoint_tiles<F: Real, const N: usize>(
+    dv: &[F],
+    c: usize,
+    ci: usize,
+    nt: usize,
+    i: usize,
+    t: &mut [F],
+) {
+    // r[k][j] = sum_i B^T[i][k] dV[i][j], then dd[k][l] = sum_j r[k][j] B^T[j][l].
+    let mut r = [[Ln::<F, N>::zero(); 6]; 6];
+    for (j, rj) in r.iter_mut().enumerate() {
+        let mut col = [Ln::zero(); 6];
+        for (ii, v) in col.iter_mut().enumerate() {
+            *v = Ln::load(&dv[((ii * 6 + j) * c + ci) * nt + i..]);
+        }
+        *rj = input_1d_adj(col);
+    }
+    for k in 0..6 {
+        let mut row = [Ln::zero(); 6];
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = r[j][k];
+        }
+        let dd = input_1d_adj(row);
+        for (l, val) in dd.into_iter().enumerate() {
+            val.store(&mut t[(k * 6 + l) * nt + i..]);
+        }
+    }
+}
+
+/// `y [C_out, N, H, W]` of `images` `= A^T M A + bias` from `M [36][C_out][nt]`: writes each of
+/// those images' outputs exactly once (`y` may start uninitialised).
+#[inline(always)]
+fn output_transform<F: Real>(
+    m: &[F],
+    bias: &[F],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    y: &mut [std::mem::MaybeUninit<F>],
+    sc: &mut Scratch<F>,
+) {
+    let nt = images.len() * tl.per_image();
+    let (co, hw) = (s.c_out, s.h * s.w);
+    sc.b.resize(16 * nt, F::default());
+    let yt = &mut sc.b;
+    for o in 0..co {
+        let body = nt / G * G;
+        for t in (0..body).step_by(G) {
+            output_tiles::<F, G>(m, co, o, nt, t, yt);
+        }
+        for t in body..nt {
+            output_tiles::<F, 1>(m, co, o, nt, t, yt);
+        }
+        let bo = bias[o];
+        for (bi, b) in images.clone().enumerate() {
+            let img = &mut y[(o * s.n + b) * hw..(o * s.n + b + 1) * hw];
+            for ty in 0..tl.th {
+                let t0 = (bi * tl.th + ty) * tl.tw;
+                for p in 0..4 {
+                    let oy = 4 * ty + p;
+                    if oy >= s.h {
+                        break;
+                    }
+                    let row = &mut img[oy * s.w..(oy + 1) * s.w];
+                    let src = |q: usize| &yt[(p * 4 + q) * nt + t0..(p * 4 + q) * nt + t0 + tl.tw];
+                    let (y0, y1, y2, y3) = (src(0), src(1), src(2), src(3));
+                    let mut quads = row.chunks_exact_mut(4);
+                    for ((((quad, &v0), &v1), &v2), &v3) in
+                        (&mut quads).zip(y0).zip(y1).zip(y2).zip(y3)
+                    {
+                        quad[0].write(v0 + bo);
+                        quad[1].write(v1 + bo);
+                        quad[2].write(v2 + bo);
+                        quad[3].write(v3 + bo);
+                    }
+                    // The last, partial tile column.
+                    let last = s.w / 4;
+                    for (q, out) in quads.into_remainder().iter_mut().enumerate() {
+                        out.write(yt[(p * 4 + q) * nt + t0 + last] + bo);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `yt[p][q][tile] = (A^T M A)[p][q]` of output channel `o`'s tiles `t..t + N`.
+#[inline(always)]
+fn output_tiles<F: Real, const N: usize>(
+    m: &[F],
+    co: usize,
+    o: usize,
+    nt: usize,
+    t: usize,
+    yt: &mut [F],
+) {
+    // r[i][q] = sum_j M[i][j] A^T[q][j], then y[p][q] = sum_i A^T[p][i] r[i][q].
+    let mut r = [[Ln::<F, N>::zero(); 4]; 6];
+    for (i, ri) in r.iter_mut().enumerate() {
+        let mut row = [Ln::zero(); 6];
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = Ln::load(&m[((i * 6 + j) * co + o) * nt + t..]);
+        }
+        *ri = output_1d(row);
+    }
+    for q in 0..4 {
+        let mut col = [Ln::zero(); 6];
+        for (i, v) in col.iter_mut().enumerate() {
+            *v = r[i][q];
+        }
+        let col = output_1d(col);
+        for (p, val) in col.into_iter().enumerate() {
+            val.store(&mut yt[(p * 4 + q) * nt + t..]);
+        }
+    }
+}
+
+/// `dM [36][C_out][nt] = A dY A^T` of the output tiles of `images` (zeros past the edges).
+#[inline(always)]
+fn output_transform_adjoint<F: Real>(
+    dy: &[F],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    dm: &mut Vec<F>,
+    sc: &mut Scratch<F>,
+) {
+    let nt = images.len() * tl.per_image();
+    let (co, hw) = (s.c_out, s.h * s.w);
+    dm.resize(36 * co * nt, F::default()); // every element is written below
+    sc.a.resize(16 * nt, F::default());
+    let g = &mut sc.a;
+    for o in 0..co {
+        // g[p][q][tile] = dy at (4ty+p, 4tx+q), zero past the edges
+        for (bi, b) in images.clone().enumerate() {
+            let img = &dy[(o * s.n + b) * hw..(o * s.n + b + 1) * hw];
+            for ty in 0..tl.th {
+                let t0 = (bi * tl.th + ty) * tl.tw;
+                for p in 0..4 {
+                    let oy = 4 * ty + p;
+                    if oy >= s.h {
+                        for q in 0..4 {
+                            let off = (p * 4 + q) * nt + t0;
+                            g[off..off + tl.tw].fill(F::default());
+                        }
+                        continue;
+                    }
+                    let row = &img[oy * s.w..(oy + 1) * s.w];
+                    for q in 0..4 {
+                        let dst = &mut g[(p * 4 + q) * nt + t0..(p * 4 + q) * nt + t0 + tl.tw];
+                        // Columns 4 tx + q past the image's edge stay zero.
+                        dst.fill(F::default());
+                        for (d, &v) in dst
+                            .iter_mut()
+                            .zip(row.get(q..).unwrap_or_default().iter().step_by(4))
+                        {
+                            *d = v;
+                        }
+                    }
+                }
+            }
+        }
+        let body = nt / G * G;
+        for t in (0..body).step_by(G) {
+            output_adjoint_tiles::<F, G>(g, co, o, nt, t, dm);
+        }
+        for t in body..nt {
+            output_adjoint_tiles::<F, 1>(g, co, o, nt, t, dm);
+        }
+    }
+}
+
+/// `dM[i][j]` of output channel `o`'s tiles `t..t + N` from `g[p][q]`.
+#[inline(always)]
+fn output_adjoint_tiles<F: Real, const N: usize>(
+    g: &[F],
+    co: usize,
+    o: usize,
+    nt: usize,
+    t: usize,
+    dm: &mut [F],
+) {
+    // e[p][j] = sum_q dY[p][q] A^T[q][j], then dM[i][j] = sum_p A^T[p][i] e[p][j].
+    let mut e = [[Ln::<F, N>::zero(); 6]; 4];
+    for (p, ep) in e.iter_mut().enumerate() {
+        let mut row = [Ln::zero(); 4];
+        for (q, v) in row.iter_mut().enumerate() {
+            *v = Ln::load(&g[(p * 4 + q) * nt + t..]);
+        }
+        *ep = output_1d_adj(row);
+    }
+    for j in 0..6 {
+        let mut col = [Ln::zero(); 4];
+        for (p, v) in col.iter_mut().enumerate() {
+            *v = e[p][j];
+        }
+        let col = output_1d_adj(col);
+        for (i, val) in col.into_iter().enumerate() {
+            val.store(&mut dm[((i * 6 + j) * co + o) * nt + t..]);
+        }
+    }
+}
+
+#[inline(always)]
+pub(super) fn forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Vec<F> {
+    let tl = Tiling::new(s);
+    let (co, ci) = (s.c_out, s.c_in);
+    // Not zero-filled: the output transforms below write every element exactly once.
+    let len = co * s.positions();
+    let mut y: Vec<F> = Vec::with_capacity(len);
+    let yu = &mut y.spare_capacity_mut()[..len];
+    let mut buf = take_buffers::<F>();
+    let Buffers { v, m, u, sc, .. } = &mut buf;
+    transform_weights_into(weight, co * ci, u);
+    for r in image_chunks(s.n, 36 * ci * tl.per_image(), CHUNK_ELEMS) {
+        let nt = r.len() * tl.per_image();
+        input_transform(x, s, r.clone(), tl, v, sc);
+        m.resize(36 * co * nt, F::default()); // every element is written by the products
+        for xi in 0..36 {
+            products::product(
+                &mut m[xi * co * nt..(xi + 1) * co * nt],
+                nt,
+                MatRef::rows(&u[xi * co * ci..(xi + 1) * co * ci], co, ci),
+                MatRef::rows(&v[xi * ci * nt..(xi + 1) * ci * nt], ci, nt),
+                false,
+            );
+        }
+        output_transform(m, bias, s, r, tl, yu, sc);
+    }
+    put_buffers(buf);
+    // SAFETY: the chunks cover every image, and `output_transform` writes every (channel,
+    // image, row < H, column < W) of its images: all `len` elements are initialised.
+    unsafe { y.set_len(len) };
+    y
+}
+
+/// Returns `(dW, dx)`.
+#[inline(always)]
+pub(super) fn backward<F: Real>(
+    dy: &[F],
+    x: &[F],
+    weight: &[F],
+    s: &ConvShape,
+    need_input: bool,
+) -> (Vec<F>, Option<Vec<F>>) {
+    let tl = Tiling::new(s);
+    let (co, ci) = (s.c_out, s.c_in);
+    let mut dx = need_input.then(|| vec![F::default(); ci * s.positions()]);
+    let mut buf = take_buffers::<F>();
+    let Buffers {
+        v,
+        m: dm,
+        u,
+        du,
+        sc,
+    } = &mut buf;
+    if need_input {
+        transform_weights_into(weight, co * ci, u);
+    }
+    // Not zeroed: the first chunk's products overwrite every element (`accumulate` is false).
+    du.resize(36 * co * ci, F::default());
+    let per_image = 36 * ci.max(co) * tl.per_image();
+    for (idx, r) in image_chunks(s.n, per_image, CHUNK_ELEMS)
+        .into_iter()
+        .enumerate()
+    {
+        let nt = r.len() * tl.per_image();
+        input_transform(x, s, r.clone(), tl, v, sc);
+        output_transform_adjoint(dy, s, r.clone(), tl, dm, sc);
+        for xi in 0..36 {
+            products::product(
+                &mut du[xi * co * ci..(xi + 1) * co * ci],
+                ci,
+                MatRef::rows(&dm[xi * co * nt..(xi + 1) * co * nt], co, nt),
+                MatRef::rows(&v[xi * ci * nt..(xi + 1) * ci * nt], ci, nt).t(),
+                idx > 0,
+            );
+        }
+        if let Some(dx) = dx.as_mut() {
+            // dV reuses V's buffer.
+            for xi in 0..36 {
+                products::product(
+                    &mut v[xi * ci * nt..(xi + 1) * ci * nt],
+                    nt,
+                    MatRef::rows(&u[xi * co * ci..(xi + 1) * co * ci], co, ci).t(),
+                    MatRef::rows(&dm[xi * co * nt..(xi + 1) * co * nt], co, nt),
+                    false,
+                );
+            }
+            input_transform_adjoint(v, s, r, tl, dx, sc);
+        }
+    }
+    let dw = transform_weights_adjoint(du, co * ci);
+    put_buffers(buf);
+    (dw, dx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 1-D maps and their adjoints, as matrices: `<M x, y> = <x, M^T y>` for unit vectors.
+    #[test]
+    fn each_one_dimensional_map_and_its_adjoint_are_transposes() {
+        let unit =
+            |n: usize, i: usize| -> Vec<f64> { (0..n).map(|k| (k == i) as u8 as f64).collect() };
+        for i in 0..6 {
+            for k in 0..6 {
+                let e: [f64; 6] = unit(6, i).try_into().unwrap();
+                let f: [f64; 6] = unit(6, k).try_into().unwrap();
+                assert_eq!(input_1d(e)[k], input_1d_adj(f)[i], "B^T[{k}][{i}]");
+            }
+            for p in 0..4 {
+                let e: [f64; 6] = unit(6, i).try_into().unwrap();
+                let f: [f64; 4] = unit(4, p).try_into().unwrap();
+                assert_eq!(output_1d(e)[p], output_1d_adj(f)[i], "A^T[{p}][{i}]");
+            }
+            for r in 0..3 {
+                let e: [f64; 3] = unit(3, r).try_into().unwrap();
+                let f: [f64; 6] = unit(6, i).try_into().unwrap();
+                assert_eq!(weight_1d(e)[i], weight_1d_adj(f)[r], "G[{i}][{r}]");
+            }
+        }
+    }
+
+    /// `A^T [(G g) . (B^T d)]` is the 1-D correlation of `d` with `g`: the identity F(4, 3)
+    /// rests on.
+    #[test]
+    fn the_one_dimensional_transforms_compute_a_correlation() {
+        let d = [0.3, -1.2, 2.5, 0.7, -0.4, 1.9];
+        let g = [0.5, -0.8, 1.3];
+        let (u, v) = (weight_1d(g), input_1d(d));
+        let m: [f64; 6] = std::array::from_fn(|i| u[i] * v[i]);
+        let y = output_1d(m);
+        for (o, &yo) in y.iter().enumerate() {
+            let want: f64 = (0..3).map(|k| d[o + k] * g[k]).sum();
+            assert!((yo - want).abs() < 1e-12, "{o}: {yo} vs {want}");
+        }
+    }
+}
