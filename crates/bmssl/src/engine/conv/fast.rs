@@ -2,7 +2,7 @@
 //! through `conv/dual.rs`, as [`super::forward`] and [`super::backward`] decide; `f64` keeps the
 //! im2col + GEMM path of `conv.rs`, the reference these kernels are tested against).
 //!
-//! Over 400 lines because the two kernels (direct and Winograd), their backward passes, the
+//! Over 400 lines because the two kernels (direct and Winograd F(2x2)), their backward passes, the
 //! SSE2/AVX2 dispatch and the tests against the reference belong together: each kernel is checked
 //! against the other path in the same file.
 //!
@@ -16,8 +16,11 @@
 //!   same three linear maps: `dM = A dY A^T`, `dU_xi = dM_xi V_xi^T`, `dg = G^T dU G`,
 //!   `dV_xi = U_xi^T dM_xi`, `dd = B dV B^T` scattered back onto the (overlapping) input tiles.
 //!   Odd sizes work: tiles hang over the bottom/right edge, reading zeros and writing nothing.
+//! - Planes of side [`F4_MIN_SIDE`] and more (the 42x42 and 21x21 layers of 3x84x84 inputs):
+//!   Winograd F(4x4, 3x3), 36 products per 4x4 output tile, in [`winograd4`] (its own file: the
+//!   same structure with 6x6 tiles).
 //!
-//! Both are single-threaded and sum in a fixed order, so results are bit-reproducible.
+//! All are single-threaded and sum in a fixed order, so results are bit-reproducible.
 
 use super::{products, ConvGrads, ConvShape};
 use crate::engine::reduce::sum;
