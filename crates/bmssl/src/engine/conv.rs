@@ -168,7 +168,8 @@ pub fn forward<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> V
 
 /// Whether [`forward`] and [`backward`] (its weight and bias gradients) run the direct kernel of
 /// [`fast`] on this shape for the number type `S`: `f32`, `Dual<f32>` and `Dual<f64>` (through
-/// [`dual`]), a nonempty 3x3 convolution with at most [`fast::DIRECT_MAX_C_IN`] input channels.
+/// [`dual`]; [`fast_types`]), a nonempty 3x3 convolution with at most `fast::DIRECT_MAX_C_IN`
+/// input channels.
 ///
 /// That kernel computes each output channel from its own weights and bias alone, in an order that
 /// does not depend on the other output channels, so a call on a contiguous range of output
@@ -177,17 +178,21 @@ pub fn forward<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> V
 /// in cache. False for `f64`, which keeps im2col + GEMM (the reference path), and for the Winograd
 /// shapes. The input gradient sums over output channels, so it is not covered.
 pub fn computes_channels_independently<S: Scalar>(s: &ConvShape) -> bool {
-    let direct_type = [
-        TypeId::of::<f32>(),
-        TypeId::of::<Dual<f32>>(),
-        TypeId::of::<Dual<f64>>(),
-    ]
-    .contains(&TypeId::of::<S>());
-    direct_type
+    fast_types().contains(&TypeId::of::<S>())
         && s.k == 3
         && s.positions() > 0
         && (1..=fast::DIRECT_MAX_C_IN).contains(&s.c_in)
         && s.c_out > 0
+}
+
+/// The number types [`forward_fast`] and [`backward_fast`] give to the fast kernels (a test checks
+/// that the two lists agree).
+fn fast_types() -> [TypeId; 3] {
+    [
+        TypeId::of::<f32>(),
+        TypeId::of::<Dual<f32>>(),
+        TypeId::of::<Dual<f64>>(),
+    ]
 }
 
 /// `v` as a slice of `T` when `S` is `T` (the dispatch on the number type: the kernels choose
@@ -357,6 +362,33 @@ fn backward_chunked<S: Scalar>(
 mod tests {
     use super::*;
     use crate::engine::gradcheck::{assert_gradient, test_values};
+
+    #[test]
+    fn the_fast_types_are_exactly_the_types_the_fast_path_serves() {
+        fn served<S: Scalar>() -> bool {
+            let s = ConvShape {
+                c_in: 1,
+                c_out: 2,
+                n: 1,
+                h: 3,
+                w: 3,
+                k: 3,
+            };
+            let (x, w, b) = (
+                vec![S::from_f64(0.5); 9],
+                vec![S::from_f64(0.1); 18],
+                vec![S::default(); 2],
+            );
+            let listed = fast_types().contains(&TypeId::of::<S>());
+            assert_eq!(listed, computes_channels_independently::<S>(&s));
+            let backward = backward_fast(&[S::from_f64(1.0); 18], &x, &w, &s, true).is_some();
+            assert_eq!(forward_fast(&x, &w, &b, &s).is_some(), backward);
+            assert_eq!(listed, backward);
+            listed
+        }
+        assert!(served::<f32>() && served::<Dual<f32>>() && served::<Dual<f64>>());
+        assert!(!served::<f64>());
+    }
 
     const S: ConvShape = ConvShape {
         c_in: 2,

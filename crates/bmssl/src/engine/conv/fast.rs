@@ -16,8 +16,8 @@
 //!   same three linear maps: `dM = A dY A^T`, `dU_xi = dM_xi V_xi^T`, `dg = G^T dU G`,
 //!   `dV_xi = U_xi^T dM_xi`, `dd = B dV B^T` scattered back onto the (overlapping) input tiles.
 //!   Odd sizes work: tiles hang over the bottom/right edge, reading zeros and writing nothing.
-//! - Planes of side [`F4_MIN_SIDE`] and more (the 42x42 and 21x21 layers of 3x84x84 inputs):
-//!   Winograd F(4x4, 3x3), 36 products per 4x4 output tile, in [`winograd4`] (its own file: the
+//! - Planes of side `F4_MIN_SIDE` (16) and more (the 42x42 and 21x21 layers of 3x84x84 inputs):
+//!   Winograd F(4x4, 3x3), 36 products per 4x4 output tile, in `fast/winograd4.rs` (its own file: the
 //!   same structure with 6x6 tiles).
 //!
 //! All are single-threaded and sum in a fixed order, so results are bit-reproducible.
