@@ -10,9 +10,9 @@
 //! matrices round more (their entries reach 8 and 1/24): measured against the f64 reference, its
 //! `f32` results stay within the parent's tests' 1e-5 relative error.
 //!
-//! Over 400 lines because its four transforms, their adjoints and the forward and backward passes
-//! that chain them with the products are one algorithm, checked together (its tests against the
-//! reference path are in the parent module's, beside F(2x2)'s).
+//! Over 400 lines because its three transforms (weights, input, output), their adjoints and the
+//! passes that chain them with the products are one algorithm, checked together (its tests
+//! against the reference path are in the parent module's, beside F(2x2)'s).
 //!
 //! Every transform is written once, over a group of `N` tiles (or kernels) held in fixed-size
 //! arrays ([`Ln`]): `N = 8` for the body of a loop (the compiler keeps each array in one vector
