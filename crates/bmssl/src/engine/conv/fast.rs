@@ -17,8 +17,8 @@
 //!   `dV_xi = U_xi^T dM_xi`, `dd = B dV B^T` scattered back onto the (overlapping) input tiles.
 //!   Odd sizes work: tiles hang over the bottom/right edge, reading zeros and writing nothing.
 //! - Planes of side `F4_MIN_SIDE` (16) and more (the 42x42 and 21x21 layers of 3x84x84 inputs):
-//!   Winograd F(4x4, 3x3), 36 products per 4x4 output tile, in `fast/winograd4.rs` (its own file: the
-//!   same structure with 6x6 tiles).
+//!   Winograd F(4x4, 3x3), 36 products per 4x4 output tile, in `fast/winograd4.rs` (its own
+//!   file: the same structure with 6x6 tiles).
 //!
 //! All are single-threaded and sum in a fixed order, so results are bit-reproducible.
 
@@ -31,14 +31,13 @@ mod winograd4;
 
 /// Smallest image side at which F(4x4, 3x3) ([`winograd4`]) computes a convolution instead of
 /// F(2x2, 3x3): the 42x42 and 21x21 planes of 3x84x84 inputs. Measured (`kernel_timings` below,
-/// 64 -> 128 channels, one thread, 2-core AVX2 EPYC, 2026-12-07), F(2x2) / F(4x4) ms:
-/// 42x42 forward 21.6 / 16.2, backward 42.6 / 30.9; 21x21 6.2 / 5.8, 12.6 / 11.0. A meta-step
-/// at 3x84x84 is +14% with both planes on F(4x4), +12% with 42x42 alone.
+/// 64 -> 128 channels, one thread, 2-core AVX2 EPYC, 2026-12-07), F(2x2) / F(4x4) ms: 42x42
+/// forward 21.5 / 17.1, backward 42.7 / 32.1; 21x21 6.0 / 5.5, 11.6 / 11.0. Meta-steps at 3x84x84
+/// are +10-11% faster than with F(2x2) everywhere (`docs/results/engine-f4-2026-12-07/`).
 ///
-/// On Omniglot's planes (14, 7, 3) F(4x4) is faster in some passes and slower in others (14x14
-/// 5.0 / 4.9, 10.0 / 9.7; 7x7 4.0 / 3.0, 6.6 / 6.2; 3x3 1.7 / 1.1, 2.1 / 2.3), and whole
-/// meta-steps were slower with an earlier version of its transforms: they keep F(2x2), and so
-/// their bits, until a whole-step measurement says otherwise.
+/// On Omniglot's planes (14, 7, 3) one such call is faster in some passes and slower in others,
+/// but whole Omniglot meta-steps with F(4x4) there were 11% slower (five alternating runs): they
+/// keep F(2x2), and so their bits.
 const F4_MIN_SIDE: usize = 16;
 
 /// Whether [`winograd4`] computes this (Winograd) convolution.
