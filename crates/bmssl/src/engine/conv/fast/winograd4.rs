@@ -274,9 +274,9 @@ fn input_transform<F: Real>(
     let nt = images.len() * tl.per_image();
     let c = s.c_in;
     let hw = s.h * s.w;
-    // As the parent's F(2x2) transform: whole groups of G tile columns, the padded plane wide
-    // enough for them, and G values of slack after each of the 36 rows of `d` (a group may write
-    // past its tile row's end; those values are overwritten before they are read).
+    // As the parent's F(2x2) transform: whole groups of tile columns ([`column_groups`]), the
+    // padded plane wide enough for them, and G values of slack after each of the 36 rows of `d` (a
+    // group may write past its tile row's end; those values are overwritten before they are read).
     let wp = 4 * column_groups(tl.tw).1 + 2;
     let pitch = nt + G;
     v.resize(36 * c * nt, F::default());
