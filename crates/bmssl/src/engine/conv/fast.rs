@@ -100,9 +100,9 @@ fn forward_impl<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Ve
     if s.c_in <= DIRECT_MAX_C_IN {
         direct_forward(x, weight, bias, s)
     } else if use_f4(s) {
-        winograd4::forward(x, weight, bias, s)
+        winograd_forward::<winograd4::F4, F>(x, weight, bias, s)
     } else {
-        winograd_forward(x, weight, bias, s)
+        winograd_forward::<F2, F>(x, weight, bias, s)
     }
 }
 
@@ -117,9 +117,9 @@ fn backward_impl<F: Real>(
     if s.c_in <= DIRECT_MAX_C_IN {
         direct_backward(dy, x, weight, s, need_input)
     } else if use_f4(s) {
-        winograd4::backward(dy, x, weight, s, need_input)
+        winograd_backward::<winograd4::F4, F>(dy, x, weight, s, need_input)
     } else {
-        winograd_backward(dy, x, weight, s, need_input)
+        winograd_backward::<F2, F>(dy, x, weight, s, need_input)
     }
 }
 
@@ -317,8 +317,9 @@ fn direct_backward<F: Real>(
 // ---------------------------------------------------------------------------------------------
 // Winograd F(2x2, 3x3).
 
-/// Tiles of one image: `th x tw` tiles of 2x2 outputs, reading 4x4 inputs from the image padded
-/// by one zero row/column on top/left (and zeros beyond the bottom/right).
+/// Tiles of one image for F(m x m, 3x3): `th x tw` tiles of m x m outputs, reading (m + 2)^2
+/// inputs from the image padded by one zero row/column on top/left (and zeros beyond the
+/// bottom/right).
 #[derive(Clone, Copy)]
 struct Tiling {
     th: usize,
@@ -326,10 +327,10 @@ struct Tiling {
 }
 
 impl Tiling {
-    fn new(s: &ConvShape) -> Self {
+    fn new(s: &ConvShape, m: usize) -> Self {
         Tiling {
-            th: s.h.div_ceil(2),
-            tw: s.w.div_ceil(2),
+            th: s.h.div_ceil(m),
+            tw: s.w.div_ceil(m),
         }
     }
     fn per_image(&self) -> usize {
@@ -890,22 +891,139 @@ fn output_transform_adjoint<F: Real>(
     }
 }
 
+/// A Winograd algorithm F(m x m, 3x3): its tiling and its transforms, each with its adjoint. The
+/// drivers [`winograd_forward`] and [`winograd_backward`] chain them with the products, the same
+/// for F(2x2) ([`F2`]) and F(4x4) ([`winograd4::F4`]).
+trait Winograd {
+    /// Output tile side m.
+    const M: usize;
+    /// Transformed planes, (m + 2)^2: the products per tile and channel pair.
+    const PLANES: usize = (Self::M + 2) * (Self::M + 2);
+    /// `U [PLANES][C_out][C_in] = G g G^T` into `u` (resized; every element written).
+    fn transform_weights_into<F: Real>(weight: &[F], c_out: usize, c_in: usize, u: &mut Vec<F>);
+    /// `dW [C_out, C_in, 3, 3] = G^T dU G`.
+    fn transform_weights_adjoint<F: Real>(du: &[F], c_out: usize, c_in: usize) -> Vec<F>;
+    /// `V [PLANES][C_in][nt] = B^T d B` of the input tiles of `images`.
+    fn input_transform<F: Real>(
+        x: &[F],
+        s: &ConvShape,
+        images: Range<usize>,
+        tl: Tiling,
+        v: &mut Vec<F>,
+        sc: &mut Scratch<F>,
+    );
+    /// Adds `B dV B^T` of every tile into `dx`.
+    fn input_transform_adjoint<F: Real>(
+        dv: &[F],
+        s: &ConvShape,
+        images: Range<usize>,
+        tl: Tiling,
+        dx: &mut [F],
+        sc: &mut Scratch<F>,
+    );
+    /// `y = A^T M A + bias` of `images`, each of their outputs written once.
+    #[allow(clippy::too_many_arguments)]
+    fn output_transform<F: Real>(
+        m: &[F],
+        bias: &[F],
+        s: &ConvShape,
+        images: Range<usize>,
+        tl: Tiling,
+        y: &mut [std::mem::MaybeUninit<F>],
+        sc: &mut Scratch<F>,
+    );
+    /// `dM [PLANES][C_out][nt] = A dY A^T` of the output tiles of `images`.
+    fn output_transform_adjoint<F: Real>(
+        dy: &[F],
+        s: &ConvShape,
+        images: Range<usize>,
+        tl: Tiling,
+        dm: &mut Vec<F>,
+        sc: &mut Scratch<F>,
+    );
+}
+
+/// Winograd F(2x2, 3x3): the transforms above.
+struct F2;
+
+impl Winograd for F2 {
+    const M: usize = 2;
+    #[inline(always)]
+    fn transform_weights_into<F: Real>(weight: &[F], c_out: usize, c_in: usize, u: &mut Vec<F>) {
+        transform_weights_into(weight, c_out, c_in, u)
+    }
+    #[inline(always)]
+    fn transform_weights_adjoint<F: Real>(du: &[F], c_out: usize, c_in: usize) -> Vec<F> {
+        transform_weights_adjoint(du, c_out, c_in)
+    }
+    #[inline(always)]
+    fn input_transform<F: Real>(
+        x: &[F],
+        s: &ConvShape,
+        images: Range<usize>,
+        tl: Tiling,
+        v: &mut Vec<F>,
+        sc: &mut Scratch<F>,
+    ) {
+        input_transform(x, s, images, tl, v, sc)
+    }
+    #[inline(always)]
+    fn input_transform_adjoint<F: Real>(
+        dv: &[F],
+        s: &ConvShape,
+        images: Range<usize>,
+        tl: Tiling,
+        dx: &mut [F],
+        sc: &mut Scratch<F>,
+    ) {
+        input_transform_adjoint(dv, s, images, tl, dx, sc)
+    }
+    #[inline(always)]
+    fn output_transform<F: Real>(
+        m: &[F],
+        bias: &[F],
+        s: &ConvShape,
+        images: Range<usize>,
+        tl: Tiling,
+        y: &mut [std::mem::MaybeUninit<F>],
+        sc: &mut Scratch<F>,
+    ) {
+        output_transform(m, bias, s, images, tl, y, sc)
+    }
+    #[inline(always)]
+    fn output_transform_adjoint<F: Real>(
+        dy: &[F],
+        s: &ConvShape,
+        images: Range<usize>,
+        tl: Tiling,
+        dm: &mut Vec<F>,
+        sc: &mut Scratch<F>,
+    ) {
+        output_transform_adjoint(dy, s, images, tl, dm, sc)
+    }
+}
+
 #[inline(always)]
-fn winograd_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Vec<F> {
-    let tl = Tiling::new(s);
-    let (co, ci) = (s.c_out, s.c_in);
+fn winograd_forward<W: Winograd, F: Real>(
+    x: &[F],
+    weight: &[F],
+    bias: &[F],
+    s: &ConvShape,
+) -> Vec<F> {
+    let tl = Tiling::new(s, W::M);
+    let (co, ci, planes) = (s.c_out, s.c_in, W::PLANES);
     // Not zero-filled: the output transforms below write every element exactly once.
     let len = co * s.positions();
     let mut y: Vec<F> = Vec::with_capacity(len);
     let yu = &mut y.spare_capacity_mut()[..len];
     let mut buf = take_buffers::<F>();
     let Buffers { v, m, u, sc, .. } = &mut buf;
-    transform_weights_into(weight, co, ci, u);
-    for r in image_chunks(s.n, 16 * ci * tl.per_image(), CHUNK_ELEMS) {
+    W::transform_weights_into(weight, co, ci, u);
+    for r in image_chunks(s.n, planes * ci * tl.per_image(), CHUNK_ELEMS) {
         let nt = r.len() * tl.per_image();
-        input_transform(x, s, r.clone(), tl, v, sc);
-        m.resize(16 * co * nt, F::default()); // every element is written by the products
-        for xi in 0..16 {
+        W::input_transform(x, s, r.clone(), tl, v, sc);
+        m.resize(planes * co * nt, F::default()); // every element is written by the products
+        for xi in 0..planes {
             products::product(
                 &mut m[xi * co * nt..(xi + 1) * co * nt],
                 nt,
@@ -914,7 +1032,7 @@ fn winograd_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -
                 false,
             );
         }
-        output_transform(m, bias, s, r, tl, yu, sc);
+        W::output_transform(m, bias, s, r, tl, yu, sc);
     }
     put_buffers(buf);
     // SAFETY: the chunks cover every image, and `output_transform` writes every (channel,
@@ -925,15 +1043,15 @@ fn winograd_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -
 
 /// Returns `(dW, dx)`.
 #[inline(always)]
-fn winograd_backward<F: Real>(
+fn winograd_backward<W: Winograd, F: Real>(
     dy: &[F],
     x: &[F],
     weight: &[F],
     s: &ConvShape,
     need_input: bool,
 ) -> (Vec<F>, Option<Vec<F>>) {
-    let tl = Tiling::new(s);
-    let (co, ci) = (s.c_out, s.c_in);
+    let tl = Tiling::new(s, W::M);
+    let (co, ci, planes) = (s.c_out, s.c_in, W::PLANES);
     let mut dx = need_input.then(|| vec![F::default(); ci * s.positions()]);
     let mut buf = take_buffers::<F>();
     let Buffers {
@@ -944,19 +1062,19 @@ fn winograd_backward<F: Real>(
         sc,
     } = &mut buf;
     if need_input {
-        transform_weights_into(weight, co, ci, u);
+        W::transform_weights_into(weight, co, ci, u);
     }
     // Not zeroed: the first chunk's products overwrite every element (`accumulate` is false).
-    du.resize(16 * co * ci, F::default());
-    let per_image = 16 * ci.max(co) * tl.per_image();
+    du.resize(planes * co * ci, F::default());
+    let per_image = planes * ci.max(co) * tl.per_image();
     for (idx, r) in image_chunks(s.n, per_image, CHUNK_ELEMS)
         .into_iter()
         .enumerate()
     {
         let nt = r.len() * tl.per_image();
-        input_transform(x, s, r.clone(), tl, v, sc);
-        output_transform_adjoint(dy, s, r.clone(), tl, dm, sc);
-        for xi in 0..16 {
+        W::input_transform(x, s, r.clone(), tl, v, sc);
+        W::output_transform_adjoint(dy, s, r.clone(), tl, dm, sc);
+        for xi in 0..planes {
             products::product(
                 &mut du[xi * co * ci..(xi + 1) * co * ci],
                 ci,
@@ -967,7 +1085,7 @@ fn winograd_backward<F: Real>(
         }
         if let Some(dx) = dx.as_mut() {
             // dV reuses V's buffer.
-            for xi in 0..16 {
+            for xi in 0..planes {
                 products::product(
                     &mut v[xi * ci * nt..(xi + 1) * ci * nt],
                     nt,
@@ -976,10 +1094,10 @@ fn winograd_backward<F: Real>(
                     false,
                 );
             }
-            input_transform_adjoint(v, s, r, tl, dx, sc);
+            W::input_transform_adjoint(v, s, r, tl, dx, sc);
         }
     }
-    let dw = transform_weights_adjoint(du, co, ci);
+    let dw = W::transform_weights_adjoint(du, co, ci);
     put_buffers(buf);
     (dw, dx)
 }
@@ -1134,6 +1252,20 @@ mod tests {
         }
     }
 
+    fn f4_forward<F: Real>(x: &[F], w: &[F], b: &[F], s: &ConvShape) -> Vec<F> {
+        winograd_forward::<winograd4::F4, F>(x, w, b, s)
+    }
+
+    fn f4_backward<F: Real>(
+        dy: &[F],
+        x: &[F],
+        w: &[F],
+        s: &ConvShape,
+        need_input: bool,
+    ) -> (Vec<F>, Option<Vec<F>>) {
+        winograd_backward::<winograd4::F4, F>(dy, x, w, s, need_input)
+    }
+
     /// F(4x4, 3x3) on every Winograd shape of [`shapes`] (and several chunks of images), whatever
     /// [`use_f4`] picks for them.
     fn f4_shapes() -> Vec<ConvShape> {
@@ -1156,17 +1288,17 @@ mod tests {
         for (i, s) in f4_shapes().into_iter().enumerate() {
             let (x, wt, b, dy) = inputs(&s, 300 + 10 * i as u64);
             let want = conv::forward(&x, &wt, &b, &s);
-            let got = winograd4::forward(&x, &wt, &b, &s);
+            let got = f4_forward(&x, &wt, &b, &s);
             assert!(max_relative_error(&got, &want, 1e-8) < 1e-12, "{s:?}");
             let gw = conv::backward(&dy, &x, &wt, &s, true);
-            let (dw, dx) = winograd4::backward(&dy, &x, &wt, &s, true);
+            let (dw, dx) = f4_backward(&dy, &x, &wt, &s, true);
             assert!(max_relative_error(&dw, &gw.weight, 1e-8) < 1e-12, "{s:?}");
             let dx = dx.unwrap();
             assert!(
                 max_relative_error(&dx, gw.input.as_ref().unwrap(), 1e-8) < 1e-12,
                 "{s:?}"
             );
-            assert!(winograd4::backward(&dy, &x, &wt, &s, false).1.is_none());
+            assert!(f4_backward(&dy, &x, &wt, &s, false).1.is_none());
         }
     }
 
@@ -1175,10 +1307,10 @@ mod tests {
         for (i, s) in f4_shapes().into_iter().enumerate() {
             let (x, wt, b, dy) = inputs(&s, 400 + 10 * i as u64);
             let want = conv::forward(&x, &wt, &b, &s);
-            let got = winograd4::forward(&to_f32(&x), &to_f32(&wt), &to_f32(&b), &s);
+            let got = f4_forward(&to_f32(&x), &to_f32(&wt), &to_f32(&b), &s);
             assert!(err32(&got, &want) < 1e-5, "{s:?}: {}", err32(&got, &want));
             let gw = conv::backward(&dy, &x, &wt, &s, true);
-            let (dw, dx) = winograd4::backward(&to_f32(&dy), &to_f32(&x), &to_f32(&wt), &s, true);
+            let (dw, dx) = f4_backward(&to_f32(&dy), &to_f32(&x), &to_f32(&wt), &s, true);
             assert!(
                 err32(&dw, &gw.weight) < 1e-5,
                 "{s:?}: {}",
@@ -1202,18 +1334,18 @@ mod tests {
     fn f4_gradients_match_finite_differences() {
         for s in [shape(5, 2, 2, 3, 4), shape(6, 2, 1, 5, 7)] {
             let (x, wt, b, r) = inputs(&s, 60);
-            let (dw, dx) = winograd4::backward(&r, &x, &wt, &s, true);
+            let (dw, dx) = f4_backward(&r, &x, &wt, &s, true);
             let loss = |y: Vec<f64>| y.iter().zip(&r).map(|(a, b)| a * b).sum::<f64>();
             assert_gradient(
                 "F(4x4, 3x3) input",
-                &mut |v| loss(winograd4::forward(v, &wt, &b, &s)),
+                &mut |v| loss(f4_forward(v, &wt, &b, &s)),
                 &x,
                 dx.as_ref().unwrap(),
                 1e-7,
             );
             assert_gradient(
                 "F(4x4, 3x3) weight",
-                &mut |v| loss(winograd4::forward(&x, v, &b, &s)),
+                &mut |v| loss(f4_forward(&x, v, &b, &s)),
                 &wt,
                 &dw,
                 1e-7,
@@ -1232,10 +1364,10 @@ mod tests {
         unsafe fn run(f4: bool, backward: bool, x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape) {
             let b = vec![0.0; s.c_out];
             match (f4, backward) {
-                (false, false) => drop(winograd_forward(x, w, &b, s)),
-                (true, false) => drop(winograd4::forward(x, w, &b, s)),
-                (false, true) => drop(winograd_backward(dy, x, w, s, true)),
-                (true, true) => drop(winograd4::backward(dy, x, w, s, true)),
+                (false, false) => drop(winograd_forward::<F2, f32>(x, w, &b, s)),
+                (true, false) => drop(f4_forward(x, w, &b, s)),
+                (false, true) => drop(winograd_backward::<F2, f32>(dy, x, w, s, true)),
+                (true, true) => drop(f4_backward(dy, x, w, s, true)),
             }
         }
         assert!(avx2(), "the timings are of the AVX2 build");

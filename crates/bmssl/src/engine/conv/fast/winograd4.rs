@@ -6,25 +6,22 @@
 //! F(2x2, 3x3): `dM = A dY A^T`, `dU_xi = dM_xi V_xi^T`, `dg = G^T dU G`, `dV_xi = U_xi^T dM_xi`,
 //! `dd = B dV B^T` added back onto the (overlapping) input tiles.
 //!
-//! The parent module picks it where it is faster ([`super::use_f4`]). Its larger transform
-//! matrices round more (their entries reach 8 and 1/24): measured against the f64 reference, its
+//! The parent module picks it where it is faster ([`super::use_f4`]) and runs it ([`F4`]) through
+//! the drivers it runs F(2x2) through (`winograd_forward`, `winograd_backward`); this file holds
+//! the transforms of its 6x6 tiles. Its larger transform matrices round more (their entries reach 8 and 1/24): measured against the f64 reference, its
 //! `f32` results stay within the parent's tests' 1e-5 relative error.
 //!
-//! Over 400 lines because its three transforms (weights, input, output), their adjoints and the
-//! passes that chain them with the products are one algorithm, checked together (its tests
-//! against the reference path are in the parent module's, beside F(2x2)'s).
+//! Over 400 lines because its three transforms (weights, input, output) and their adjoints are
+//! one algorithm, checked together (its tests against the reference path are in the parent
+//! module's, beside F(2x2)'s).
 //!
 //! Every transform is written once, over a group of `N` tiles (or kernels) held in fixed-size
 //! arrays ([`Ln`]): `N = 8` for the body of a loop (the compiler keeps each array in one vector
 //! register), `N = 1` for its tail, with the same operations, so the same bits.
 
-use super::{image_chunks, products, put_buffers, take_buffers, Buffers, ConvShape, Scratch};
-use crate::engine::scalar::{MatRef, Real};
+use super::{ConvShape, Scratch, Tiling, Winograd};
+use crate::engine::scalar::Real;
 use std::ops::{Add, Mul, Range, Sub};
-
-/// Transformed-input elements (`36 * C_in * tiles`) per chunk of images (1 MiB of f32), as the
-/// parent's `CHUNK_ELEMS`.
-const CHUNK_ELEMS: usize = 1 << 18;
 
 /// Tiles (or kernels) handled together: one AVX2 register of `f32`.
 const G: usize = 8;
@@ -165,26 +162,6 @@ fn weight_1d_adj<T: Lanes>(u: [T; 6]) -> [T; 3] {
         (u[2] - u[1]) * (1.0 / 6.0) + (u[3] - u[4]) * (1.0 / 12.0),
         (s34 - s12) * (1.0 / 6.0) + u[5],
     ]
-}
-
-/// Tiles of one image: `th x tw` tiles of 4x4 outputs, reading 6x6 inputs from the image padded
-/// by one zero row/column on top/left (and zeros beyond the bottom/right).
-#[derive(Clone, Copy)]
-struct Tiling {
-    th: usize,
-    tw: usize,
-}
-
-impl Tiling {
-    fn new(s: &ConvShape) -> Self {
-        Tiling {
-            th: s.h.div_ceil(4),
-            tw: s.w.div_ceil(4),
-        }
-    }
-    fn per_image(&self) -> usize {
-        self.th * self.tw
-    }
 }
 
 /// `U [36][C_out][C_in] = G g G^T` of every 3x3 kernel `g` of `weight [C_out, C_in, 3, 3]`, into
@@ -663,98 +640,64 @@ fn output_adjoint_tiles<F: Real, const N: usize>(
     }
 }
 
-#[inline(always)]
-pub(super) fn forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Vec<F> {
-    let tl = Tiling::new(s);
-    let (co, ci) = (s.c_out, s.c_in);
-    // Not zero-filled: the output transforms below write every element exactly once.
-    let len = co * s.positions();
-    let mut y: Vec<F> = Vec::with_capacity(len);
-    let yu = &mut y.spare_capacity_mut()[..len];
-    let mut buf = take_buffers::<F>();
-    let Buffers { v, m, u, sc, .. } = &mut buf;
-    transform_weights_into(weight, co * ci, u);
-    for r in image_chunks(s.n, 36 * ci * tl.per_image(), CHUNK_ELEMS) {
-        let nt = r.len() * tl.per_image();
-        input_transform(x, s, r.clone(), tl, v, sc);
-        m.resize(36 * co * nt, F::default()); // every element is written by the products
-        for xi in 0..36 {
-            products::product(
-                &mut m[xi * co * nt..(xi + 1) * co * nt],
-                nt,
-                MatRef::rows(&u[xi * co * ci..(xi + 1) * co * ci], co, ci),
-                MatRef::rows(&v[xi * ci * nt..(xi + 1) * ci * nt], ci, nt),
-                false,
-            );
-        }
-        output_transform(m, bias, s, r, tl, yu, sc);
-    }
-    put_buffers(buf);
-    // SAFETY: the chunks cover every image, and `output_transform` writes every (channel,
-    // image, row < H, column < W) of its images: all `len` elements are initialised.
-    unsafe { y.set_len(len) };
-    y
-}
+/// Winograd F(4x4, 3x3), for the parent's drivers.
+pub(super) struct F4;
 
-/// Returns `(dW, dx)`.
-#[inline(always)]
-pub(super) fn backward<F: Real>(
-    dy: &[F],
-    x: &[F],
-    weight: &[F],
-    s: &ConvShape,
-    need_input: bool,
-) -> (Vec<F>, Option<Vec<F>>) {
-    let tl = Tiling::new(s);
-    let (co, ci) = (s.c_out, s.c_in);
-    let mut dx = need_input.then(|| vec![F::default(); ci * s.positions()]);
-    let mut buf = take_buffers::<F>();
-    let Buffers {
-        v,
-        m: dm,
-        u,
-        du,
-        sc,
-    } = &mut buf;
-    if need_input {
-        transform_weights_into(weight, co * ci, u);
+impl Winograd for F4 {
+    const M: usize = 4;
+    #[inline(always)]
+    fn transform_weights_into<F: Real>(weight: &[F], c_out: usize, c_in: usize, u: &mut Vec<F>) {
+        transform_weights_into(weight, c_out * c_in, u)
     }
-    // Not zeroed: the first chunk's products overwrite every element (`accumulate` is false).
-    du.resize(36 * co * ci, F::default());
-    let per_image = 36 * ci.max(co) * tl.per_image();
-    for (idx, r) in image_chunks(s.n, per_image, CHUNK_ELEMS)
-        .into_iter()
-        .enumerate()
-    {
-        let nt = r.len() * tl.per_image();
-        input_transform(x, s, r.clone(), tl, v, sc);
-        output_transform_adjoint(dy, s, r.clone(), tl, dm, sc);
-        for xi in 0..36 {
-            products::product(
-                &mut du[xi * co * ci..(xi + 1) * co * ci],
-                ci,
-                MatRef::rows(&dm[xi * co * nt..(xi + 1) * co * nt], co, nt),
-                MatRef::rows(&v[xi * ci * nt..(xi + 1) * ci * nt], ci, nt).t(),
-                idx > 0,
-            );
-        }
-        if let Some(dx) = dx.as_mut() {
-            // dV reuses V's buffer.
-            for xi in 0..36 {
-                products::product(
-                    &mut v[xi * ci * nt..(xi + 1) * ci * nt],
-                    nt,
-                    MatRef::rows(&u[xi * co * ci..(xi + 1) * co * ci], co, ci).t(),
-                    MatRef::rows(&dm[xi * co * nt..(xi + 1) * co * nt], co, nt),
-                    false,
-                );
-            }
-            input_transform_adjoint(v, s, r, tl, dx, sc);
-        }
+    #[inline(always)]
+    fn transform_weights_adjoint<F: Real>(du: &[F], c_out: usize, c_in: usize) -> Vec<F> {
+        transform_weights_adjoint(du, c_out * c_in)
     }
-    let dw = transform_weights_adjoint(du, co * ci);
-    put_buffers(buf);
-    (dw, dx)
+    #[inline(always)]
+    fn input_transform<F: Real>(
+        x: &[F],
+        s: &ConvShape,
+        images: Range<usize>,
+        tl: Tiling,
+        v: &mut Vec<F>,
+        sc: &mut Scratch<F>,
+    ) {
+        input_transform(x, s, images, tl, v, sc)
+    }
+    #[inline(always)]
+    fn input_transform_adjoint<F: Real>(
+        dv: &[F],
+        s: &ConvShape,
+        images: Range<usize>,
+        tl: Tiling,
+        dx: &mut [F],
+        sc: &mut Scratch<F>,
+    ) {
+        input_transform_adjoint(dv, s, images, tl, dx, sc)
+    }
+    #[inline(always)]
+    fn output_transform<F: Real>(
+        m: &[F],
+        bias: &[F],
+        s: &ConvShape,
+        images: Range<usize>,
+        tl: Tiling,
+        y: &mut [std::mem::MaybeUninit<F>],
+        sc: &mut Scratch<F>,
+    ) {
+        output_transform(m, bias, s, images, tl, y, sc)
+    }
+    #[inline(always)]
+    fn output_transform_adjoint<F: Real>(
+        dy: &[F],
+        s: &ConvShape,
+        images: Range<usize>,
+        tl: Tiling,
+        dm: &mut Vec<F>,
+        sc: &mut Scratch<F>,
+    ) {
+        output_transform_adjoint(dy, s, images, tl, dm, sc)
+    }
 }
 
 #[cfg(test)]
