@@ -27,6 +27,10 @@ use crate::engine::reduce::sum;
 use crate::engine::scalar::{MatRef, Real};
 use std::ops::Range;
 
+#[cfg(target_arch = "x86_64")]
+mod direct_avx2;
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(direct_avx2::W == LANES);
 mod winograd4;
 
 /// Smallest image side at which F(4x4, 3x3) ([`winograd4`]) computes a convolution instead of
@@ -241,8 +245,6 @@ fn direct_backward<F: Real>(
     // in registers across the batch (a pass per tap through a nine-row buffer in memory was a
     // load and a store per multiply-add); the lanes are summed at the end.
     let len = h * wp - 2;
-    let body = len / LANES * LANES;
-    let offs: [usize; 9] = std::array::from_fn(|kk| (kk / 3) * wp + kk % 3);
     let mut dyp = vec![F::default(); n * h * wp];
     let mut dw = vec![F::default(); s.c_out * s.patch()];
     for o in 0..s.c_out {
@@ -253,28 +255,8 @@ fn direct_backward<F: Real>(
             dst[..w].copy_from_slice(src);
         }
         for ci in 0..s.c_in {
-            let mut acc = [[F::default(); LANES]; 9];
-            let mut rest = [F::default(); 9];
-            for b in 0..n {
-                let p = &xp[(ci * n + b) * hp * wp..(ci * n + b + 1) * hp * wp];
-                let d = &dyp[b * h * wp..b * h * wp + len];
-                for i in (0..body).step_by(LANES) {
-                    let dv: &[F; LANES] = d[i..i + LANES].try_into().expect("LANES values");
-                    for (a, &off) in acc.iter_mut().zip(&offs) {
-                        let pv: &[F; LANES] = p[off + i..off + i + LANES]
-                            .try_into()
-                            .expect("LANES values");
-                        for l in 0..LANES {
-                            a[l] += dv[l] * pv[l];
-                        }
-                    }
-                }
-                for i in body..len {
-                    for (r, &off) in rest.iter_mut().zip(&offs) {
-                        *r += d[i] * p[off + i];
-                    }
-                }
-            }
+            let planes = &xp[ci * n * hp * wp..(ci + 1) * n * hp * wp];
+            let (acc, rest) = tap_sums(planes, hp * wp, &dyp, h * wp, n, wp, len);
             for (kk, (a, r)) in acc.iter().zip(rest).enumerate() {
                 dw[(o * s.c_in + ci) * 9 + kk] = sum(a) + r;
             }
@@ -312,6 +294,77 @@ fn direct_backward<F: Real>(
         dx
     });
     (dw, dx)
+}
+
+/// The nine tap sums of [`direct_backward`] for one (output, input) channel pair: `planes` holds
+/// the batch's padded input planes of the input channel (`plane` values each, rows of `wp`), `dyp`
+/// the output channel's gradient in the padded row pitch (`dy_stride` values per image), `len`
+/// positions per image. Each tap's sum runs `LANES` positions at a time in `LANES` accumulators
+/// (returned unsummed), the positions past the last whole group in a scalar one. `f32` on an AVX2
+/// CPU runs [`direct_avx2::tap_sums`], the same operations in the same order.
+#[inline(always)]
+fn tap_sums<F: Real>(
+    planes: &[F],
+    plane: usize,
+    dyp: &[F],
+    dy_stride: usize,
+    n: usize,
+    wp: usize,
+    len: usize,
+) -> ([[F; LANES]; 9], [F; 9]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<F>() == std::any::TypeId::of::<f32>() && avx2() {
+        // SAFETY: F is f32 (so the casts are of f32 slices and arrays to themselves), and the CPU
+        // has AVX2 (checked at run time); `tap_sums` checks its bounds.
+        unsafe {
+            let cast = |x: &[F]| std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len());
+            let (acc, rest) =
+                direct_avx2::tap_sums(cast(planes), plane, cast(dyp), dy_stride, n, wp, len);
+            return (
+                std::mem::transmute_copy::<[[f32; LANES]; 9], [[F; LANES]; 9]>(&acc),
+                std::mem::transmute_copy::<[f32; 9], [F; 9]>(&rest),
+            );
+        }
+    }
+    tap_sums_portable(planes, plane, dyp, dy_stride, n, wp, len)
+}
+
+/// [`tap_sums`] as plain loops (every number type; the reference of the AVX2 kernel).
+#[inline(always)]
+fn tap_sums_portable<F: Real>(
+    planes: &[F],
+    plane: usize,
+    dyp: &[F],
+    dy_stride: usize,
+    n: usize,
+    wp: usize,
+    len: usize,
+) -> ([[F; LANES]; 9], [F; 9]) {
+    let body = len / LANES * LANES;
+    let offs: [usize; 9] = std::array::from_fn(|kk| (kk / 3) * wp + kk % 3);
+    let mut acc = [[F::default(); LANES]; 9];
+    let mut rest = [F::default(); 9];
+    for b in 0..n {
+        let p = &planes[b * plane..(b + 1) * plane];
+        let d = &dyp[b * dy_stride..b * dy_stride + len];
+        for i in (0..body).step_by(LANES) {
+            let dv: &[F; LANES] = d[i..i + LANES].try_into().expect("LANES values");
+            for (a, &off) in acc.iter_mut().zip(&offs) {
+                let pv: &[F; LANES] = p[off + i..off + i + LANES]
+                    .try_into()
+                    .expect("LANES values");
+                for l in 0..LANES {
+                    a[l] += dv[l] * pv[l];
+                }
+            }
+        }
+        for i in body..len {
+            for (r, &off) in rest.iter_mut().zip(&offs) {
+                *r += d[i] * p[off + i];
+            }
+        }
+    }
+    (acc, rest)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1392,6 +1445,34 @@ mod tests {
                  backward F(2x2) {:.2} ms, F(4x4) {:.2} ms",
                 best[0], best[1], best[2], best[3]
             );
+        }
+    }
+
+    #[test]
+    fn the_direct_weight_gradients_tap_sums_have_the_portable_loops_bits() {
+        // One-pixel, narrower-than-a-vector and odd planes; one and several images.
+        for (n, h, w) in [
+            (1, 1, 1),
+            (2, 1, 5),
+            (3, 5, 3),
+            (2, 7, 9),
+            (4, 28, 28),
+            (1, 13, 17),
+        ] {
+            let (hp, wp) = (h + 2, w + 2);
+            let len = h * wp - 2;
+            let planes = to_f32(&test_values(n * hp * wp, 11 + n as u64));
+            let dyp = to_f32(&test_values(n * h * wp, 12 + w as u64));
+            let got = tap_sums(&planes, hp * wp, &dyp, h * wp, n, wp, len);
+            let want = tap_sums_portable(&planes, hp * wp, &dyp, h * wp, n, wp, len);
+            let bits = |(a, r): ([[f32; LANES]; 9], [f32; 9])| {
+                (a.concat()
+                    .iter()
+                    .chain(&r)
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<_>>())
+            };
+            assert_eq!(bits(got), bits(want), "n {n}, {h}x{w}");
         }
     }
 
