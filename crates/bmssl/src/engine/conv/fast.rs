@@ -1466,11 +1466,11 @@ mod tests {
             let got = tap_sums(&planes, hp * wp, &dyp, h * wp, n, wp, len);
             let want = tap_sums_portable(&planes, hp * wp, &dyp, h * wp, n, wp, len);
             let bits = |(a, r): ([[f32; LANES]; 9], [f32; 9])| {
-                (a.concat()
+                a.concat()
                     .iter()
                     .chain(&r)
                     .map(|v| v.to_bits())
-                    .collect::<Vec<_>>())
+                    .collect::<Vec<_>>()
             };
             assert_eq!(bits(got), bits(want), "n {n}, {h}x{w}");
         }
