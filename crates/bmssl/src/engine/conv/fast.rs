@@ -28,9 +28,9 @@ use crate::engine::scalar::{MatRef, Real};
 use std::ops::Range;
 
 #[cfg(target_arch = "x86_64")]
-mod direct_avx2;
+mod avx2;
 #[cfg(target_arch = "x86_64")]
-const _: () = assert!(direct_avx2::W == LANES);
+const _: () = assert!(avx2::W == LANES);
 mod winograd4;
 
 /// Smallest image side at which F(4x4, 3x3) ([`winograd4`]) computes a convolution instead of
@@ -70,6 +70,23 @@ pub fn forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Opt
         return Some(unsafe { forward_avx2(x, weight, bias, s) });
     }
     Some(forward_impl(x, weight, bias, s))
+}
+
+/// `x` as `f32`s where `F` is `f32` (for the kernels of [`avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn as_f32<F: 'static>(x: &[F]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<F>() == std::any::TypeId::of::<f32>())
+        // SAFETY: F is f32.
+        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn as_f32_mut<F: 'static>(x: &mut [F]) -> Option<&mut [f32]> {
+    (std::any::TypeId::of::<F>() == std::any::TypeId::of::<f32>())
+        // SAFETY: F is f32.
+        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
 }
 
 /// Whether the CPU runs the AVX2 build of the kernels (detected once, cached by `std`).
@@ -301,7 +318,7 @@ fn direct_backward<F: Real>(
 /// the output channel's gradient in the padded row pitch (`dy_stride` values per image), `len`
 /// positions per image. Each tap's sum runs `LANES` positions at a time in `LANES` accumulators
 /// (returned unsummed), the positions past the last whole group in a scalar one. `f32` on an AVX2
-/// CPU runs [`direct_avx2::tap_sums`], the same operations in the same order.
+/// CPU runs [`avx2::tap_sums`], the same operations in the same order.
 #[inline(always)]
 fn tap_sums<F: Real>(
     planes: &[F],
@@ -313,18 +330,17 @@ fn tap_sums<F: Real>(
     len: usize,
 ) -> ([[F; LANES]; 9], [F; 9]) {
     #[cfg(target_arch = "x86_64")]
-    if std::any::TypeId::of::<F>() == std::any::TypeId::of::<f32>() && avx2() {
-        // SAFETY: F is f32 (so the casts are of f32 slices and arrays to themselves), and the CPU
-        // has AVX2 (checked at run time); `tap_sums` checks its bounds.
-        unsafe {
-            let cast = |x: &[F]| std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len());
-            let (acc, rest) =
-                direct_avx2::tap_sums(cast(planes), plane, cast(dyp), dy_stride, n, wp, len);
-            return (
+    if let (true, Some(p), Some(d)) = (avx2(), as_f32(planes), as_f32(dyp)) {
+        // SAFETY: the CPU has AVX2 (checked at run time); `tap_sums` checks its bounds.
+        let (acc, rest) = unsafe { avx2::tap_sums(p, plane, d, dy_stride, n, wp, len) };
+        // F is f32 (`as_f32` said so): these copy f32 arrays to themselves.
+        // SAFETY: same type, same size.
+        return unsafe {
+            (
                 std::mem::transmute_copy::<[[f32; LANES]; 9], [[F; LANES]; 9]>(&acc),
                 std::mem::transmute_copy::<[f32; 9], [F; 9]>(&rest),
-            );
-        }
+            )
+        };
     }
     tap_sums_portable(planes, plane, dyp, dy_stride, n, wp, len)
 }
@@ -637,12 +653,20 @@ fn input_transform<F: Real>(
     sc.row.resize((2 * tl.th + 2) * wp, F::default());
     sc.a.resize(16 * pitch, F::default());
     let d = &mut sc.a;
+    #[cfg(target_arch = "x86_64")]
+    let simd = avx2();
     for ci in 0..c {
         // Columns (see `columns`), then rows.
         for (bi, b) in images.clone().enumerate() {
             let img = &x[(ci * s.n + b) * hw..(ci * s.n + b + 1) * hw];
             for (src, dst) in img.chunks_exact(s.w).zip(sc.row[wp..].chunks_exact_mut(wp)) {
                 dst[1..=s.w].copy_from_slice(src);
+            }
+            #[cfg(target_arch = "x86_64")]
+            if let (true, Some(row), Some(d)) = (simd, as_f32(&sc.row), as_f32_mut(d)) {
+                // SAFETY: the CPU has AVX2 (`simd`); `f2_columns` checks its bounds.
+                unsafe { avx2::f2_columns(row, wp, tl.th, tl.tw, lanes, bi, d, pitch) };
+                continue;
             }
             if lanes == TILE_LANES {
                 columns::<F, TILE_LANES>(&sc.row, wp, tl, bi, d, pitch);
@@ -1473,6 +1497,45 @@ mod tests {
                     .collect::<Vec<_>>()
             };
             assert_eq!(bits(got), bits(want), "n {n}, {h}x{w}");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_f2_input_transforms_avx2_first_pass_has_the_portable_loops_bits() {
+        if !avx2() {
+            return;
+        }
+        // (tile rows, tile columns, lanes, image): Omniglot's 14x14, 7x7 and 3x3 planes, wide and
+        // ragged planes, a second image of a chunk.
+        for (th, tw, lanes, bi) in [
+            (7, 7, 4, 0),
+            (4, 4, 4, 1),
+            (2, 2, 4, 0),
+            (1, 1, 4, 0),
+            (11, 11, 8, 0),
+            (3, 17, 8, 2),
+            (5, 9, 8, 1),
+        ] {
+            let tl = Tiling { th, tw };
+            let wp = 2 * tw.div_ceil(lanes) * lanes + 2;
+            let row = to_f32(&test_values((2 * th + 2) * wp, (th * 31 + tw) as u64));
+            let pitch = (bi + 1) * th * tw + TILE_LANES;
+            let mut want = vec![0.0f32; 16 * pitch];
+            if lanes == TILE_LANES {
+                columns::<f32, TILE_LANES>(&row, wp, tl, bi, &mut want, pitch);
+            } else {
+                columns::<f32, { TILE_LANES / 2 }>(&row, wp, tl, bi, &mut want, pitch);
+            }
+            let mut got = vec![0.0f32; 16 * pitch];
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe { avx2::f2_columns(&row, wp, th, tw, lanes, bi, &mut got, pitch) };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "{th}x{tw} tiles, {lanes} lanes, image {bi}"
+            );
         }
     }
 
