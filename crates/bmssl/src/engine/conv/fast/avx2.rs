@@ -13,6 +13,8 @@
 //!   even and odd columns of a padded row one value at a time and stored its results one value at
 //!   a time, with a bounds check per store (Omniglot's planes take its four-tile form, whose
 //!   stores did not vectorise at all).
+//! - [`f4_column_group`], the first pass of the F(4x4) input transform: the portable loop gathered
+//!   each tile's six values one at a time (a stride-4 gather), with bounds checks.
 
 use std::arch::x86_64::*;
 
@@ -180,4 +182,128 @@ unsafe fn deinterleave8(p: *const f32) -> (__m256, __m256) {
 unsafe fn deinterleave4(p: *const f32) -> (__m128, __m128) {
     let (a, b) = (_mm_loadu_ps(p), _mm_loadu_ps(p.add(4)));
     (_mm_shuffle_ps::<0x88>(a, b), _mm_shuffle_ps::<0xDD>(a, b))
+}
+
+/// The F(4x4) input transform's first pass over one padded row (`column_group` in `winograd4.rs`)
+/// for `lanes` (8 or 4) tiles from tile column `tx0`: the six values `row[4 tx + k]` of each tile
+/// (a 4-way deinterleave and two shifted copies), then `input_1d`'s operations in its order,
+/// stored at `d[(k * 6 + j) * pitch + t0..]` for each `(k, t0)` of `targets`.
+///
+/// # Safety
+/// The CPU must have AVX2 (bounds are checked here).
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn f4_column_group(
+    row: &[f32],
+    lanes: usize,
+    tx0: usize,
+    targets: &[(usize, usize)],
+    d: &mut [f32],
+    pitch: usize,
+) {
+    assert!(lanes == 8 || lanes == 4, "f4_column_group: 8 or 4 lanes");
+    let base = 4 * tx0;
+    // Reads reach row[base + 4 lanes + 1].
+    assert!(base + 4 * lanes + 2 <= row.len());
+    for &(k, t0) in targets {
+        assert!(k < 6 && (k * 6 + 5) * pitch + t0 + lanes <= d.len() && t0 + lanes <= pitch);
+    }
+    let (r, dp) = (row.as_ptr().add(base), d.as_mut_ptr());
+    if lanes == 8 {
+        // Tile l reads r[4l..4l + 6]; as 128-bit rows: A0 = [t0 | t1], ..., A3 = [t6 | t7].
+        let a = [
+            _mm256_loadu_ps(r),
+            _mm256_loadu_ps(r.add(8)),
+            _mm256_loadu_ps(r.add(16)),
+            _mm256_loadu_ps(r.add(24)),
+        ];
+        // [t0 | t4], [t1 | t5], [t2 | t6], [t3 | t7], then a 4x4 transpose in each half.
+        let b0 = _mm256_permute2f128_ps::<0x20>(a[0], a[2]);
+        let b1 = _mm256_permute2f128_ps::<0x31>(a[0], a[2]);
+        let b2 = _mm256_permute2f128_ps::<0x20>(a[1], a[3]);
+        let b3 = _mm256_permute2f128_ps::<0x31>(a[1], a[3]);
+        let (t0, t1) = (_mm256_unpacklo_ps(b0, b1), _mm256_unpackhi_ps(b0, b1));
+        let (t2, t3) = (_mm256_unpacklo_ps(b2, b3), _mm256_unpackhi_ps(b2, b3));
+        let p0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let p1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let p2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let p3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        // r[4l + 4] and r[4l + 5]: p0 and p1 one tile on, the last lane from past the group.
+        let next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+        let p4 = _mm256_blend_ps::<0x80>(
+            _mm256_permutevar8x32_ps(p0, next),
+            _mm256_set1_ps(*r.add(32)),
+        );
+        let p5 = _mm256_blend_ps::<0x80>(
+            _mm256_permutevar8x32_ps(p1, next),
+            _mm256_set1_ps(*r.add(33)),
+        );
+        let (c4, c5, c2) = (
+            _mm256_set1_ps(4.0),
+            _mm256_set1_ps(5.0),
+            _mm256_set1_ps(2.0),
+        );
+        // input_1d: t0 = d4 - 4 d2, t1 = d3 - 4 d1, t2 = d4 - d2, t3 = 2 (d3 - d1).
+        let u0 = _mm256_sub_ps(p4, _mm256_mul_ps(p2, c4));
+        let u1 = _mm256_sub_ps(p3, _mm256_mul_ps(p1, c4));
+        let u2 = _mm256_sub_ps(p4, p2);
+        let u3 = _mm256_mul_ps(_mm256_sub_ps(p3, p1), c2);
+        let out = [
+            _mm256_add_ps(
+                _mm256_sub_ps(_mm256_mul_ps(p0, c4), _mm256_mul_ps(p2, c5)),
+                p4,
+            ),
+            _mm256_add_ps(u0, u1),
+            _mm256_sub_ps(u0, u1),
+            _mm256_add_ps(u2, u3),
+            _mm256_sub_ps(u2, u3),
+            _mm256_add_ps(
+                _mm256_sub_ps(_mm256_mul_ps(p1, c4), _mm256_mul_ps(p3, c5)),
+                p5,
+            ),
+        ];
+        for &(k, t0) in targets {
+            for (j, v) in out.iter().enumerate() {
+                _mm256_storeu_ps(dp.add((k * 6 + j) * pitch + t0), *v);
+            }
+        }
+    } else {
+        let (a0, a1) = (_mm_loadu_ps(r), _mm_loadu_ps(r.add(4)));
+        let (a2, a3) = (_mm_loadu_ps(r.add(8)), _mm_loadu_ps(r.add(12)));
+        let (t0, t1) = (_mm_unpacklo_ps(a0, a1), _mm_unpackhi_ps(a0, a1));
+        let (t2, t3) = (_mm_unpacklo_ps(a2, a3), _mm_unpackhi_ps(a2, a3));
+        let p0 = _mm_movelh_ps(t0, t2);
+        let p1 = _mm_movehl_ps(t2, t0);
+        let p2 = _mm_movelh_ps(t1, t3);
+        let p3 = _mm_movehl_ps(t3, t1);
+        // [p[1], p[2], p[3], x]: the lanes shifted down by one, x past the group (a macro, not a
+        // closure, which would not inherit this function's AVX2).
+        macro_rules! shift {
+            ($p:expr, $x:expr) => {
+                _mm_castsi128_ps(_mm_alignr_epi8::<4>(
+                    _mm_castps_si128(_mm_set1_ps($x)),
+                    _mm_castps_si128($p),
+                ))
+            };
+        }
+        let p4 = shift!(p0, *r.add(16));
+        let p5 = shift!(p1, *r.add(17));
+        let (c4, c5, c2) = (_mm_set1_ps(4.0), _mm_set1_ps(5.0), _mm_set1_ps(2.0));
+        let u0 = _mm_sub_ps(p4, _mm_mul_ps(p2, c4));
+        let u1 = _mm_sub_ps(p3, _mm_mul_ps(p1, c4));
+        let u2 = _mm_sub_ps(p4, p2);
+        let u3 = _mm_mul_ps(_mm_sub_ps(p3, p1), c2);
+        let out = [
+            _mm_add_ps(_mm_sub_ps(_mm_mul_ps(p0, c4), _mm_mul_ps(p2, c5)), p4),
+            _mm_add_ps(u0, u1),
+            _mm_sub_ps(u0, u1),
+            _mm_add_ps(u2, u3),
+            _mm_sub_ps(u2, u3),
+            _mm_add_ps(_mm_sub_ps(_mm_mul_ps(p1, c4), _mm_mul_ps(p3, c5)), p5),
+        ];
+        for &(k, t0) in targets {
+            for (j, v) in out.iter().enumerate() {
+                _mm_storeu_ps(dp.add((k * 6 + j) * pitch + t0), *v);
+            }
+        }
+    }
 }

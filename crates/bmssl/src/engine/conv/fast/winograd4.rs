@@ -323,6 +323,44 @@ fn column_groups(tw: usize) -> (usize, usize) {
 #[inline(always)]
 fn columns<F: Real>(row: &[F], wp: usize, tl: Tiling, bi: usize, d: &mut [F], pitch: usize) {
     let (wide, covered) = column_groups(tl.tw);
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(row), Some(d)) = (super::avx2(), super::as_f32(row), super::as_f32_mut(d)) {
+        for y in 0..4 * tl.th + 2 {
+            let row = &row[y * wp..(y + 1) * wp];
+            let mut targets = [(0, 0); 2];
+            let mut count = 0;
+            for (k, ty) in tile_rows(y, tl) {
+                targets[count] = (k, (bi * tl.th + ty) * tl.tw);
+                count += 1;
+            }
+            let groups = (0..wide)
+                .map(|g| (G, g * G))
+                .chain((covered > wide * G).then_some((G / 2, wide * G)));
+            for (lanes, tx0) in groups {
+                let mut at = targets;
+                for t in &mut at[..count] {
+                    t.1 += tx0;
+                }
+                // SAFETY: the CPU has AVX2; `f4_column_group` checks its bounds.
+                unsafe { super::avx2::f4_column_group(row, lanes, tx0, &at[..count], d, pitch) };
+            }
+        }
+        return;
+    }
+    columns_portable(row, wp, tl, bi, d, pitch);
+}
+
+/// [`columns`] as plain loops (every number type; the reference of the AVX2 kernel).
+#[inline(always)]
+fn columns_portable<F: Real>(
+    row: &[F],
+    wp: usize,
+    tl: Tiling,
+    bi: usize,
+    d: &mut [F],
+    pitch: usize,
+) {
+    let (wide, covered) = column_groups(tl.tw);
     for y in 0..4 * tl.th + 2 {
         let row = &row[y * wp..(y + 1) * wp];
         for g in 0..wide {
@@ -354,23 +392,24 @@ fn column_group<F: Real, const N: usize>(
         }
     }
     let out = input_1d(p);
-    // Row y is row k = y - 4 ty of tile rows ty = y / 4 (k = y % 4) and
-    // ty = y / 4 - 1 (k = y % 4 + 4, when under 6).
-    for (ty, k) in [(y / 4, y % 4), (y / 4, y % 4 + 4)] {
-        if k >= 6 {
-            continue;
-        }
-        let Some(ty) = ty.checked_sub(k / 4) else {
-            continue;
-        };
-        if ty >= tl.th {
-            continue;
-        }
+    for (k, ty) in tile_rows(y, tl) {
         let t0 = (bi * tl.th + ty) * tl.tw + tx0;
         for (j, vals) in out.iter().enumerate() {
             vals.store(&mut d[(k * 6 + j) * pitch + t0..]);
         }
     }
+}
+
+/// The (row `k` of the tile, tile row `ty`) pairs that padded row `y` is part of: row k = y - 4 ty
+/// of tile rows ty = y / 4 (k = y % 4) and ty = y / 4 - 1 (k = y % 4 + 4, when under 6).
+#[inline(always)]
+fn tile_rows(y: usize, tl: Tiling) -> impl Iterator<Item = (usize, usize)> {
+    [(y / 4, y % 4), (y / 4, y % 4 + 4)]
+        .into_iter()
+        .filter_map(move |(ty, k)| {
+            let ty = ty.checked_sub(k / 4)?;
+            (k < 6 && ty < tl.th).then_some((k, ty))
+        })
 }
 
 /// Adjoint of [`input_transform`]: adds `B dV B^T` of every tile into `dx [C_in, N, H, W]` (the
@@ -703,6 +742,40 @@ impl Winograd for F4 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_first_pass_has_the_portable_loops_bits() {
+        use crate::engine::gradcheck::test_values;
+        if !super::super::avx2() {
+            return;
+        }
+        // (tile rows, tile columns, image): the 42x42 and 21x21 planes of 3x84x84 inputs (11 and
+        // 6 tile columns: a wide group plus a half group, a half group), 16x16, one tile, wide
+        // ragged planes, a later image of a chunk.
+        for (th, tw, bi) in [
+            (11, 11, 0),
+            (6, 6, 1),
+            (4, 4, 0),
+            (1, 1, 0),
+            (3, 17, 2),
+            (2, 13, 1),
+        ] {
+            let tl = Tiling { th, tw };
+            let wp = 4 * column_groups(tw).1 + 2;
+            let row: Vec<f32> = test_values((4 * th + 2) * wp, (th * 37 + tw) as u64)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect();
+            let pitch = (bi + 1) * th * tw + G;
+            let mut want = vec![0.0f32; 36 * pitch];
+            columns_portable(&row, wp, tl, bi, &mut want, pitch);
+            let mut got = vec![0.0f32; 36 * pitch];
+            columns(&row, wp, tl, bi, &mut got, pitch);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{th}x{tw} tiles, image {bi}");
+        }
+    }
 
     /// The 1-D maps and their adjoints, as matrices: `<M x, y> = <x, M^T y>` for unit vectors.
     #[test]
