@@ -1,7 +1,7 @@
 //! `f32` loops of the parent module in AVX2 instructions, where the compiler's code for the
 //! portable loops was slow. Each computes what its portable loop computes with the same operations
-//! in the same order (so the same bits; tests in the parent module compare them), and the parent
-//! calls it for `f32` on a CPU with AVX2.
+//! in the same order (so the same bits; tests in `fast.rs` and `winograd4.rs` compare them), and
+//! the parent calls it for `f32` on a CPU with AVX2.
 //!
 //! - [`tap_sums`], the direct kernel's weight gradient: the nine tap sums of one (output channel,
 //!   input channel) pair over the batch, `acc[kk][l] += dy[i + l] * x_pad[off_kk + i + l]`, eight
@@ -21,9 +21,9 @@ use std::arch::x86_64::*;
 /// Positions per vector.
 pub(super) const W: usize = 8;
 
-/// The tap sums of `direct_backward` for one (output, input) channel pair: `planes` holds
-/// the batch's zero-padded input planes of that channel (`plane` values each, `wp` per row), `dyp`
-/// the output gradient of that channel in the padded row pitch (`dy_stride` values per image), `len`
+/// The tap sums of `direct_backward` for one (output, input) channel pair: `planes` holds the
+/// batch's zero-padded input planes of that channel (`plane` values each, `wp` per row), `dyp` the
+/// output gradient of that channel in the padded row pitch (`dy_stride` values per image), `len`
 /// positions per image. Returns the nine vector accumulators (lanes unsummed) and the nine scalar
 /// sums of the positions past the last whole vector, as the portable loop computes them.
 ///

@@ -8,8 +8,9 @@
 //!
 //! The parent module picks it where it is faster ([`super::use_f4`]) and runs it ([`F4`]) through
 //! the drivers it runs F(2x2) through (`winograd_forward`, `winograd_backward`); this file holds
-//! the transforms of its 6x6 tiles. Its larger transform matrices round more (their entries reach 8 and 1/24): measured against the f64 reference, its
-//! `f32` results stay within the parent's tests' 1e-5 relative error.
+//! the transforms of its 6x6 tiles. Its larger transform matrices round more (their entries reach
+//! 8 and 1/24): measured against the f64 reference, its `f32` results stay within the parent's
+//! tests' 1e-5 relative error.
 //!
 //! Over 400 lines because its three transforms (weights, input, output) and their adjoints are
 //! one algorithm, checked together (its tests against the reference path are in the parent
@@ -17,7 +18,9 @@
 //!
 //! Every transform is written once, over a group of `N` tiles (or kernels) held in fixed-size
 //! arrays ([`Ln`]): `N = 8` for the body of a loop (the compiler keeps each array in one vector
-//! register), `N = 1` for its tail, with the same operations, so the same bits.
+//! register), `N = 1` for its tail, with the same operations, so the same bits. The input
+//! transform's first pass on `f32` with AVX2 runs `avx2::f4_column_group` instead (the same
+//! operations; the portable loop gathered each tile's values one at a time).
 
 use super::{ConvShape, Scratch, Tiling, Winograd};
 use crate::engine::scalar::Real;
@@ -750,9 +753,9 @@ mod tests {
         if !super::super::avx2() {
             return;
         }
-        // (tile rows, tile columns, image): the 42x42 and 21x21 planes of 3x84x84 inputs (11 and
-        // 6 tile columns: a wide group plus a half group, a half group), 16x16, one tile, wide
-        // ragged planes, a later image of a chunk.
+        // (tile rows, tile columns, image): the 42x42 and 21x21 planes of 3x84x84 inputs (11 tile
+        // columns: a wide group and a half group; 6: one wide group), 16x16 (a half group only),
+        // one tile, wide ragged planes, a later image of a chunk.
         for (th, tw, bi) in [
             (11, 11, 0),
             (6, 6, 1),
