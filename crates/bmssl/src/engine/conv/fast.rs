@@ -27,6 +27,8 @@
 //!
 //! All are single-threaded and sum in a fixed order, so results are bit-reproducible.
 
+#[cfg(target_arch = "x86_64")]
+use super::products::{as_f32, as_f32_mut};
 use super::{products, ConvGrads, ConvShape};
 use crate::engine::reduce::sum;
 use crate::engine::scalar::{MatRef, Real};
@@ -75,23 +77,6 @@ pub fn forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Opt
         return Some(unsafe { forward_avx2(x, weight, bias, s) });
     }
     Some(forward_impl(x, weight, bias, s))
-}
-
-/// `x` as `f32`s where `F` is `f32` (for the kernels of [`avx2`]).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn as_f32<F: 'static>(x: &[F]) -> Option<&[f32]> {
-    (std::any::TypeId::of::<F>() == std::any::TypeId::of::<f32>())
-        // SAFETY: F is f32.
-        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
-}
-
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn as_f32_mut<F: 'static>(x: &mut [F]) -> Option<&mut [f32]> {
-    (std::any::TypeId::of::<F>() == std::any::TypeId::of::<f32>())
-        // SAFETY: F is f32.
-        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
 }
 
 /// Whether the CPU runs the AVX2 build of the kernels (detected once, cached by `std`).

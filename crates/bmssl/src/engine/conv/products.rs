@@ -46,7 +46,7 @@ pub fn product<F: Real>(
     a.check("product: A");
     b.check("product: B");
     #[cfg(target_arch = "x86_64")]
-    if let (Some(c32), Some(a32), Some(b32)) = (f32s_mut(c), f32s(a), f32s(b)) {
+    if let (Some(c32), Some(a32), Some(b32)) = (as_f32_mut(c), f32s(a), f32s(b)) {
         if features::avx512() {
             // SAFETY: the CPU has AVX-512F (checked at run time); bounds checked above.
             return unsafe { simd::product_avx512(c32, ldc, a32, b32, accumulate) };
@@ -74,9 +74,8 @@ mod features {
 /// The view as `f32`s where `F` is `f32` (the vector kernels are written for it).
 #[cfg(target_arch = "x86_64")]
 fn f32s<F: 'static>(x: MatRef<'_, F>) -> Option<MatRef<'_, f32>> {
-    (std::any::TypeId::of::<F>() == std::any::TypeId::of::<f32>()).then(|| MatRef {
-        // SAFETY: F is f32.
-        data: unsafe { std::slice::from_raw_parts(x.data.as_ptr().cast::<f32>(), x.data.len()) },
+    as_f32(x.data).map(|data| MatRef {
+        data,
         rows: x.rows,
         cols: x.cols,
         rs: x.rs,
@@ -84,8 +83,19 @@ fn f32s<F: 'static>(x: MatRef<'_, F>) -> Option<MatRef<'_, f32>> {
     })
 }
 
+/// `x` as `f32`s where `F` is `f32` (for the `f32` vector kernels here and in `fast/avx2.rs`).
 #[cfg(target_arch = "x86_64")]
-fn f32s_mut<F: 'static>(x: &mut [F]) -> Option<&mut [f32]> {
+#[inline(always)]
+pub(super) fn as_f32<F: 'static>(x: &[F]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<F>() == std::any::TypeId::of::<f32>())
+        // SAFETY: F is f32.
+        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+}
+
+/// [`as_f32`] for a mutable slice.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(super) fn as_f32_mut<F: 'static>(x: &mut [F]) -> Option<&mut [f32]> {
     (std::any::TypeId::of::<F>() == std::any::TypeId::of::<f32>())
         // SAFETY: F is f32.
         .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
