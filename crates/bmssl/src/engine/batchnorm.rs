@@ -4,7 +4,7 @@
 //! `y = gamma * (x - mean) / sqrt(var + eps) + beta`, per channel, `var` biased (divides by m),
 //! exactly as `torch.nn.functional.batch_norm(training=True)`.
 
-use super::reduce::{dot, sum};
+use super::reduce::{row_center_and_square_sums, row_sums, row_sums_and_dots};
 use super::scalar::Scalar;
 
 /// PyTorch's default epsilon.
@@ -24,13 +24,12 @@ pub struct BnCache<S> {
 pub fn normalize<S: Scalar>(x: &mut [S], channels: usize) -> Vec<S> {
     let m = x.len() / channels;
     let inv_m = 1.0 / m as f64;
+    let means: Vec<S> = row_sums(x, m).into_iter().map(|s| s.scale(inv_m)).collect();
+    let squares = row_center_and_square_sums(x, m, &means);
     x.chunks_mut(m)
-        .map(|row| {
-            let mean = sum(row).scale(inv_m);
-            for v in row.iter_mut() {
-                *v -= mean;
-            }
-            let var = dot(row, row).scale(inv_m);
+        .zip(squares)
+        .map(|(row, sq)| {
+            let var = sq.scale(inv_m);
             let is = S::from_f64(1.0) / (var + S::from_f64(EPS)).sqrt();
             for v in row.iter_mut() {
                 *v *= is;
@@ -70,13 +69,9 @@ pub fn backward_in_place<S: Scalar>(
     let channels = gamma.len();
     let m = dy.len() / channels;
     let inv_m = 1.0 / m as f64;
-    let mut dgamma = Vec::with_capacity(channels);
-    let mut dbeta = Vec::with_capacity(channels);
+    let (dbeta, dgamma) = row_sums_and_dots(dy, xhat, m);
     for (c, (dyr, xh)) in dy.chunks_mut(m).zip(xhat.chunks(m)).enumerate() {
-        let sum_dy = sum(dyr);
-        let sum_dy_xh = dot(dyr, xh);
-        dgamma.push(sum_dy_xh);
-        dbeta.push(sum_dy);
+        let (sum_dy, sum_dy_xh) = (dbeta[c], dgamma[c]);
         let k = gamma[c] * inv_std[c];
         let (mean_dy, mean_dy_xh) = (sum_dy.scale(inv_m), sum_dy_xh.scale(inv_m));
         for (d, &h) in dyr.iter_mut().zip(xh) {

@@ -350,7 +350,7 @@ fn backward_chunked<S: Scalar>(
             col2im_range(&dcols, s, r, dx);
         }
     }
-    let db = dy.chunks(p).map(super::reduce::sum).collect();
+    let db = super::reduce::row_sums(dy, p);
     ConvGrads {
         weight: dw,
         bias: db,

@@ -5,6 +5,27 @@
 
 use super::scalar::Scalar;
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
+/// `x` as `f32`s when `S` is `f32` and the CPU has AVX2 (the kernels of `pool/avx2.rs`).
+#[cfg(target_arch = "x86_64")]
+fn avx2_f32<S: 'static>(x: &[S]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<S>() == std::any::TypeId::of::<f32>()
+        && std::arch::is_x86_feature_detected!("avx2"))
+    // SAFETY: S is f32.
+    .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+}
+
+/// [`avx2_f32`] of a mutable slice.
+#[cfg(target_arch = "x86_64")]
+fn avx2_f32_mut<S: 'static>(x: &mut [S]) -> Option<&mut [f32]> {
+    (std::any::TypeId::of::<S>() == std::any::TypeId::of::<f32>()
+        && std::arch::is_x86_feature_detected!("avx2"))
+    // SAFETY: S is f32.
+    .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
+}
+
 /// Spatial geometry of a pooling layer over `[planes, H, W]` (planes = C*N in CNHW).
 #[derive(Clone, Copy, Debug)]
 pub struct PoolShape {
@@ -108,6 +129,43 @@ pub fn affine_relu_max_into<S: Scalar>(
     assert!(y.len() == s.planes * oh * ow && arg.len() == y.len());
     let planes_per_channel = s.planes / gamma.len();
     let w = s.w as u32;
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(x), Some(g), Some(b), Some(y)) = (
+        avx2_f32(xhat),
+        avx2_f32(gamma),
+        avx2_f32(beta),
+        avx2_f32_mut(y),
+    ) {
+        let rows = y
+            .chunks_exact_mut(ow.max(1))
+            .zip(arg.chunks_exact_mut(ow.max(1)));
+        for (r, (y_row, arg_row)) in rows.enumerate().take(s.planes * oh) {
+            let (p, oy) = (r / oh, r % oh);
+            let c = p / planes_per_channel;
+            let top = p * s.h * s.w + 2 * oy * s.w;
+            let (r0, r1) = (&x[top..top + 2 * ow], &x[top + s.w..top + s.w + 2 * ow]);
+            let base = (first + top) as u32;
+            // SAFETY: the CPU has AVX2 (`avx2_f32` checked); the rows hold 2 ow inputs.
+            unsafe { avx2::winners_row(g[c], b[c], r0, r1, y_row, arg_row, base, w) };
+        }
+        return;
+    }
+    affine_relu_max_into_portable(xhat, gamma, beta, s, first, y, arg);
+}
+
+/// [`affine_relu_max_into`] as plain loops (every number type; the reference of the AVX2 kernel).
+fn affine_relu_max_into_portable<S: Scalar>(
+    xhat: &[S],
+    gamma: &[S],
+    beta: &[S],
+    s: &PoolShape,
+    first: usize,
+    y: &mut [S],
+    arg: &mut [u32],
+) {
+    let (oh, ow) = s.out_hw();
+    let planes_per_channel = s.planes / gamma.len();
+    let w = s.w as u32;
     let offsets = [0, 1, w, w + 1];
     let rows = y
         .chunks_exact_mut(ow.max(1))
@@ -149,6 +207,43 @@ pub fn affine_relu_max_values<S: Scalar>(
 /// [`affine_relu_max_values`] appended to `y` (the learner pools a block a few channels at a
 /// time, into one output).
 pub fn affine_relu_max_values_into<S: Scalar>(
+    xhat: &[S],
+    gamma: &[S],
+    beta: &[S],
+    s: &PoolShape,
+    y: &mut Vec<S>,
+) {
+    let (oh, ow) = s.out_hw();
+    let planes_per_channel = s.planes / gamma.len();
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(x), Some(g), Some(b)) = (avx2_f32(xhat), avx2_f32(gamma), avx2_f32(beta)) {
+        if oh * ow == 0 {
+            return;
+        }
+        let start = y.len();
+        y.resize(start + s.planes * oh * ow, S::default());
+        let out = avx2_f32_mut(&mut y[start..]).expect("S is f32");
+        for (p, (plane, out)) in x
+            .chunks_exact(s.h * s.w)
+            .zip(out.chunks_exact_mut(oh * ow))
+            .enumerate()
+        {
+            let c = p / planes_per_channel;
+            for (oy, out_row) in out.chunks_exact_mut(ow).enumerate() {
+                let r0 = &plane[2 * oy * s.w..2 * oy * s.w + 2 * ow];
+                let r1 = &plane[(2 * oy + 1) * s.w..(2 * oy + 1) * s.w + 2 * ow];
+                // SAFETY: the CPU has AVX2 (`avx2_f32` checked); the rows hold 2 ow inputs.
+                unsafe { avx2::values_row(g[c], b[c], r0, r1, out_row) };
+            }
+        }
+        return;
+    }
+    affine_relu_max_values_into_portable(xhat, gamma, beta, s, y);
+}
+
+/// [`affine_relu_max_values_into`] as plain loops (every number type; the reference of the AVX2
+/// kernel).
+fn affine_relu_max_values_into_portable<S: Scalar>(
     xhat: &[S],
     gamma: &[S],
     beta: &[S],
@@ -305,5 +400,56 @@ mod tests {
         let dx = backward(&r, &arg, x.len());
         let loss = |y: Vec<f64>| y.iter().zip(&r).map(|(a, b)| a * b).sum::<f64>();
         assert_gradient("maxpool", &mut |v| loss(forward(v, &s).0), &x, &dx, 1e-8);
+    }
+
+    #[test]
+    fn the_avx2_kernels_give_the_bits_of_the_plain_loops_at_every_width_with_ties_zeros_and_nans() {
+        for (h, w) in [
+            (2, 2),
+            (3, 3),
+            (4, 6),
+            (5, 7),
+            (7, 7),
+            (6, 14),
+            (14, 14),
+            (4, 17),
+            (5, 28),
+            (3, 35),
+        ] {
+            let s = PoolShape {
+                planes: 2 * 3,
+                h,
+                w,
+            };
+            let n = s.planes * h * w;
+            let mut x: Vec<f32> = test_values(n, 40 + w as u64)
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
+            for i in (0..n).step_by(7) {
+                x[i] = x[i / 2]; // ties, within and across windows
+            }
+            for i in (3..n).step_by(11) {
+                x[i] = if i % 2 == 0 { -0.0 } else { 0.0 };
+            }
+            x[n / 3] = f32::NAN;
+            x[n / 2 + 1] = f32::NAN;
+            let (g, b) = (vec![1.3f32, -0.7], vec![0.0f32, -0.2]);
+            let (oh, ow) = s.out_hw();
+            let (mut y, mut arg) = (
+                vec![0.0f32; s.planes * oh * ow],
+                vec![0u32; s.planes * oh * ow],
+            );
+            let (mut y0, mut arg0) = (y.clone(), arg.clone());
+            affine_relu_max_into(&x, &g, &b, &s, 5, &mut y, &mut arg);
+            affine_relu_max_into_portable(&x, &g, &b, &s, 5, &mut y0, &mut arg0);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y), bits(&y0), "{h}x{w} outputs");
+            assert_eq!(arg, arg0, "{h}x{w} winners");
+            let (mut v, mut v0) = (vec![9.0f32], vec![9.0f32]);
+            affine_relu_max_values_into(&x, &g, &b, &s, &mut v);
+            affine_relu_max_values_into_portable(&x, &g, &b, &s, &mut v0);
+            assert_eq!(bits(&v), bits(&v0), "{h}x{w} inference outputs");
+        }
     }
 }

@@ -30,7 +30,7 @@
 #[cfg(target_arch = "x86_64")]
 use super::products::{as_f32, as_f32_mut};
 use super::{products, ConvGrads, ConvShape};
-use crate::engine::reduce::sum;
+use crate::engine::reduce::{row_sums, sum};
 use crate::engine::scalar::{MatRef, Real};
 use std::ops::Range;
 
@@ -162,7 +162,7 @@ pub fn backward<F: Real>(
     let (weight_grad, input) = backward_impl(dy, x, weight, s, need_input);
     Some(ConvGrads {
         weight: weight_grad,
-        bias: dy.chunks(s.positions()).map(sum).collect(),
+        bias: row_sums(dy, s.positions()),
         input,
     })
 }

@@ -1,0 +1,145 @@
+//! The fused batch-norm affine + ReLU + 2x2 max-pool of `pool.rs` on `f32` in AVX2, eight windows
+//! (sixteen inputs of each of the window's two rows) at a time; a row's last windows, and rows of
+//! fewer than eight (Omniglot's 14-wide and 7-wide planes), with masked loads and stores.
+//!
+//! The same operations as [`super::window_winner`]: `z = g * x + b` (a multiply then an add, no
+//! FMA), the first maximum in the order top-left, top-right, bottom-left, bottom-right
+//! (`_mm256_max_ps(z, best)` is `z > best ? z : best`, the scalar select, NaN and signed zeros
+//! included), then `max(best, 0)` as the ReLU; so the same bits (tests in `pool.rs`).
+
+use std::arch::x86_64::*;
+
+/// Lanes `0..n` set (`n <= 8`), as a mask for masked loads and stores.
+#[inline(always)]
+unsafe fn first_lanes(n: usize) -> __m256i {
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(n as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// `2 k` inputs of one row from `p` (`k <= 8` windows) as two registers, zeros past the end.
+#[inline(always)]
+unsafe fn load_pairs(p: *const f32, k: usize) -> (__m256, __m256) {
+    if k == 8 {
+        return (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+    }
+    let lo = _mm256_maskload_ps(p, first_lanes((2 * k).min(8)));
+    let hi = if k > 4 {
+        _mm256_maskload_ps(p.add(8), first_lanes(2 * k - 8))
+    } else {
+        _mm256_setzero_ps()
+    };
+    (lo, hi)
+}
+
+/// The four corners of eight windows, each as `z = g * x + b`, windows in the lane order
+/// `0 1 4 5 2 3 6 7` (what the in-lane shuffles give; [`in_order`] puts them back).
+#[inline(always)]
+unsafe fn corners(
+    g: __m256,
+    b: __m256,
+    top: (__m256, __m256),
+    bottom: (__m256, __m256),
+) -> [__m256; 4] {
+    let (t0, t1) = (affine(g, b, top.0), affine(g, b, top.1));
+    let (b0, b1) = (affine(g, b, bottom.0), affine(g, b, bottom.1));
+    [
+        _mm256_shuffle_ps::<0b10_00_10_00>(t0, t1),
+        _mm256_shuffle_ps::<0b11_01_11_01>(t0, t1),
+        _mm256_shuffle_ps::<0b10_00_10_00>(b0, b1),
+        _mm256_shuffle_ps::<0b11_01_11_01>(b0, b1),
+    ]
+}
+
+/// `g * v + b`, rounded after the multiply.
+#[inline(always)]
+unsafe fn affine(g: __m256, b: __m256, v: __m256) -> __m256 {
+    _mm256_add_ps(_mm256_mul_ps(g, v), b)
+}
+
+/// Lanes `0 1 4 5 2 3 6 7` back to `0..8`.
+#[inline(always)]
+unsafe fn in_order(v: __m256) -> __m256 {
+    _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+}
+
+/// One output row of [`super::affine_relu_max_values_into`]: `y[ox]` from the windows of input
+/// rows `r0` and `r1` (`2 y.len()` inputs each).
+///
+/// # Safety
+/// The CPU has AVX2; `r0` and `r1` hold at least `2 y.len()` numbers.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn values_row(g: f32, b: f32, r0: &[f32], r1: &[f32], y: &mut [f32]) {
+    let ow = y.len();
+    assert!(r0.len() >= 2 * ow && r1.len() >= 2 * ow);
+    let (gv, bv, zero) = (_mm256_set1_ps(g), _mm256_set1_ps(b), _mm256_setzero_ps());
+    let mut ox = 0;
+    while ox < ow {
+        let k = (ow - ox).min(8);
+        let top = load_pairs(r0.as_ptr().add(2 * ox), k);
+        let bottom = load_pairs(r1.as_ptr().add(2 * ox), k);
+        let [tl, tr, bl, br] = corners(gv, bv, top, bottom);
+        let best = _mm256_max_ps(br, _mm256_max_ps(bl, _mm256_max_ps(tr, tl)));
+        let out = in_order(_mm256_max_ps(best, zero));
+        if k == 8 {
+            _mm256_storeu_ps(y.as_mut_ptr().add(ox), out);
+        } else {
+            _mm256_maskstore_ps(y.as_mut_ptr().add(ox), first_lanes(k), out);
+        }
+        ox += k;
+    }
+}
+
+/// One output row of [`super::affine_relu_max_into`]: as [`values_row`], and `arg[ox]` = `base +
+/// 2 ox + (0, 1, w or w + 1)` for the winning corner (`w` the input row length).
+///
+/// # Safety
+/// As [`values_row`], with `arg.len() == y.len()`.
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn winners_row(
+    g: f32,
+    b: f32,
+    r0: &[f32],
+    r1: &[f32],
+    y: &mut [f32],
+    arg: &mut [u32],
+    base: u32,
+    w: u32,
+) {
+    let ow = y.len();
+    assert!(r0.len() >= 2 * ow && r1.len() >= 2 * ow && arg.len() == ow);
+    let (gv, bv, zero) = (_mm256_set1_ps(g), _mm256_set1_ps(b), _mm256_setzero_ps());
+    // Offsets of the corners, as floats' bits so that they blend with the values' masks.
+    let offsets = [1, w, w + 1].map(|o| _mm256_castsi256_ps(_mm256_set1_epi32(o as i32)));
+    let lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    let mut ox = 0;
+    while ox < ow {
+        let k = (ow - ox).min(8);
+        let top = load_pairs(r0.as_ptr().add(2 * ox), k);
+        let bottom = load_pairs(r1.as_ptr().add(2 * ox), k);
+        let [tl, tr, bl, br] = corners(gv, bv, top, bottom);
+        let (mut best, mut at) = (tl, _mm256_castsi256_ps(_mm256_setzero_si256()));
+        for (z, o) in [tr, bl, br].into_iter().zip(offsets) {
+            let better = _mm256_cmp_ps::<_CMP_GT_OQ>(z, best);
+            best = _mm256_blendv_ps(best, z, better);
+            at = _mm256_blendv_ps(at, o, better);
+        }
+        let out = in_order(_mm256_max_ps(best, zero));
+        let first = _mm256_set1_epi32((base as usize + 2 * ox) as u32 as i32);
+        let idx = _mm256_add_epi32(
+            _mm256_add_epi32(first, lane2),
+            _mm256_castps_si256(in_order(at)),
+        );
+        if k == 8 {
+            _mm256_storeu_ps(y.as_mut_ptr().add(ox), out);
+            _mm256_storeu_si256(arg.as_mut_ptr().add(ox).cast(), idx);
+        } else {
+            let mask = first_lanes(k);
+            _mm256_maskstore_ps(y.as_mut_ptr().add(ox), mask, out);
+            _mm256_maskstore_epi32(arg.as_mut_ptr().add(ox).cast(), mask, idx);
+        }
+        ox += k;
+    }
+}
