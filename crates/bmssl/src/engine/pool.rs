@@ -283,10 +283,12 @@ pub fn relu_max_backward_into<S: Scalar>(
     first: usize,
     dz: &mut [S],
 ) {
+    // Without a branch: whether an output was positive is data (half of them, unpredictably), and
+    // adding zero where it was not leaves `dz` as it was (+0 on entry, and each input wins at
+    // most one window).
     for ((&d, &v), &i) in dy.iter().zip(y).zip(arg) {
-        if v.re() > 0.0 {
-            dz[i as usize - first] += d;
-        }
+        let d = if v.re() > 0.0 { d } else { S::default() };
+        dz[i as usize - first] += d;
     }
 }
 

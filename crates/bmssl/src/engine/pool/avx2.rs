@@ -112,7 +112,11 @@ pub(super) unsafe fn winners_row(
     assert!(r0.len() >= 2 * ow && r1.len() >= 2 * ow && arg.len() == ow);
     let (gv, bv, zero) = (_mm256_set1_ps(g), _mm256_set1_ps(b), _mm256_setzero_ps());
     // Offsets of the corners, as floats' bits so that they blend with the values' masks.
-    let offsets = [1, w, w + 1].map(|o| _mm256_castsi256_ps(_mm256_set1_epi32(o as i32)));
+    let offsets = [
+        _mm256_castsi256_ps(_mm256_set1_epi32(1)),
+        _mm256_castsi256_ps(_mm256_set1_epi32(w as i32)),
+        _mm256_castsi256_ps(_mm256_set1_epi32(w as i32 + 1)),
+    ];
     let lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
     let mut ox = 0;
     while ox < ow {
