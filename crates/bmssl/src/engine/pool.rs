@@ -17,6 +17,24 @@ fn avx2_f32<S: 'static>(x: &[S]) -> Option<&[f32]> {
     .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
 }
 
+/// `x` as the `f32` pairs of its duals when `S` is `Dual<f32>` and the CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+fn avx2_dual<S: 'static>(x: &[S]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<S>() == std::any::TypeId::of::<super::Dual<f32>>()
+        && std::arch::is_x86_feature_detected!("avx2"))
+    // SAFETY: S is Dual<f32>, #[repr(C)] {v: f32, t: f32}.
+    .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), 2 * x.len()) })
+}
+
+/// [`avx2_dual`] of a mutable slice.
+#[cfg(target_arch = "x86_64")]
+fn avx2_dual_mut<S: 'static>(x: &mut [S]) -> Option<&mut [f32]> {
+    (std::any::TypeId::of::<S>() == std::any::TypeId::of::<super::Dual<f32>>()
+        && std::arch::is_x86_feature_detected!("avx2"))
+    // SAFETY: as in `avx2_dual`.
+    .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), 2 * x.len()) })
+}
+
 /// [`avx2_f32`] of a mutable slice.
 #[cfg(target_arch = "x86_64")]
 fn avx2_f32_mut<S: 'static>(x: &mut [S]) -> Option<&mut [f32]> {
@@ -147,6 +165,31 @@ pub fn affine_relu_max_into<S: Scalar>(
             let base = (first + top) as u32;
             // SAFETY: the CPU has AVX2 (`avx2_f32` checked); the rows hold 2 ow inputs.
             unsafe { avx2::winners_row(g[c], b[c], r0, r1, y_row, arg_row, base, w) };
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(x), Some(g), Some(b), Some(y)) = (
+        avx2_dual(xhat),
+        avx2_dual(gamma),
+        avx2_dual(beta),
+        avx2_dual_mut(y),
+    ) {
+        let rows = y
+            .chunks_exact_mut(2 * ow.max(1))
+            .zip(arg.chunks_exact_mut(ow.max(1)));
+        for (r, (y_row, arg_row)) in rows.enumerate().take(s.planes * oh) {
+            let (p, oy) = (r / oh, r % oh);
+            let c = p / planes_per_channel;
+            let top = p * s.h * s.w + 2 * oy * s.w;
+            let (r0, r1) = (
+                &x[2 * top..2 * (top + 2 * ow)],
+                &x[2 * (top + s.w)..2 * (top + s.w + 2 * ow)],
+            );
+            let base = (first + top) as u32;
+            let (gc, bc) = ([g[2 * c], g[2 * c + 1]], [b[2 * c], b[2 * c + 1]]);
+            // SAFETY: the CPU has AVX2 (`avx2_dual` checked); the rows hold 2 ow duals.
+            unsafe { avx2::winners_row_dual(gc, bc, r0, r1, y_row, arg_row, base, w) };
         }
         return;
     }
@@ -452,6 +495,32 @@ mod tests {
             affine_relu_max_values_into(&x, &g, &b, &s, &mut v);
             affine_relu_max_values_into_portable(&x, &g, &b, &s, &mut v0);
             assert_eq!(bits(&v), bits(&v0), "{h}x{w} inference outputs");
+            // Dual numbers: the winner by value, the tangent carried along.
+            use crate::engine::Dual;
+            let dx: Vec<Dual<f32>> = x
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| Dual {
+                    v,
+                    t: ((i % 13) as f32 - 6.0) * 0.37,
+                })
+                .collect();
+            let (dg, db) = (
+                vec![Dual { v: 1.3f32, t: 0.2 }, Dual { v: -0.7, t: -0.4 }],
+                vec![Dual { v: 0.0f32, t: 0.1 }, Dual { v: -0.2, t: 0.0 }],
+            );
+            let mut dy = vec![Dual { v: 5.0f32, t: 5.0 }; y.len()];
+            let mut dy0 = dy.clone();
+            let (mut darg, mut darg0) = (vec![0u32; y.len()], vec![0u32; y.len()]);
+            affine_relu_max_into(&dx, &dg, &db, &s, 5, &mut dy, &mut darg);
+            affine_relu_max_into_portable(&dx, &dg, &db, &s, 5, &mut dy0, &mut darg0);
+            let dbits = |v: &[Dual<f32>]| {
+                v.iter()
+                    .map(|d| (d.v.to_bits(), d.t.to_bits()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(dbits(&dy), dbits(&dy0), "{h}x{w} dual outputs");
+            assert_eq!(darg, darg0, "{h}x{w} dual winners");
         }
     }
 }

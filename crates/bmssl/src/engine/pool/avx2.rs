@@ -147,3 +147,103 @@ pub(super) unsafe fn winners_row(
         ox += k;
     }
 }
+
+/// [`winners_row`] on dual numbers (`Dual<f32>`, value and tangent interleaved in `r0`, `r1` and
+/// `y`): four windows at a time, each dual in a 64-bit pair of lanes. The winner is chosen by
+/// value, and `z = g * x + b` is `Dual`'s arithmetic: `(g.v x.v + b.v, (g.t x.v + g.v x.t) + b.t)`.
+///
+/// # Safety
+/// The CPU has AVX2; `g` and `b` are one dual each, `r0` and `r1` hold at least `2 arg.len()` duals
+/// and `y` exactly `arg.len()`.
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn winners_row_dual(
+    g: [f32; 2],
+    b: [f32; 2],
+    r0: &[f32],
+    r1: &[f32],
+    y: &mut [f32],
+    arg: &mut [u32],
+    base: u32,
+    w: u32,
+) {
+    let ow = arg.len();
+    assert!(r0.len() >= 4 * ow && r1.len() >= 4 * ow && y.len() == 2 * ow);
+    let (gv, gt) = (_mm256_set1_ps(g[0]), _mm256_set1_ps(g[1]));
+    let bb = _mm256_setr_ps(b[0], b[1], b[0], b[1], b[0], b[1], b[0], b[1]);
+    let zero = _mm256_setzero_ps();
+    let offsets = [
+        _mm256_castsi256_ps(_mm256_set1_epi32(1)),
+        _mm256_castsi256_ps(_mm256_set1_epi32(w as i32)),
+        _mm256_castsi256_ps(_mm256_set1_epi32(w as i32 + 1)),
+    ];
+    let evens = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    let lane2 = _mm_setr_epi32(0, 2, 4, 6);
+    let mut ox = 0;
+    while ox < ow {
+        let k = (ow - ox).min(4);
+        // Two windows' corners are four duals, eight floats: `load_pairs` with 2 k "windows" of
+        // floats reads the 4 k floats of k windows.
+        let (t0, t1) = load_pairs(r0.as_ptr().add(4 * ox), 2 * k);
+        let (b0, b1) = load_pairs(r1.as_ptr().add(4 * ox), 2 * k);
+        // Left and right duals of each window, windows in the lane order 0 2 | 1 3.
+        let tl = dual_affine(gv, gt, bb, lo_pairs(t0, t1));
+        let tr = dual_affine(gv, gt, bb, hi_pairs(t0, t1));
+        let bl = dual_affine(gv, gt, bb, lo_pairs(b0, b1));
+        let br = dual_affine(gv, gt, bb, hi_pairs(b0, b1));
+        let (mut best, mut at) = (tl, _mm256_castsi256_ps(_mm256_setzero_si256()));
+        for (z, o) in [tr, bl, br].into_iter().zip(offsets) {
+            // Compared by value; the even lane's verdict goes to the tangent lane beside it.
+            let better = _mm256_moveldup_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(z, best));
+            best = _mm256_blendv_ps(best, z, better);
+            at = _mm256_blendv_ps(at, o, better);
+        }
+        let positive = _mm256_moveldup_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(best, zero));
+        let out = in_order(_mm256_and_ps(best, positive));
+        let at = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(
+            _mm256_castps_si256(in_order(at)),
+            evens,
+        ));
+        let first = _mm_set1_epi32((base as usize + 2 * ox) as u32 as i32);
+        let idx = _mm_add_epi32(_mm_add_epi32(first, lane2), at);
+        if k == 4 {
+            _mm256_storeu_ps(y.as_mut_ptr().add(2 * ox), out);
+            _mm_storeu_si128(arg.as_mut_ptr().add(ox).cast(), idx);
+        } else {
+            _mm256_maskstore_ps(y.as_mut_ptr().add(2 * ox), first_lanes(2 * k), out);
+            _mm_maskstore_epi32(
+                arg.as_mut_ptr().add(ox).cast(),
+                _mm256_castsi256_si128(first_lanes(k)),
+                idx,
+            );
+        }
+        ox += k;
+    }
+}
+
+/// The first dual of each 128-bit pair of two registers of duals: `[lo0 hi0 | lo2 hi2]` in duals
+/// (the left corners of windows 0 2 | 1 3).
+#[inline(always)]
+unsafe fn lo_pairs(lo: __m256, hi: __m256) -> __m256 {
+    _mm256_castpd_ps(_mm256_unpacklo_pd(
+        _mm256_castps_pd(lo),
+        _mm256_castps_pd(hi),
+    ))
+}
+
+/// The second dual of each pair: the right corners.
+#[inline(always)]
+unsafe fn hi_pairs(lo: __m256, hi: __m256) -> __m256 {
+    _mm256_castpd_ps(_mm256_unpackhi_pd(
+        _mm256_castps_pd(lo),
+        _mm256_castps_pd(hi),
+    ))
+}
+
+/// `g * x + b` on four duals, `g = (gv, gt)` broadcast, `bb` = `(b.v, b.t)` repeated.
+#[inline(always)]
+unsafe fn dual_affine(gv: __m256, gt: __m256, bb: __m256, x: __m256) -> __m256 {
+    let p = _mm256_mul_ps(gv, x); // (g.v x.v, g.v x.t)
+    let q = _mm256_mul_ps(gt, _mm256_moveldup_ps(x)); // (g.t x.v, g.t x.v)
+    _mm256_add_ps(_mm256_blend_ps::<0b1010_1010>(p, _mm256_add_ps(q, p)), bb)
+}
