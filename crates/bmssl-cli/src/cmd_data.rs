@@ -51,11 +51,11 @@ pub struct SourceArgs {
     /// Image folders, miniimagenet, cifar-fs: 1 (grey) or 3 (RGB) channels.
     #[arg(long, default_value_t = 3)]
     channels: usize,
-    /// miniimagenet, cifar-fs: directory of the decoded-image cache
+    /// omniglot, miniimagenet, cifar-fs: directory of the decoded-image cache
     /// [default: $BMSSL_CACHE_DIR, else <dataset root>/.bmssl-cache].
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
-    /// miniimagenet, cifar-fs: decode every image, neither read nor write the cache
+    /// omniglot, miniimagenet, cifar-fs: decode every image, neither read nor write the cache
     /// (also: BMSSL_NO_CACHE=1).
     #[arg(long)]
     no_cache: bool,
@@ -158,7 +158,7 @@ fn load_omniglot(source: &SourceArgs) -> anyhow::Result<Omniglot> {
         rotations: !source.no_rotations,
         image_size: source.side("omniglot"),
     };
-    Omniglot::load(&dir, &options)
+    Omniglot::load_with_cache(&dir, &options, &source.cache())
         .with_context(|| format!("loading Omniglot from {}", dir.display()))
 }
 

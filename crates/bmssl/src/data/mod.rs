@@ -347,12 +347,13 @@ pub fn open_split_with_cache(
                 return Err(Error::config("image_size", "Omniglot images are square"));
             }
             let dir = resolve_data_dir(data_dir).join("omniglot");
-            let o = omniglot::Omniglot::load(
+            let o = omniglot::Omniglot::load_with_cache(
                 &dir,
                 &omniglot::OmniglotOptions {
                     rotations,
                     image_size: shape.height,
                 },
+                cache,
             )?;
             let split: omniglot::Split = split.parse()?;
             return Ok(Arc::new(o.split(split)));
