@@ -25,7 +25,8 @@
 //! of decoding: 1.5 s of every command's start on two cores, 3 s on one.
 //!
 //! Over 400 lines: reading the original zips within decoding limits, the split files, the rotated
-//! classes and the decoded-image cache are one loader; about 100 lines are tests.
+//! classes and the in-memory and on-disk caches of decoded images are one loader; about 150 lines
+//! are tests.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};

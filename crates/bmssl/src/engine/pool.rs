@@ -2,6 +2,13 @@
 //!
 //! The winner of each window is chosen by value and remembered, so the backward pass routes the
 //! gradient to exactly that input (first maximum on ties, as PyTorch).
+//!
+//! The fused affine + ReLU + pooling goes through `pool/avx2.rs` for `f32` and `Dual<f32>` on a CPU
+//! with AVX2 (the same bits; the portable loops stay as the other types' path and the reference).
+//!
+//! Over 400 lines because each fused kernel's dispatch sits beside its portable loop, and the tests
+//! (finite differences, and the AVX2 kernels' bits against the loops on odd widths, ties, signed
+//! zeros and NaN) beside both.
 
 use super::scalar::Scalar;
 

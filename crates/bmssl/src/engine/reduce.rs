@@ -201,9 +201,20 @@ mod tests {
             }
             combine(acc, total)
         };
-        let ones = vec![S::from_f64(1.0); a.len()];
+        let plain_sum = |a: &[S]| {
+            let mut acc = [S::default(); ACC];
+            let whole = a.len() / ACC * ACC;
+            for i in 0..whole {
+                acc[i % ACC] += a[i];
+            }
+            let mut total = S::default();
+            for &x in &a[whole..] {
+                total += x;
+            }
+            combine(acc, total)
+        };
         [
-            plain_dot(a, &ones),
+            plain_sum(a),
             plain_dot(a, b),
             plain_dot(&centred, &centred),
             centred.iter().copied().sum(),

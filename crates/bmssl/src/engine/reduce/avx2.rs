@@ -166,7 +166,7 @@ pub(super) fn center_chunks<S: Copy + 'static>(
     m / ACC * ACC
 }
 
-/// Runs `op` over every row, [`CHAINS`] registers of accumulators at a time (four `f32` rows or
+/// Runs `OP` over every row, [`CHAINS`] registers of accumulators at a time (four `f32` rows or
 /// two dual rows per group), then the rows left over one at a time.
 ///
 /// # Safety
@@ -211,7 +211,7 @@ const fn regs(dual: bool) -> usize {
     }
 }
 
-/// `op` over rows `first..first + G`, their accumulators in registers.
+/// `OP` over rows `first..first + G`, their accumulators in registers.
 ///
 /// # Safety
 /// As [`run`], with `first + G <= g.rows`.
@@ -241,7 +241,8 @@ unsafe fn group<const OP: Op, const DUAL: bool, const G: usize>(
         if OP == CENTER {
             // The subtrahend of every lane: c, or (c.v, c.t) repeated.
             cv[j] = if DUAL {
-                _mm256_castpd_ps(_mm256_broadcast_sd(&*c.as_ptr().add(2 * row).cast::<f64>()))
+                let (v, t) = (c[2 * row], c[2 * row + 1]);
+                _mm256_setr_ps(v, t, v, t, v, t, v, t)
             } else {
                 _mm256_set1_ps(c[row])
             };
