@@ -1,7 +1,9 @@
 //! `bmssl bench`: the same configuration as `bmssl_torch.py bench`, same flags and defaults.
 
 use anyhow::Result;
-use bmssl::bench::{bench_conv4, bench_meta_steps, conv4_forward_flops, BenchConfig};
+use bmssl::bench::{
+    bench_conv4, bench_eval_episodes, bench_meta_steps, conv4_forward_flops, BenchConfig,
+};
 use bmssl::meta::{MetaSpec, Method, Target};
 use bmssl::objective::InnerLoss;
 
@@ -51,6 +53,11 @@ pub struct BenchArgs {
     /// Also time Conv4 forward and forward+backward on a batch of this many images (0: skip).
     #[arg(long, default_value_t = 0)]
     conv4_batch: usize,
+    /// Also time this many adapt-mode evaluation episodes (5-way 1-shot, --inner-steps SGD steps
+    /// at --inner-lr on the support images, 75 queries; spread over the threads as `eval` does;
+    /// 0: skip).
+    #[arg(long, default_value_t = 0)]
+    eval_episodes: usize,
     /// Print one JSON line (as the reference does) instead of text.
     #[arg(long)]
     json: bool,
@@ -132,6 +139,24 @@ pub fn run(a: BenchArgs) -> Result<()> {
         // except for the first layer, whose input gradient is skipped; 3x is the usual estimate.
         result["conv4_forward_gflops"] = (flops / fwd / 1e6).into();
         result["conv4_forward_backward_gflops"] = (3.0 * flops / fwd_bwd / 1e6).into();
+    }
+    if a.eval_episodes > 0 {
+        bmssl::limits::count(
+            "eval-episodes",
+            a.eval_episodes as u64,
+            0,
+            bmssl::limits::MAX_EPISODES,
+        )?;
+        let per_s = bench_eval_episodes(
+            a.eval_episodes,
+            a.channels,
+            a.size,
+            a.inner_steps,
+            a.inner_lr,
+        )?;
+        result["eval_episodes"] = a.eval_episodes.into();
+        result["eval_episodes_per_s"] = per_s.into();
+        result["eval_2000_episodes_s"] = (2000.0 / per_s).into();
     }
     if a.json {
         println!("{result}");

@@ -137,6 +137,58 @@ pub fn bench_conv4(batch: usize, channels: usize, size: usize, reps: usize) -> R
     Ok((fwd, fwd_bwd))
 }
 
+/// Adapt-mode evaluation episodes per second, the work `bmssl eval --mode adapt` does per 5-way
+/// 1-shot episode: the learner with a zero classifier, `adapt_steps` SGD steps (step size `lr`)
+/// of cross-entropy on the 5 support images, then a forward pass on the 75 query images (15 per
+/// class) and their predictions; `episodes` of them spread over the thread pool as `eval` spreads
+/// them. Random Conv4 weights and images (the speed does not depend on the values); the
+/// contrastive term is left out, as a 1-shot support set has no positive pairs for it.
+pub fn bench_eval_episodes(
+    episodes: usize,
+    channels: usize,
+    size: usize,
+    adapt_steps: usize,
+    lr: f64,
+) -> Result<f64> {
+    use rayon::prelude::*;
+    let (ways, queries) = (5, 15);
+    let learner = Learner::new(ArchSpec::conv4(channels, size, ways))?;
+    let mut theta = learner.init(&mut rng::derive(0, &[rng::STREAM_INIT]));
+    for name in ["classifier.weight", "classifier.bias"] {
+        if let Some(e) = learner.layout.get(name) {
+            theta[e.range()].fill(0.0);
+        }
+    }
+    let mut r = rng::derive(2, &[rng::STREAM_BENCH]);
+    let mut randn = |n: usize| -> Vec<f32> { (0..n).map(|_| r.sample(StandardNormal)).collect() };
+    let support = randn(ways * learner.image_len());
+    let query = randn(ways * queries * learner.image_len());
+    let labels: Vec<usize> = (0..ways).collect();
+    let spec = InnerLoss {
+        contrastive_weight: 0.0,
+        ..InnerLoss::PAPER
+    };
+    let episode = || {
+        let mut w = theta.clone();
+        for _ in 0..adapt_steps {
+            crate::meta::inner::sgd_step(
+                &learner,
+                &mut w,
+                &support,
+                &labels,
+                Objective::Inner(spec),
+                lr,
+            );
+        }
+        let (out, _) = learner.infer(&w, &query, false);
+        std::hint::black_box(out.logits);
+    };
+    episode();
+    let t0 = Instant::now();
+    (0..episodes).into_par_iter().for_each(|_| episode());
+    Ok(episodes as f64 / t0.elapsed().as_secs_f64())
+}
+
 /// Floating-point operations of a Conv4 forward pass (multiply-adds of conv and linear layers x 2).
 pub fn conv4_forward_flops(batch: usize, channels: usize, size: usize) -> f64 {
     let (mut c_in, mut s, mut flops) = (channels, size, 0.0);
@@ -154,4 +206,15 @@ pub fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_evaluation_benchmark_adapts_and_predicts_episodes_at_a_finite_positive_rate() {
+        let per_s = bench_eval_episodes(3, 1, 16, 2, 0.4).unwrap();
+        assert!(per_s.is_finite() && per_s > 0.0, "{per_s}");
+    }
 }
