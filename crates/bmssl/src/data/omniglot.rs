@@ -22,7 +22,7 @@
 //! with [`Omniglot::load_with_cache`] (what `train`, `eval` and the other commands use) on disk in
 //! the [decoded-image cache](super::cache) (`<dir>/.bmssl-cache/omniglot-<size>x<size>.u8`,
 //! fingerprinted by the zips' sizes and modification times), so later processes read 25 MB instead
-//! of decoding: 1.5 s of every command's start on two cores, 3 s on one.
+//! of decoding: 1.7 s of every command's start on two cores, 1.9 s on one (2026-12-07).
 //!
 //! Over 400 lines: reading the original zips within decoding limits, the split files, the rotated
 //! classes and the in-memory and on-disk caches of decoded images are one loader; about 150 lines
