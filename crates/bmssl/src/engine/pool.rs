@@ -15,40 +15,17 @@ use super::scalar::Scalar;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 
-/// `x` as `f32`s when `S` is `f32` and the CPU has AVX2 (the kernels of `pool/avx2.rs`).
+/// `x`'s floats and floats per element (1 for `f32`, 2 for `Dual<f32>`) when the CPU has AVX2:
+/// what the kernels of `pool/avx2.rs` take.
 #[cfg(target_arch = "x86_64")]
-fn avx2_f32<S: 'static>(x: &[S]) -> Option<&[f32]> {
-    (std::any::TypeId::of::<S>() == std::any::TypeId::of::<f32>()
-        && std::arch::is_x86_feature_detected!("avx2"))
-    // SAFETY: S is f32.
-    .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+fn avx2_f32s<S: 'static>(x: &[S]) -> Option<(&[f32], usize)> {
+    super::scalar::as_f32s(x).filter(|_| std::arch::is_x86_feature_detected!("avx2"))
 }
 
-/// `x` as the `f32` pairs of its duals when `S` is `Dual<f32>` and the CPU has AVX2.
+/// [`avx2_f32s`] of a mutable slice.
 #[cfg(target_arch = "x86_64")]
-fn avx2_dual<S: 'static>(x: &[S]) -> Option<&[f32]> {
-    (std::any::TypeId::of::<S>() == std::any::TypeId::of::<super::Dual<f32>>()
-        && std::arch::is_x86_feature_detected!("avx2"))
-    // SAFETY: S is Dual<f32>, #[repr(C)] {v: f32, t: f32}.
-    .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), 2 * x.len()) })
-}
-
-/// [`avx2_dual`] of a mutable slice.
-#[cfg(target_arch = "x86_64")]
-fn avx2_dual_mut<S: 'static>(x: &mut [S]) -> Option<&mut [f32]> {
-    (std::any::TypeId::of::<S>() == std::any::TypeId::of::<super::Dual<f32>>()
-        && std::arch::is_x86_feature_detected!("avx2"))
-    // SAFETY: as in `avx2_dual`.
-    .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), 2 * x.len()) })
-}
-
-/// [`avx2_f32`] of a mutable slice.
-#[cfg(target_arch = "x86_64")]
-fn avx2_f32_mut<S: 'static>(x: &mut [S]) -> Option<&mut [f32]> {
-    (std::any::TypeId::of::<S>() == std::any::TypeId::of::<f32>()
-        && std::arch::is_x86_feature_detected!("avx2"))
-    // SAFETY: S is f32.
-    .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
+fn avx2_f32s_mut<S: 'static>(x: &mut [S]) -> Option<(&mut [f32], usize)> {
+    super::scalar::as_f32s_mut(x).filter(|_| std::arch::is_x86_feature_detected!("avx2"))
 }
 
 /// Spatial geometry of a pooling layer over `[planes, H, W]` (planes = C*N in CNHW).
@@ -155,48 +132,33 @@ pub fn affine_relu_max_into<S: Scalar>(
     let planes_per_channel = s.planes / gamma.len();
     let w = s.w as u32;
     #[cfg(target_arch = "x86_64")]
-    if let (Some(x), Some(g), Some(b), Some(y)) = (
-        avx2_f32(xhat),
-        avx2_f32(gamma),
-        avx2_f32(beta),
-        avx2_f32_mut(y),
+    if let (Some((x, e)), Some((g, _)), Some((b, _)), Some((y, _))) = (
+        avx2_f32s(xhat),
+        avx2_f32s(gamma),
+        avx2_f32s(beta),
+        avx2_f32s_mut(y),
     ) {
+        // e floats per number: the same rows in floats.
         let rows = y
-            .chunks_exact_mut(ow.max(1))
+            .chunks_exact_mut(e * ow.max(1))
             .zip(arg.chunks_exact_mut(ow.max(1)));
         for (r, (y_row, arg_row)) in rows.enumerate().take(s.planes * oh) {
             let (p, oy) = (r / oh, r % oh);
             let c = p / planes_per_channel;
             let top = p * s.h * s.w + 2 * oy * s.w;
-            let (r0, r1) = (&x[top..top + 2 * ow], &x[top + s.w..top + s.w + 2 * ow]);
+            let r0 = &x[e * top..e * (top + 2 * ow)];
+            let r1 = &x[e * (top + s.w)..e * (top + s.w + 2 * ow)];
             let base = (first + top) as u32;
-            // SAFETY: the CPU has AVX2 (`avx2_f32` checked); the rows hold 2 ow inputs.
-            unsafe { avx2::winners_row(g[c], b[c], r0, r1, y_row, arg_row, base, w) };
-        }
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if let (Some(x), Some(g), Some(b), Some(y)) = (
-        avx2_dual(xhat),
-        avx2_dual(gamma),
-        avx2_dual(beta),
-        avx2_dual_mut(y),
-    ) {
-        let rows = y
-            .chunks_exact_mut(2 * ow.max(1))
-            .zip(arg.chunks_exact_mut(ow.max(1)));
-        for (r, (y_row, arg_row)) in rows.enumerate().take(s.planes * oh) {
-            let (p, oy) = (r / oh, r % oh);
-            let c = p / planes_per_channel;
-            let top = p * s.h * s.w + 2 * oy * s.w;
-            let (r0, r1) = (
-                &x[2 * top..2 * (top + 2 * ow)],
-                &x[2 * (top + s.w)..2 * (top + s.w + 2 * ow)],
-            );
-            let base = (first + top) as u32;
-            let (gc, bc) = ([g[2 * c], g[2 * c + 1]], [b[2 * c], b[2 * c + 1]]);
-            // SAFETY: the CPU has AVX2 (`avx2_dual` checked); the rows hold 2 ow duals.
-            unsafe { avx2::winners_row_dual(gc, bc, r0, r1, y_row, arg_row, base, w) };
+            // SAFETY: the CPU has AVX2 (`avx2_f32s` checked); the rows hold 2 ow numbers, and
+            // for duals g and b hold (value, tangent) pairs.
+            unsafe {
+                if e == 2 {
+                    let (gc, bc) = ([g[2 * c], g[2 * c + 1]], [b[2 * c], b[2 * c + 1]]);
+                    avx2::winners_row_dual(gc, bc, r0, r1, y_row, arg_row, base, w);
+                } else {
+                    avx2::winners_row(g[c], b[c], r0, r1, y_row, arg_row, base, w);
+                }
+            }
         }
         return;
     }
@@ -266,13 +228,15 @@ pub fn affine_relu_max_values_into<S: Scalar>(
     let (oh, ow) = s.out_hw();
     let planes_per_channel = s.planes / gamma.len();
     #[cfg(target_arch = "x86_64")]
-    if let (Some(x), Some(g), Some(b)) = (avx2_f32(xhat), avx2_f32(gamma), avx2_f32(beta)) {
+    if let (Some((x, 1)), Some((g, _)), Some((b, _))) =
+        (avx2_f32s(xhat), avx2_f32s(gamma), avx2_f32s(beta))
+    {
         if oh * ow == 0 {
             return;
         }
         let start = y.len();
         y.resize(start + s.planes * oh * ow, S::default());
-        let out = avx2_f32_mut(&mut y[start..]).expect("S is f32");
+        let (out, _) = avx2_f32s_mut(&mut y[start..]).expect("S is f32");
         for (p, (plane, out)) in x
             .chunks_exact(s.h * s.w)
             .zip(out.chunks_exact_mut(oh * ow))
@@ -282,7 +246,7 @@ pub fn affine_relu_max_values_into<S: Scalar>(
             for (oy, out_row) in out.chunks_exact_mut(ow).enumerate() {
                 let r0 = &plane[2 * oy * s.w..2 * oy * s.w + 2 * ow];
                 let r1 = &plane[(2 * oy + 1) * s.w..(2 * oy + 1) * s.w + 2 * ow];
-                // SAFETY: the CPU has AVX2 (`avx2_f32` checked); the rows hold 2 ow inputs.
+                // SAFETY: the CPU has AVX2 (`avx2_f32s` checked); the rows hold 2 ow inputs.
                 unsafe { avx2::values_row(g[c], b[c], r0, r1, out_row) };
             }
         }

@@ -221,36 +221,48 @@ mod tests {
         ]
     }
 
+    /// Every row reduction of `a`, `b` (rows of `m`) and the centres `c` against [`portable`],
+    /// compared by `bits`.
+    fn check_rows<S: Scalar, B: PartialEq + std::fmt::Debug>(
+        a: &[S],
+        b: &[S],
+        c: &[S],
+        m: usize,
+        bits: impl Fn(S) -> B,
+    ) {
+        let rows = c.len();
+        let (sums, dots) = row_sums_and_dots(a, b, m);
+        let mut centred = a.to_vec();
+        let squares = row_center_and_square_sums(&mut centred, m, c);
+        let plain_sums = row_sums(a, m);
+        for r in 0..rows {
+            let rg = r * m..(r + 1) * m;
+            let want = portable(&a[rg.clone()], &b[rg.clone()], c[r]);
+            let got = [
+                sums[r],
+                dots[r],
+                squares[r],
+                centred[rg.clone()].iter().copied().sum(),
+            ];
+            for (g, w) in got.iter().zip(&want) {
+                assert_eq!(bits(*g), bits(*w), "{rows} rows, m = {m}");
+            }
+            assert_eq!(bits(plain_sums[r]), bits(want[0]));
+            assert_eq!(bits(sum(&a[rg.clone()])), bits(want[0]));
+            assert_eq!(bits(dot(&a[rg.clone()], &b[rg])), bits(want[1]));
+        }
+    }
+
     #[test]
     fn the_simd_chunks_give_the_bits_of_the_plain_loops_on_f32_and_duals_in_rows() {
         use crate::engine::Dual;
-        let bits = |d: Dual<f32>| (d.v.to_bits(), d.t.to_bits());
         for rows in [1, 3, 4, 5, 9] {
             for m in 1..27 {
                 let n = rows * m;
                 let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.7).sin() * 3.1).collect();
                 let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.3).cos() - 0.2).collect();
                 let c: Vec<f32> = (0..rows).map(|r| 0.37 - r as f32 * 0.1).collect();
-                let (sums, dots) = row_sums_and_dots(&a, &b, m);
-                let mut centred = a.clone();
-                let squares = row_center_and_square_sums(&mut centred, m, &c);
-                let plain_sums = row_sums(&a, m);
-                for r in 0..rows {
-                    let rg = r * m..(r + 1) * m;
-                    let want = portable(&a[rg.clone()], &b[rg.clone()], c[r]);
-                    let got = [
-                        sums[r],
-                        dots[r],
-                        squares[r],
-                        centred[rg.clone()].iter().copied().sum(),
-                    ];
-                    for (g, w) in got.iter().zip(&want) {
-                        assert_eq!(g.to_bits(), w.to_bits(), "f32, {rows} rows, m = {m}");
-                    }
-                    assert_eq!(plain_sums[r].to_bits(), want[0].to_bits());
-                    assert_eq!(sum(&a[rg.clone()]).to_bits(), want[0].to_bits());
-                    assert_eq!(dot(&a[rg.clone()], &b[rg]).to_bits(), want[1].to_bits());
-                }
+                check_rows(&a, &b, &c, m, f32::to_bits);
                 let da: Vec<Dual<f32>> = a
                     .iter()
                     .zip(&b)
@@ -259,26 +271,9 @@ mod tests {
                 let db: Vec<Dual<f32>> =
                     b.iter().zip(&a).map(|(&v, &t)| Dual { v, t: -t }).collect();
                 let dc: Vec<Dual<f32>> = c.iter().map(|&v| Dual { v, t: -0.11 * v }).collect();
-                let (sums, dots) = row_sums_and_dots(&da, &db, m);
-                let mut centred = da.clone();
-                let squares = row_center_and_square_sums(&mut centred, m, &dc);
-                let plain_sums = row_sums(&da, m);
-                for r in 0..rows {
-                    let rg = r * m..(r + 1) * m;
-                    let want = portable(&da[rg.clone()], &db[rg.clone()], dc[r]);
-                    let got = [
-                        sums[r],
-                        dots[r],
-                        squares[r],
-                        centred[rg.clone()].iter().copied().sum(),
-                    ];
-                    for (g, w) in got.iter().zip(&want) {
-                        assert_eq!(bits(*g), bits(*w), "dual, {rows} rows, m = {m}");
-                    }
-                    assert_eq!(bits(plain_sums[r]), bits(want[0]));
-                    assert_eq!(bits(sum(&da[rg.clone()])), bits(want[0]));
-                    assert_eq!(bits(dot(&da[rg.clone()], &db[rg])), bits(want[1]));
-                }
+                check_rows(&da, &db, &dc, m, |d: Dual<f32>| {
+                    (d.v.to_bits(), d.t.to_bits())
+                });
             }
         }
     }

@@ -273,6 +273,42 @@ pub struct Dual<F> {
     pub t: F,
 }
 
+/// Floats per element where a kernel reads numbers as plain `f32`s: 1 for `f32`, 2 for
+/// `Dual<f32>` (`#[repr(C)]`, value then tangent); `None` for every other type.
+#[inline(always)]
+pub(crate) fn f32s_per_element<S: 'static>() -> Option<usize> {
+    let t = std::any::TypeId::of::<S>();
+    if t == std::any::TypeId::of::<f32>() {
+        Some(1)
+    } else if t == std::any::TypeId::of::<Dual<f32>>() {
+        Some(2)
+    } else {
+        None
+    }
+}
+
+/// `x`'s floats and how many make one element ([`f32s_per_element`]), or `None`.
+#[inline(always)]
+pub(crate) fn as_f32s<S: 'static>(x: &[S]) -> Option<(&[f32], usize)> {
+    let e = f32s_per_element::<S>()?;
+    // SAFETY: S is f32 or Dual<f32>, which is e f32s with no padding.
+    Some((
+        unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), e * x.len()) },
+        e,
+    ))
+}
+
+/// [`as_f32s`] of a mutable slice.
+#[inline(always)]
+pub(crate) fn as_f32s_mut<S: 'static>(x: &mut [S]) -> Option<(&mut [f32], usize)> {
+    let e = f32s_per_element::<S>()?;
+    // SAFETY: as in `as_f32s`.
+    Some((
+        unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), e * x.len()) },
+        e,
+    ))
+}
+
 impl<F: Real> Dual<F> {
     /// A dual with the given value and tangent.
     pub fn new(v: F, t: F) -> Self {

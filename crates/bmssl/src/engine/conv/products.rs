@@ -87,18 +87,20 @@ fn f32s<F: 'static>(x: MatRef<'_, F>) -> Option<MatRef<'_, f32>> {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(super) fn as_f32<F: 'static>(x: &[F]) -> Option<&[f32]> {
-    (std::any::TypeId::of::<F>() == std::any::TypeId::of::<f32>())
-        // SAFETY: F is f32.
-        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+    match crate::engine::scalar::as_f32s(x) {
+        Some((v, 1)) => Some(v),
+        _ => None,
+    }
 }
 
 /// [`as_f32`] for a mutable slice.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(super) fn as_f32_mut<F: 'static>(x: &mut [F]) -> Option<&mut [f32]> {
-    (std::any::TypeId::of::<F>() == std::any::TypeId::of::<f32>())
-        // SAFETY: F is f32.
-        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
+    match crate::engine::scalar::as_f32s_mut(x) {
+        Some((v, 1)) => Some(v),
+        _ => None,
+    }
 }
 
 /// `A`'s rows `i0..i0 + rows` as `[kd][rows]` into `dst` (the portable kernel).

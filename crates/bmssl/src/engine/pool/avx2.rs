@@ -111,12 +111,7 @@ pub(super) unsafe fn winners_row(
     let ow = y.len();
     assert!(r0.len() >= 2 * ow && r1.len() >= 2 * ow && arg.len() == ow);
     let (gv, bv, zero) = (_mm256_set1_ps(g), _mm256_set1_ps(b), _mm256_setzero_ps());
-    // Offsets of the corners, as floats' bits so that they blend with the values' masks.
-    let offsets = [
-        _mm256_castsi256_ps(_mm256_set1_epi32(1)),
-        _mm256_castsi256_ps(_mm256_set1_epi32(w as i32)),
-        _mm256_castsi256_ps(_mm256_set1_epi32(w as i32 + 1)),
-    ];
+    let offsets = corner_offsets(w);
     let lane2 = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
     let mut ox = 0;
     while ox < ow {
@@ -124,12 +119,7 @@ pub(super) unsafe fn winners_row(
         let top = load_pairs(r0.as_ptr().add(2 * ox), k);
         let bottom = load_pairs(r1.as_ptr().add(2 * ox), k);
         let [tl, tr, bl, br] = corners(gv, bv, top, bottom);
-        let (mut best, mut at) = (tl, _mm256_castsi256_ps(_mm256_setzero_si256()));
-        for (z, o) in [tr, bl, br].into_iter().zip(offsets) {
-            let better = _mm256_cmp_ps::<_CMP_GT_OQ>(z, best);
-            best = _mm256_blendv_ps(best, z, better);
-            at = _mm256_blendv_ps(at, o, better);
-        }
+        let (best, at) = first_winner::<false>([tl, tr, bl, br], offsets);
         let out = in_order(_mm256_max_ps(best, zero));
         let first = _mm256_set1_epi32((base as usize + 2 * ox) as u32 as i32);
         let idx = _mm256_add_epi32(
@@ -172,11 +162,7 @@ pub(super) unsafe fn winners_row_dual(
     let (gv, gt) = (_mm256_set1_ps(g[0]), _mm256_set1_ps(g[1]));
     let bb = _mm256_setr_ps(b[0], b[1], b[0], b[1], b[0], b[1], b[0], b[1]);
     let zero = _mm256_setzero_ps();
-    let offsets = [
-        _mm256_castsi256_ps(_mm256_set1_epi32(1)),
-        _mm256_castsi256_ps(_mm256_set1_epi32(w as i32)),
-        _mm256_castsi256_ps(_mm256_set1_epi32(w as i32 + 1)),
-    ];
+    let offsets = corner_offsets(w);
     let evens = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
     let lane2 = _mm_setr_epi32(0, 2, 4, 6);
     let mut ox = 0;
@@ -191,13 +177,7 @@ pub(super) unsafe fn winners_row_dual(
         let tr = dual_affine(gv, gt, bb, hi_pairs(t0, t1));
         let bl = dual_affine(gv, gt, bb, lo_pairs(b0, b1));
         let br = dual_affine(gv, gt, bb, hi_pairs(b0, b1));
-        let (mut best, mut at) = (tl, _mm256_castsi256_ps(_mm256_setzero_si256()));
-        for (z, o) in [tr, bl, br].into_iter().zip(offsets) {
-            // Compared by value; the even lane's verdict goes to the tangent lane beside it.
-            let better = _mm256_moveldup_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(z, best));
-            best = _mm256_blendv_ps(best, z, better);
-            at = _mm256_blendv_ps(at, o, better);
-        }
+        let (best, at) = first_winner::<true>([tl, tr, bl, br], offsets);
         let positive = _mm256_moveldup_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(best, zero));
         let out = in_order(_mm256_and_ps(best, positive));
         let at = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(
@@ -238,6 +218,40 @@ unsafe fn hi_pairs(lo: __m256, hi: __m256) -> __m256 {
         _mm256_castps_pd(lo),
         _mm256_castps_pd(hi),
     ))
+}
+
+/// The offsets of a window's top-right, bottom-left and bottom-right inputs from its top-left one
+/// (`w` the input row length), as floats' bits so that they blend with the values' masks.
+#[inline(always)]
+unsafe fn corner_offsets(w: u32) -> [__m256; 3] {
+    [
+        _mm256_castsi256_ps(_mm256_set1_epi32(1)),
+        _mm256_castsi256_ps(_mm256_set1_epi32(w as i32)),
+        _mm256_castsi256_ps(_mm256_set1_epi32(w as i32 + 1)),
+    ]
+}
+
+/// The first maximum of each window's four corners (in the order top-left, top-right,
+/// bottom-left, bottom-right, as `window_winner`) and the offset of the corner it came from
+/// (zero for the top-left). On duals the values are compared and the even lane's verdict goes to
+/// the tangent lane beside it.
+#[inline(always)]
+unsafe fn first_winner<const DUAL: bool>(
+    corners: [__m256; 4],
+    offsets: [__m256; 3],
+) -> (__m256, __m256) {
+    let (mut best, mut at) = (corners[0], _mm256_castsi256_ps(_mm256_setzero_si256()));
+    for (z, o) in corners[1..].iter().zip(offsets) {
+        let better = _mm256_cmp_ps::<_CMP_GT_OQ>(*z, best);
+        let better = if DUAL {
+            _mm256_moveldup_ps(better)
+        } else {
+            better
+        };
+        best = _mm256_blendv_ps(best, *z, better);
+        at = _mm256_blendv_ps(at, o, better);
+    }
+    (best, at)
 }
 
 /// `g * x + b` on four duals, `g = (gv, gt)` broadcast, `bb` = `(b.v, b.t)` repeated.

@@ -13,43 +13,25 @@
 //! is `f32` or `Dual<f32>` and the CPU has AVX2, else none (the caller's loops then do everything).
 
 use super::ACC;
-use crate::engine::Dual;
-use std::any::TypeId;
+use crate::engine::scalar::{as_f32s, as_f32s_mut, f32s_per_element};
 use std::arch::x86_64::*;
 
 /// Independent chains of additions in flight (registers of accumulators per group of rows).
 const CHAINS: usize = 4;
 
-/// Floats per element of `S` when the AVX2 kernels take it (1 for `f32`, 2 for `Dual<f32>`), or
-/// `None`.
-fn floats_per_element<S: 'static>() -> Option<usize> {
-    if !std::arch::is_x86_feature_detected!("avx2") {
-        return None;
-    }
-    let t = TypeId::of::<S>();
-    if t == TypeId::of::<f32>() {
-        Some(1)
-    } else if t == TypeId::of::<Dual<f32>>() {
-        Some(2)
-    } else {
-        None
-    }
+/// Whether the kernels take `S` (`f32` or `Dual<f32>` on a CPU with AVX2).
+fn taken<S: 'static>() -> bool {
+    f32s_per_element::<S>().is_some() && std::arch::is_x86_feature_detected!("avx2")
 }
 
-/// `xs` as its floats.
-///
-/// # Safety
-/// `S` is `f32` or `Dual<f32>` (`#[repr(C)]`, two `f32`), `e` floats each.
-unsafe fn floats<S>(xs: &[S], e: usize) -> &[f32] {
-    std::slice::from_raw_parts(xs.as_ptr().cast::<f32>(), xs.len() * e)
+/// `x`'s floats and floats per element, for a type [`taken`] accepted.
+fn f32s<S: 'static>(x: &[S]) -> (&[f32], usize) {
+    as_f32s(x).expect("f32 or Dual<f32>")
 }
 
-/// [`floats`] of a mutable slice.
-///
-/// # Safety
-/// As [`floats`].
-unsafe fn floats_mut<S>(xs: &mut [S], e: usize) -> &mut [f32] {
-    std::slice::from_raw_parts_mut(xs.as_mut_ptr().cast::<f32>(), xs.len() * e)
+/// [`f32s`] of a mutable slice (accumulators flattened).
+fn f32s_mut<S: 'static>(x: &mut [S]) -> (&mut [f32], usize) {
+    as_f32s_mut(x).expect("f32 or Dual<f32>")
 }
 
 /// The geometry of one call: `rows` rows of `m` elements, `e` floats each, of which the first
@@ -89,33 +71,29 @@ const CENTER: Op = 3;
 
 /// Row sums' chunks: `acc[r][i] += x[r][i + 8 k]`.
 pub(super) fn sum_chunks<S: 'static>(x: &[S], m: usize, acc: &mut [[S; ACC]]) -> usize {
-    let Some(e) = floats_per_element::<S>() else {
+    if !taken::<S>() {
         return 0;
-    };
-    let g = Rows::new(x.len(), m, acc.len(), e);
-    // SAFETY: S is f32 or Dual<f32> with e floats each; the CPU has AVX2; `Rows::new` checked
-    // that x holds the rows.
-    unsafe {
-        let x = floats(x, e).as_ptr().cast_mut();
-        let acc = floats_mut(acc, e).as_mut_ptr();
-        run::<SUM>(g, x, x, &[], acc, acc);
     }
+    let g = Rows::new(x.len(), m, acc.len(), f32s(x).1);
+    let x = f32s(x).0.as_ptr().cast_mut();
+    let acc = f32s_mut(acc.as_flattened_mut()).0.as_mut_ptr();
+    // SAFETY: the CPU has AVX2 (`taken`); `Rows::new` checked that x holds the rows, and acc has
+    // eight elements per row; SUM only reads x.
+    unsafe { run::<SUM>(g, x, x, &[], acc, acc) };
     m / ACC * ACC
 }
 
 /// Row dot products' chunks: `acc[r][i] += a[r][i + 8 k] * b[r][i + 8 k]`.
 pub(super) fn dot_chunks<S: 'static>(a: &[S], b: &[S], m: usize, acc: &mut [[S; ACC]]) -> usize {
-    let Some(e) = floats_per_element::<S>() else {
+    if !taken::<S>() {
         return 0;
-    };
-    let g = Rows::new(a.len(), m, acc.len(), e);
-    assert_eq!(a.len(), b.len(), "dot: lengths differ");
-    // SAFETY: as in `sum_chunks`.
-    unsafe {
-        let (a, b) = (floats(a, e).as_ptr().cast_mut(), floats(b, e).as_ptr());
-        let acc = floats_mut(acc, e).as_mut_ptr();
-        run::<DOT>(g, a, b, &[], acc, acc);
     }
+    let g = Rows::new(a.len(), m, acc.len(), f32s(a).1);
+    assert_eq!(a.len(), b.len(), "dot: lengths differ");
+    let (a, b) = (f32s(a).0.as_ptr().cast_mut(), f32s(b).0.as_ptr());
+    let acc = f32s_mut(acc.as_flattened_mut()).0.as_mut_ptr();
+    // SAFETY: as in `sum_chunks`; b holds as many rows as a.
+    unsafe { run::<DOT>(g, a, b, &[], acc, acc) };
     m / ACC * ACC
 }
 
@@ -127,20 +105,16 @@ pub(super) fn sum_and_dot_chunks<S: 'static>(
     acc_s: &mut [[S; ACC]],
     acc_d: &mut [[S; ACC]],
 ) -> usize {
-    let Some(e) = floats_per_element::<S>() else {
+    if !taken::<S>() {
         return 0;
-    };
-    let g = Rows::new(a.len(), m, acc_s.len(), e);
-    assert!(a.len() == b.len() && acc_d.len() == acc_s.len());
-    // SAFETY: as in `sum_chunks`.
-    unsafe {
-        let (a, b) = (floats(a, e).as_ptr().cast_mut(), floats(b, e).as_ptr());
-        let (s, d) = (
-            floats_mut(acc_s, e).as_mut_ptr(),
-            floats_mut(acc_d, e).as_mut_ptr(),
-        );
-        run::<SUM_DOT>(g, a, b, &[], s, d);
     }
+    let g = Rows::new(a.len(), m, acc_s.len(), f32s(a).1);
+    assert!(a.len() == b.len() && acc_d.len() == acc_s.len());
+    let (a, b) = (f32s(a).0.as_ptr().cast_mut(), f32s(b).0.as_ptr());
+    let s = f32s_mut(acc_s.as_flattened_mut()).0.as_mut_ptr();
+    let d = f32s_mut(acc_d.as_flattened_mut()).0.as_mut_ptr();
+    // SAFETY: as in `dot_chunks`, with acc_d as long as acc_s.
+    unsafe { run::<SUM_DOT>(g, a, b, &[], s, d) };
     m / ACC * ACC
 }
 
@@ -151,18 +125,17 @@ pub(super) fn center_chunks<S: Copy + 'static>(
     c: &[S],
     acc: &mut [[S; ACC]],
 ) -> usize {
-    let Some(e) = floats_per_element::<S>() else {
+    if !taken::<S>() {
         return 0;
-    };
-    let g = Rows::new(x.len(), m, acc.len(), e);
-    assert_eq!(c.len(), acc.len(), "center: one centre per row");
-    // SAFETY: as in `sum_chunks`; c holds one element of e floats per row.
-    unsafe {
-        let x = floats_mut(x, e).as_mut_ptr();
-        let c = floats(c, e);
-        let acc = floats_mut(acc, e).as_mut_ptr();
-        run::<CENTER>(g, x, x, c, acc, acc);
     }
+    let g = Rows::new(x.len(), m, acc.len(), f32s(x).1);
+    assert_eq!(c.len(), acc.len(), "center: one centre per row");
+    let x = f32s_mut(x).0.as_mut_ptr();
+    let c = f32s(c).0;
+    let acc = f32s_mut(acc.as_flattened_mut()).0.as_mut_ptr();
+    // SAFETY: as in `sum_chunks`; x is written through its own pointer, c holds one element per
+    // row.
+    unsafe { run::<CENTER>(g, x, x, c, acc, acc) };
     m / ACC * ACC
 }
 
