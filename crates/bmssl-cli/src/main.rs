@@ -11,9 +11,11 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc keeps freed pages for reuse: the engine allocates and frees megabyte-sized
 /// activation buffers at every step, which glibc's allocator returns to the kernel (page faults and
-/// zeroing cost ~20% of a meta-step otherwise).
+/// zeroing cost ~20% of a meta-step otherwise). [`allocator::keep_freed_memory`] goes further.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+mod allocator;
 
 /// Every `println!` of the CLI goes through [`out::line`]: a closed pipe ends output quietly, a
 /// full device is an error at the end, never a panic (this shadows the standard macro in every
@@ -160,6 +162,7 @@ fn error_line(message: &str) {
 }
 
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     let cli = match parse_args() {
         Ok(cli) => cli,
         Err(code) => return code,

@@ -815,6 +815,45 @@ fn output_transform<F: Real>(
 ) {
     let nt = images.len() * tl.per_image();
     let (co, hw) = (s.c_out, s.h * s.w);
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(m), Some(bias)) = (avx2(), as_f32(m), as_f32(bias)) {
+        let ys = uninit_as_f32(y).expect("F is f32, as `m` is");
+        let nb = images.len();
+        for (o, &bo) in bias.iter().enumerate() {
+            let at = (o * s.n + images.start) * hw;
+            // SAFETY: the CPU has AVX2; `f2_output` checks its bounds.
+            unsafe {
+                avx2::f2_output(
+                    m,
+                    co,
+                    o,
+                    nt,
+                    bo,
+                    (nb, s.h, s.w),
+                    (tl.th, tl.tw),
+                    &mut ys[at..at + nb * hw],
+                )
+            };
+        }
+        return;
+    }
+    output_transform_portable(m, bias, s, images, tl, y, sc)
+}
+
+/// [`output_transform`] as plain loops: the column and row passes over whole planes of tiles,
+/// then the results interleaved into the output rows.
+#[inline(always)]
+fn output_transform_portable<F: Real>(
+    m: &[F],
+    bias: &[F],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    y: &mut [std::mem::MaybeUninit<F>],
+    sc: &mut Scratch<F>,
+) {
+    let nt = images.len() * tl.per_image();
+    let (co, hw) = (s.c_out, s.h * s.w);
     sc.a.resize(8 * nt, F::default());
     sc.b.resize(4 * nt, F::default());
     let (a, yt) = (&mut sc.a, &mut sc.b);
@@ -880,6 +919,17 @@ fn output_transform<F: Real>(
             }
         }
     }
+}
+
+/// `y` as `f32`s where `F` is `f32`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn uninit_as_f32<F: 'static>(
+    y: &mut [std::mem::MaybeUninit<F>],
+) -> Option<&mut [std::mem::MaybeUninit<f32>]> {
+    (std::any::TypeId::of::<F>() == std::any::TypeId::of::<f32>())
+        // SAFETY: F is f32.
+        .then(|| unsafe { std::slice::from_raw_parts_mut(y.as_mut_ptr().cast(), y.len()) })
 }
 
 /// `dM [16][C_out][nt] = A dY A^T` of the output tiles of `images` (zeros past the edges).
@@ -1488,6 +1538,48 @@ mod tests {
                     .collect::<Vec<_>>()
             };
             assert_eq!(bits(got), bits(want), "n {n}, {h}x{w}");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_f2_output_transform_in_one_avx2_pass_has_the_portable_loops_bits() {
+        if !avx2() {
+            return;
+        }
+        // (images of the chunk, first image, h, w): Omniglot's 14x14, 7x7 and 3x3 planes, one
+        // pixel, odd and wide planes (tile rows of more than eight tiles, a ragged last group).
+        for (nb, first, h, w) in [
+            (3, 0, 14, 14),
+            (2, 1, 7, 7),
+            (4, 0, 3, 3),
+            (2, 0, 1, 1),
+            (1, 2, 5, 17),
+            (2, 0, 21, 21),
+            (1, 0, 6, 34),
+        ] {
+            let s = shape(4, 3, first + nb + 1, h, w);
+            let tl = Tiling::new(&s, 2);
+            let nt = nb * tl.per_image();
+            let m = to_f32(&test_values(16 * s.c_out * nt, (h * 7 + w) as u64));
+            let bias = to_f32(&test_values(s.c_out, 5));
+            let run = |fast: bool| {
+                let mut y = vec![std::mem::MaybeUninit::new(f32::NAN); s.c_out * s.positions()];
+                let mut sc = Scratch::default();
+                let images = first..first + nb;
+                if fast {
+                    output_transform(&m, &bias, &s, images, tl, &mut y, &mut sc);
+                } else {
+                    output_transform_portable(&m, &bias, &s, images, tl, &mut y, &mut sc);
+                }
+                // SAFETY: every element was initialised (to NaN, then maybe overwritten).
+                y.iter()
+                    .map(|v| unsafe { v.assume_init() }.to_bits())
+                    .collect::<Vec<_>>()
+            };
+            let (got, want) = (run(true), run(false));
+            assert!(want.iter().any(|v| !f32::from_bits(*v).is_nan()));
+            assert_eq!(got, want, "{nb} images from {first}, {h}x{w}");
         }
     }
 

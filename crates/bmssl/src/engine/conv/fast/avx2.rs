@@ -307,3 +307,110 @@ pub(super) unsafe fn f4_column_group(
         }
     }
 }
+
+/// Lanes `0..k` set (`k <= 8`), for masked loads and stores.
+#[inline(always)]
+unsafe fn mask(k: usize) -> __m256i {
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(k as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// `k` values from `p` (all eight with a plain load when `k == 8`, else a masked load that reads
+/// nothing past them).
+#[inline(always)]
+unsafe fn load_first(p: *const f32, k: usize) -> __m256 {
+    if k == W {
+        _mm256_loadu_ps(p)
+    } else {
+        _mm256_maskload_ps(p, mask(k))
+    }
+}
+
+/// The first `k` values of `v` stored at `p` (`k <= 8`).
+#[inline(always)]
+unsafe fn store_first(p: *mut f32, v: __m256, k: usize) {
+    if k == W {
+        _mm256_storeu_ps(p, v)
+    } else if k > 0 {
+        _mm256_maskstore_ps(p, mask(k), v)
+    }
+}
+
+/// The F(2x2) output transform (`output_transform` in the parent) of output channel `o` in one
+/// pass: for each group of up to eight tiles of a tile row, the sixteen planes of `M`
+/// (`m[((i * 4 + j) * co + o) * nt + tile]`), then `A^T M A + bias` with the portable loop's
+/// operations in its order (`a[i][0] = (m[i][0] + m[i][1]) + m[i][2]`,
+/// `a[i][1] = (m[i][1] - m[i][2]) - m[i][3]`, the same along the other axis, then `+ bias`),
+/// interleaved into the two output rows of the tile row: no intermediate planes. `y` holds the
+/// channel's output for the chunk's `nb` images (`h x w` each), every value written once.
+///
+/// # Safety
+/// The CPU must have AVX2 (bounds are checked here).
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn f2_output(
+    m: &[f32],
+    co: usize,
+    o: usize,
+    nt: usize,
+    bias: f32,
+    (nb, h, w): (usize, usize, usize),
+    (th, tw): (usize, usize),
+    y: &mut [std::mem::MaybeUninit<f32>],
+) {
+    assert!(nt == nb * th * tw && h.div_ceil(2) == th && w.div_ceil(2) == tw);
+    assert!(o < co && m.len() >= 16 * co * nt && y.len() >= nb * h * w);
+    let mp = m.as_ptr();
+    let yp = y.as_mut_ptr().cast::<f32>();
+    let b = _mm256_set1_ps(bias);
+    for bi in 0..nb {
+        for ty in 0..th {
+            let t0 = (bi * th + ty) * tw;
+            let mut tx = 0;
+            while tx < tw {
+                let k = (tw - tx).min(W);
+                let ld = |i: usize, j: usize| mp.add(((i * 4 + j) * co + o) * nt + t0 + tx);
+                let mut a = [[_mm256_setzero_ps(); 2]; 4];
+                for (i, ai) in a.iter_mut().enumerate() {
+                    let m0 = load_first(ld(i, 0), k);
+                    let m1 = load_first(ld(i, 1), k);
+                    let m2 = load_first(ld(i, 2), k);
+                    let m3 = load_first(ld(i, 3), k);
+                    ai[0] = _mm256_add_ps(_mm256_add_ps(m0, m1), m2);
+                    ai[1] = _mm256_sub_ps(_mm256_sub_ps(m1, m2), m3);
+                }
+                // (No closure: it would not inherit this function's AVX2.)
+                let rows = [
+                    [
+                        _mm256_add_ps(_mm256_add_ps(a[0][0], a[1][0]), a[2][0]),
+                        _mm256_add_ps(_mm256_add_ps(a[0][1], a[1][1]), a[2][1]),
+                    ],
+                    [
+                        _mm256_sub_ps(_mm256_sub_ps(a[1][0], a[2][0]), a[3][0]),
+                        _mm256_sub_ps(_mm256_sub_ps(a[1][1], a[2][1]), a[3][1]),
+                    ],
+                ];
+                for (p, [y0, y1]) in rows.into_iter().enumerate() {
+                    let oy = 2 * ty + p;
+                    if oy >= h {
+                        break;
+                    }
+                    let v0 = _mm256_add_ps(y0, b);
+                    let v1 = _mm256_add_ps(y1, b);
+                    // Tiles 0-1 and 4-5 | 2-3 and 6-7 as (even, odd) column pairs, then in order.
+                    let lo = _mm256_unpacklo_ps(v0, v1);
+                    let hi = _mm256_unpackhi_ps(v0, v1);
+                    let first = _mm256_permute2f128_ps::<0x20>(lo, hi);
+                    let second = _mm256_permute2f128_ps::<0x31>(lo, hi);
+                    let cols = (w - 2 * tx).min(2 * W);
+                    let dst = yp.add((bi * h + oy) * w + 2 * tx);
+                    store_first(dst, first, cols.min(W));
+                    store_first(dst.add(W), second, cols.saturating_sub(W));
+                }
+                tx += k;
+            }
+        }
+    }
+}
