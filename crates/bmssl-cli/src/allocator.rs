@@ -1,12 +1,12 @@
 //! mimalloc's purge delay. By default mimalloc returns ("purges") memory it has not reused for a
-//! while to the kernel (1 s in mimalloc v3, the version the `mimalloc` crate builds); the engine frees and reallocates megabyte-sized activations at every
-//! inner step, so the same pages were returned and faulted back in (and zeroed by the kernel) over
-//! and over. Measured on the 2-core EPYC, 2026-12-07, same binary, alternating runs
-//! (`MIMALLOC_PURGE_DELAY=10` vs `-1`): 3x84x84 BMSSL second-order meta-steps +25% on one thread
-//! and +33% on two, Omniglot +13%, adapt-mode evaluation episodes +15%; the peak resident memory
-//! is what the run's largest moment needs either way (docs/engine.md has the figures).
+//! while to the kernel (1 s in mimalloc v3, the version the `mimalloc` crate builds); the engine
+//! frees and reallocates megabyte-sized activations at every inner step, so pages were returned
+//! and faulted back in (and zeroed by the kernel) over and over. Measured on the 2-core EPYC,
+//! 2026-12-07, one binary, alternating runs with `MIMALLOC_PURGE_DELAY=1000` and without purging:
+//! +1 to +10% meta-steps/s (most at 3x84x84), peak resident memory +0-9%
+//! (`docs/results/engine-purge-2026-12-07/`).
 //!
-//! The binary therefore disables purging, unless the user chose a purge delay themselves
+//! The binary therefore turns purging off at start-up, unless the user chose a purge delay
 //! (`MIMALLOC_PURGE_DELAY` in the environment, which mimalloc reads and which is left alone).
 //! libmimalloc-sys exports no constant for this option, so its index in mimalloc's `mi_option_e`
 //! is written here (15 in the v2 and v3 sources the crate vendors), and the option is only changed

@@ -813,12 +813,11 @@ fn output_transform<F: Real>(
     y: &mut [std::mem::MaybeUninit<F>],
     sc: &mut Scratch<F>,
 ) {
-    let nt = images.len() * tl.per_image();
-    let (co, hw) = (s.c_out, s.h * s.w);
     #[cfg(target_arch = "x86_64")]
     if let (true, Some(m), Some(bias)) = (avx2(), as_f32(m), as_f32(bias)) {
         let ys = uninit_as_f32(y).expect("F is f32, as `m` is");
-        let nb = images.len();
+        let (nb, co, hw) = (images.len(), s.c_out, s.h * s.w);
+        let nt = nb * tl.per_image();
         for (o, &bo) in bias.iter().enumerate() {
             let at = (o * s.n + images.start) * hw;
             // SAFETY: the CPU has AVX2; `f2_output` checks its bounds.

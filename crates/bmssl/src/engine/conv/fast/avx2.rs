@@ -15,6 +15,9 @@
 //!   stores did not vectorise at all).
 //! - [`f4_column_group`], the first pass of the F(4x4) input transform: the portable loop gathered
 //!   each tile's six values one at a time (a stride-4 gather), with bounds checks.
+//! - [`f2_output`], the F(2x2) output transform in one pass per group of eight tiles: the
+//!   portable loop's two passes over whole planes of intermediates and its scalar interleave of
+//!   the output rows (a small gain: the pass is bound by reading `M`).
 
 use std::arch::x86_64::*;
 
