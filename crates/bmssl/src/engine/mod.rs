@@ -17,6 +17,8 @@ pub mod batchnorm;
 pub mod conv;
 #[cfg(test)]
 pub mod gradcheck;
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 pub mod linear;
 pub mod pool;
 pub mod reduce;

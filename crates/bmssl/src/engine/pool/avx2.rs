@@ -7,16 +7,8 @@
 //! (`_mm256_max_ps(z, best)` is `z > best ? z : best`, the scalar select, NaN and signed zeros
 //! included), then `max(best, 0)` as the ReLU; so the same bits (tests in `pool.rs`).
 
+use crate::engine::lanes::first_lanes;
 use std::arch::x86_64::*;
-
-/// Lanes `0..n` set (`n <= 8`), as a mask for masked loads and stores.
-#[inline(always)]
-unsafe fn first_lanes(n: usize) -> __m256i {
-    _mm256_cmpgt_epi32(
-        _mm256_set1_epi32(n as i32),
-        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-    )
-}
 
 /// `2 k` inputs of one row from `p` (`k <= 8` windows) as two registers, zeros past the end.
 #[inline(always)]

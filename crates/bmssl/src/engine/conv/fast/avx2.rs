@@ -19,6 +19,7 @@
 //!   portable loop's two passes over whole planes of intermediates and its scalar interleave of
 //!   the output rows (a small gain: the pass is bound by reading `M`).
 
+use crate::engine::lanes::first_lanes;
 use std::arch::x86_64::*;
 
 /// Positions per vector.
@@ -311,15 +312,6 @@ pub(super) unsafe fn f4_column_group(
     }
 }
 
-/// Lanes `0..k` set (`k <= 8`), for masked loads and stores.
-#[inline(always)]
-unsafe fn mask(k: usize) -> __m256i {
-    _mm256_cmpgt_epi32(
-        _mm256_set1_epi32(k as i32),
-        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-    )
-}
-
 /// `k` values from `p` (all eight with a plain load when `k == 8`, else a masked load that reads
 /// nothing past them).
 #[inline(always)]
@@ -327,7 +319,7 @@ unsafe fn load_first(p: *const f32, k: usize) -> __m256 {
     if k == W {
         _mm256_loadu_ps(p)
     } else {
-        _mm256_maskload_ps(p, mask(k))
+        _mm256_maskload_ps(p, first_lanes(k))
     }
 }
 
@@ -337,7 +329,7 @@ unsafe fn store_first(p: *mut f32, v: __m256, k: usize) {
     if k == W {
         _mm256_storeu_ps(p, v)
     } else if k > 0 {
-        _mm256_maskstore_ps(p, mask(k), v)
+        _mm256_maskstore_ps(p, first_lanes(k), v)
     }
 }
 
