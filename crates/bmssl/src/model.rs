@@ -24,7 +24,11 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 
+mod conv_values;
 mod grouped;
+
+use conv_values::BlockGrads;
+pub use conv_values::{ConvValues, Memo};
 
 /// Which convolutional backbone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,7 +362,19 @@ impl Learner {
         x: &[S],
         want_projection: bool,
     ) -> (Output<S>, Tape<S>) {
-        self.forward_impl(params, x, want_projection, true)
+        self.forward_impl(params, x, want_projection, true, &mut Memo::Off)
+    }
+
+    /// [`Learner::forward`] that records its convolution values or takes them from a record
+    /// ([`Memo`]; the same `memo` then goes to [`Learner::backward_memo`]).
+    pub fn forward_memo<S: Scalar>(
+        &self,
+        params: &[S],
+        x: &[S],
+        want_projection: bool,
+        memo: &mut Memo<'_, S::Value>,
+    ) -> (Output<S>, Tape<S>) {
+        self.forward_impl(params, x, want_projection, true, memo)
     }
 
     /// Forward pass for prediction only: each block's input and normalised activations are freed
@@ -370,7 +386,7 @@ impl Learner {
         x: &[S],
         want_projection: bool,
     ) -> (Output<S>, Tape<S>) {
-        self.forward_impl(params, x, want_projection, false)
+        self.forward_impl(params, x, want_projection, false, &mut Memo::Off)
     }
 
     fn forward_impl<S: Scalar>(
@@ -379,6 +395,7 @@ impl Learner {
         x: &[S],
         want_projection: bool,
         keep_tape: bool,
+        memo: &mut Memo<'_, S::Value>,
     ) -> (Output<S>, Tape<S>) {
         let n = self.check_input(params, x);
         let (c, side) = (self.spec.in_channels, self.spec.image_size);
@@ -393,7 +410,7 @@ impl Learner {
         }
         let (mut c_in, mut h) = (c, side);
         let mut tapes = Vec::with_capacity(self.blocks.len());
-        for bp in &self.blocks {
+        for (i, bp) in self.blocks.iter().enumerate() {
             let shape = conv::ConvShape {
                 c_in,
                 c_out: self.spec.hidden,
@@ -429,12 +446,14 @@ impl Learner {
                 continue;
             }
             // conv -> batch-norm (normalised in place) -> fused affine + ReLU + 2x2 max-pool.
-            let mut xhat = conv::forward(
-                &act,
-                &params[bp.conv_w.clone()],
-                &params[bp.conv_b.clone()],
-                &shape,
-            );
+            let (w, b) = (&params[bp.conv_w.clone()], &params[bp.conv_b.clone()]);
+            let mut xhat = match memo.output(i) {
+                Some(y_v) => conv::forward_known(&act, w, b, &shape, y_v),
+                None => conv::forward(&act, w, b, &shape),
+            };
+            if let Some(rec) = memo.recorder() {
+                rec.record_output(i, xhat.iter().map(|v| v.value()).collect());
+            }
             let inv_std = batchnorm::normalize(&mut xhat, shape.c_out);
             let pool_shape = pool::PoolShape {
                 planes: shape.c_out * n,
@@ -658,6 +677,18 @@ impl Learner {
         dlogits: &[S],
         dproj: Option<&[S]>,
     ) -> Vec<S> {
+        self.backward_memo(params, tape, dlogits, dproj, &mut Memo::Off)
+    }
+
+    /// [`Learner::backward`] with the [`Memo`] its forward pass ([`Learner::forward_memo`]) had.
+    pub fn backward_memo<S: Scalar>(
+        &self,
+        params: &[S],
+        tape: &Tape<S>,
+        dlogits: &[S],
+        dproj: Option<&[S]>,
+        memo: &mut Memo<'_, S::Value>,
+    ) -> Vec<S> {
         let n = tape.n;
         let f = self.spec.feature_dim();
         let ways = self.spec.ways;
@@ -690,7 +721,7 @@ impl Learner {
                 *a += b;
             }
         }
-        self.backbone_backward(params, tape, &dfeat, &mut grad);
+        self.backbone_backward(params, tape, &dfeat, &mut grad, memo);
         grad
     }
 
@@ -703,7 +734,7 @@ impl Learner {
         dfeat: &[S],
     ) -> Vec<S> {
         let mut grad = vec![S::default(); self.layout.len];
-        self.backbone_backward(params, tape, dfeat, &mut grad);
+        self.backbone_backward(params, tape, dfeat, &mut grad, &mut Memo::Off);
         grad
     }
 
@@ -714,6 +745,7 @@ impl Learner {
         tape: &Tape<S>,
         dfeat: &[S],
         grad: &mut [S],
+        memo: &mut Memo<'_, S::Value>,
     ) {
         if dfeat.iter().all(|d| d.is_zero()) {
             // Nothing flows back (a zero classifier's first adaptation step, say): every
@@ -763,13 +795,29 @@ impl Learner {
                 batchnorm::backward_in_place(&mut d, &t.xhat, &t.inv_std, &params[bp.bn_w.clone()]);
             grad[bp.bn_w.clone()].copy_from_slice(&dg);
             grad[bp.bn_b.clone()].copy_from_slice(&db);
-            let g = conv::backward(
-                &d,
-                &t.input,
-                &params[bp.conv_w.clone()],
-                &t.conv,
-                need_input,
-            );
+            let w = &params[bp.conv_w.clone()];
+            let g = match memo.grads(i, need_input) {
+                Some(k) => {
+                    let known = conv::KnownGrads {
+                        weight: &k.weight,
+                        bias: &k.bias,
+                        input: k.input.as_deref(),
+                    };
+                    conv::backward_known(&d, &t.input, w, &t.conv, &known)
+                }
+                None => conv::backward(&d, &t.input, w, &t.conv, need_input),
+            };
+            if let Some(rec) = memo.recorder() {
+                let values = |v: &[S]| v.iter().map(|a| a.value()).collect::<Vec<_>>();
+                rec.record_grads(
+                    i,
+                    BlockGrads {
+                        weight: values(&g.weight),
+                        bias: values(&g.bias),
+                        input: g.input.as_deref().map(values),
+                    },
+                );
+            }
             grad[bp.conv_w.clone()].copy_from_slice(&g.weight);
             grad[bp.conv_b.clone()].copy_from_slice(&g.bias);
             if let Some(dx) = g.input {

@@ -166,6 +166,87 @@ pub fn forward<S: Scalar>(x: &[S], weight: &[S], bias: &[S], s: &ConvShape) -> V
     forward_chunked(x, weight, bias, s, CHUNK_ELEMS)
 }
 
+/// [`forward`] where the value part of the result is already known: `y_v`, the convolution of the
+/// same input's values at the same weights' values, computed by a real pass (an inner step
+/// before the Hessian-vector product at the same point). Dual numbers then compute only the
+/// tangent ([`dual::forward_tangent`]) and take `y_v` as their value part; other number types,
+/// and shapes no fast kernel serves, compute everything as [`forward`] does.
+pub fn forward_known<S: Scalar>(
+    x: &[S],
+    weight: &[S],
+    bias: &[S],
+    s: &ConvShape,
+    y_v: &[S::Value],
+) -> Vec<S> {
+    if let Some(y) = forward_tangent_fast(x, weight, bias, s, y_v) {
+        return y;
+    }
+    forward(x, weight, bias, s)
+}
+
+/// [`backward`] where the value parts of the gradients are already known (as
+/// [`forward_known`]); the input gradient is computed where `known.input` is given.
+pub fn backward_known<S: Scalar>(
+    dy: &[S],
+    x: &[S],
+    weight: &[S],
+    s: &ConvShape,
+    known: &KnownGrads<'_, S::Value>,
+) -> ConvGrads<S> {
+    if let Some(g) = backward_tangent_fast(dy, x, weight, s, known) {
+        return g;
+    }
+    backward(dy, x, weight, s, known.input.is_some())
+}
+
+pub use dual::KnownGrads;
+
+fn forward_tangent_fast<S: Scalar>(
+    x: &[S],
+    weight: &[S],
+    bias: &[S],
+    s: &ConvShape,
+    y_v: &[S::Value],
+) -> Option<Vec<S>> {
+    if let Some(x) = cast::<S, Dual<f32>>(x) {
+        let y = dual::forward_tangent(x, cast(weight)?, cast(bias)?, s, cast(y_v)?)?;
+        return cast_vec(y);
+    }
+    if let Some(x) = cast::<S, Dual<f64>>(x) {
+        let y = dual::forward_tangent(x, cast(weight)?, cast(bias)?, s, cast(y_v)?)?;
+        return cast_vec(y);
+    }
+    None
+}
+
+fn backward_tangent_fast<S: Scalar>(
+    dy: &[S],
+    x: &[S],
+    weight: &[S],
+    s: &ConvShape,
+    known: &KnownGrads<'_, S::Value>,
+) -> Option<ConvGrads<S>> {
+    fn cast_known<'a, V: 'static, F: 'static>(k: &KnownGrads<'a, V>) -> Option<KnownGrads<'a, F>> {
+        Some(KnownGrads {
+            weight: cast(k.weight)?,
+            bias: cast(k.bias)?,
+            input: match k.input {
+                Some(v) => Some(cast(v)?),
+                None => None,
+            },
+        })
+    }
+    if let Some(dy) = cast::<S, Dual<f32>>(dy) {
+        let k = cast_known::<S::Value, f32>(known)?;
+        return cast_grads(dual::backward_tangent(dy, cast(x)?, cast(weight)?, s, &k)?);
+    }
+    if let Some(dy) = cast::<S, Dual<f64>>(dy) {
+        let k = cast_known::<S::Value, f64>(known)?;
+        return cast_grads(dual::backward_tangent(dy, cast(x)?, cast(weight)?, s, &k)?);
+    }
+    None
+}
+
 /// Whether [`forward`] and [`backward`] (its weight and bias gradients) run the direct kernel of
 /// [`fast`] on this shape for the number type `S`: `f32`, `Dual<f32>` and `Dual<f64>` (through
 /// [`dual`]; [`fast_types`]), a nonempty 3x3 convolution with at most `fast::DIRECT_MAX_C_IN`

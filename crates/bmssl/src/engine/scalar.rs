@@ -76,6 +76,10 @@ pub trait Scalar:
     + MulAssign
     + Sum
 {
+    /// The real number type of the value part (`Self` for a real, `F` for `Dual<F>`).
+    type Value: Real;
+    /// The value part (the number itself for a real).
+    fn value(self) -> Self::Value;
     /// A constant (zero tangent).
     fn from_f64(x: f64) -> Self;
     /// The value part, used for every comparison (ReLU masks, max-pool winners, log-sum-exp
@@ -126,6 +130,11 @@ fn check_matmul<S>(dst: &[S], dst_rs: usize, lhs: &MatRef<'_, S>, rhs: &MatRef<'
 macro_rules! real_scalar {
     ($t:ty; $($extra:tt)*) => {
         impl Scalar for $t {
+            type Value = $t;
+            #[inline(always)]
+            fn value(self) -> Self {
+                self
+            }
             #[inline(always)]
             fn from_f64(x: f64) -> Self {
                 x as $t
@@ -170,7 +179,7 @@ real_scalar! { f32; }
 real_scalar! { f64; }
 
 /// A real number type that can be the value part of a [`Dual`].
-pub trait Real: Scalar + PartialOrd {
+pub trait Real: Scalar<Value = Self> + PartialOrd {
     /// `self * b + c` rounded once (a fused multiply-add: the same bits on every CPU, fast where
     /// the code is compiled with FMA).
     fn fma(self, b: Self, c: Self) -> Self;
@@ -439,6 +448,11 @@ fn matmul_part<F: Real>(
 }
 
 impl<F: Real> Scalar for Dual<F> {
+    type Value = F;
+    #[inline(always)]
+    fn value(self) -> F {
+        self.v
+    }
     #[inline(always)]
     fn from_f64(x: f64) -> Self {
         Dual {

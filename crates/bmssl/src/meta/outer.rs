@@ -122,6 +122,7 @@ pub fn task_meta_gradient<F: Real>(
         spec.inner.inner_steps,
         spec.inner.inner_lr,
         spec.inner.inner_loss,
+        !spec.first_order,
     );
     let mut stats = TaskStats {
         inner_loss_before: traj.loss_before,
@@ -186,13 +187,14 @@ pub fn task_meta_gradient<F: Real>(
     stats.outer_loss = outer.loss.re();
     let mut u = outer.grad;
     if !spec.first_order {
-        for w_k in traj.visited.iter().rev() {
-            let (_, hu) = learner.inner_hvp(
+        for (k, w_k) in traj.visited.iter().enumerate().rev() {
+            let (_, hu) = learner.inner_hvp_known(
                 w_k,
                 &u,
                 &task.support_x,
                 &task.support_y,
                 spec.inner.inner_loss,
+                traj.values.get(k),
             );
             for (a, b) in u.iter_mut().zip(hu) {
                 *a -= b.scale(spec.inner.inner_lr);
@@ -325,6 +327,7 @@ mod tests {
             s.inner.inner_steps,
             s.inner.inner_lr,
             s.inner.inner_loss,
+            false,
         )
         .last;
         let bootstrapped = bootstrap::target(
@@ -347,6 +350,7 @@ mod tests {
                 s.inner.inner_steps,
                 s.inner.inner_lr,
                 s.inner.inner_loss,
+                false,
             )
             .last;
             let query_loss = l
@@ -550,6 +554,7 @@ mod tests {
             3,
             0.1,
             s.inner.inner_loss,
+            false,
         )
         .last;
         let direct = l

@@ -20,6 +20,7 @@
 //! Tests compare every result with the dual im2col + GEMM path of `conv.rs` in f64.
 
 use super::{fast, ConvGrads, ConvShape};
+use crate::engine::reduce::row_sums;
 use crate::engine::scalar::{Dual, Real};
 
 /// Forward on duals through the fast kernels, or `None` where none applies (as [`fast::forward`]).
@@ -95,6 +96,146 @@ pub fn backward<F: Real>(
         bias: join(dbv, dbt),
         input,
     })
+}
+
+/// What a real pass at the same weights and input already computed: the value parts of a
+/// convolution's gradients ([`backward_tangent`]).
+pub struct KnownGrads<'a, F> {
+    /// `dW_v` `[C_out, C_in, k, k]`
+    pub weight: &'a [F],
+    /// `db_v` `[C_out]`
+    pub bias: &'a [F],
+    /// `dx_v` `[C_in, N, H, W]`, where the input gradient is asked for.
+    pub input: Option<&'a [F]>,
+}
+
+/// Forward on duals whose value part `y_v = w_v * x_v + b_v` is already known (a real pass at
+/// the same weights and input computed it): only the tangent
+/// `y_t = w_t * x_v + w_v * x_t + b_t` is computed, as *one* convolution of the input
+/// `[x_v; x_t]` (2 C_in channels) with the weights `[w_t, w_v]` side by side, or `w_t * x_v + b_t`
+/// alone where `x_t` is zero. Two real convolutions' products instead of [`forward`]'s three.
+pub fn forward_tangent<F: Real>(
+    x: &[Dual<F>],
+    weight: &[Dual<F>],
+    bias: &[Dual<F>],
+    s: &ConvShape,
+    y_v: &[F],
+) -> Option<Vec<Dual<F>>> {
+    assert_eq!(
+        y_v.len(),
+        s.c_out * s.positions(),
+        "conv: known value has the wrong length"
+    );
+    let (xv, xt) = split(x);
+    let (wv, wt) = split(weight);
+    let bt: Vec<F> = bias.iter().map(|d| d.t).collect();
+    let yt = if all_zero(&xt) {
+        fast::forward(&xv, &wt, &bt, s)?
+    } else {
+        let wide = ConvShape {
+            c_in: 2 * s.c_in,
+            ..*s
+        };
+        fast::forward(
+            &concat(&xv, &xt),
+            &side_by_side(&wt, &wv, s.c_out),
+            &bt,
+            &wide,
+        )?
+    };
+    Some(join(y_v, &yt))
+}
+
+/// Backward on duals whose value parts (`known`) are already known: only the tangents, each as
+/// one real call.
+/// - `dW_t = dy_t (*) x_v + dy_v (*) x_t`: one weight gradient over a batch of 2N images,
+///   `[dy_t | dy_v]` against `[x_v | x_t]` (the correlation sums over the batch);
+/// - `db_t`: the row sums of `dy_t`;
+/// - `dx_t = w_v^T dy_t + w_t^T dy_v`: one adjoint convolution of `[dy_t; dy_v]` (2 C_out
+///   channels) with the flipped weights `[flip(w_v)^T, flip(w_t)^T]` side by side.
+///
+/// Two real convolutions' products in each pass instead of [`backward`]'s three.
+pub fn backward_tangent<F: Real>(
+    dy: &[Dual<F>],
+    x: &[Dual<F>],
+    weight: &[Dual<F>],
+    s: &ConvShape,
+    known: &KnownGrads<'_, F>,
+) -> Option<ConvGrads<Dual<F>>> {
+    assert_eq!(
+        known.weight.len(),
+        weight.len(),
+        "conv: known weight gradient length"
+    );
+    assert_eq!(
+        known.bias.len(),
+        s.c_out,
+        "conv: known bias gradient length"
+    );
+    let (dyv, dyt) = split(dy);
+    let (xv, xt) = split(x);
+    let (wv, wt) = split(weight);
+    let dwt = if all_zero(&xt) {
+        fast::backward(&dyt, &xv, &wv, s, false)?.weight
+    } else {
+        let twice = ConvShape { n: 2 * s.n, ..*s };
+        let hw = s.h * s.w;
+        let dy2 = batches(&dyt, &dyv, s.c_out, s.n * hw);
+        let x2 = batches(&xv, &xt, s.c_in, s.n * hw);
+        fast::backward(&dy2, &x2, &wv, &twice, false)?.weight
+    };
+    let dbt = row_sums(&dyt, s.positions());
+    let input = match known.input {
+        None => None,
+        Some(dxv) => {
+            assert_eq!(dxv.len(), x.len(), "conv: known input gradient length");
+            let wide_adjoint = ConvShape {
+                c_in: 2 * s.c_out,
+                c_out: s.c_in,
+                ..*s
+            };
+            let (fv, ft) = (flip_transpose(&wv, s), flip_transpose(&wt, s));
+            let zeros = vec![F::default(); s.c_in];
+            let dxt = fast::forward(
+                &concat(&dyt, &dyv),
+                &side_by_side(&fv, &ft, s.c_in),
+                &zeros,
+                &wide_adjoint,
+            )?;
+            Some(join(dxv, &dxt))
+        }
+    };
+    Some(ConvGrads {
+        weight: join(known.weight, &dwt),
+        bias: join(known.bias, &dbt),
+        input,
+    })
+}
+
+/// `[rows, a_cols + b_cols]`: each row of `a` followed by the same row of `b` (`a` and `b` have
+/// `rows` rows of equal length).
+fn side_by_side<F: Real>(a: &[F], b: &[F], rows: usize) -> Vec<F> {
+    debug_assert_eq!(a.len(), b.len());
+    let cols = a.len().checked_div(rows).unwrap_or(0);
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    for (ra, rb) in a.chunks_exact(cols.max(1)).zip(b.chunks_exact(cols.max(1))) {
+        out.extend_from_slice(ra);
+        out.extend_from_slice(rb);
+    }
+    out
+}
+
+/// `[C, 2N, H, W]` from two `[C, N, H, W]`: each channel's images of `a`, then of `b`
+/// (`per_channel` = N H W).
+fn batches<F: Real>(a: &[F], b: &[F], channels: usize, per_channel: usize) -> Vec<F> {
+    debug_assert_eq!(a.len(), channels * per_channel);
+    debug_assert_eq!(b.len(), channels * per_channel);
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    for c in 0..channels {
+        out.extend_from_slice(&a[c * per_channel..(c + 1) * per_channel]);
+        out.extend_from_slice(&b[c * per_channel..(c + 1) * per_channel]);
+    }
+    out
 }
 
 /// The value and tangent parts of dual numbers, as two real vectors.
@@ -233,6 +374,84 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn values(v: &[Dual<f64>]) -> Vec<f64> {
+        v.iter().map(|d| d.v).collect()
+    }
+
+    #[test]
+    fn the_tangent_only_forward_with_a_known_value_equals_the_dual_im2col_path() {
+        for (i, s) in shapes().into_iter().enumerate() {
+            for zero_input_tangent in [false, true] {
+                let salt = 10 * i as u64;
+                let x = duals(s.c_in * s.n * s.h * s.w, salt + 1, zero_input_tangent);
+                let w = duals(s.c_out * s.patch(), salt + 2, false);
+                let b = duals(s.c_out, salt + 3, false);
+                let want = forward_chunked(&x, &w, &b, &s, usize::MAX);
+                let got = forward_tangent(&x, &w, &b, &s, &values(&want)).expect("a kernel");
+                let err = max_err(&got, &want);
+                assert!(err < 1e-12, "{s:?}: tangent-only forward differs by {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_tangent_only_backward_with_known_values_equals_the_dual_im2col_path() {
+        for (i, s) in shapes().into_iter().enumerate() {
+            for zero_input_tangent in [false, true] {
+                let salt = 10 * i as u64;
+                let x = duals(s.c_in * s.n * s.h * s.w, salt + 1, zero_input_tangent);
+                let w = duals(s.c_out * s.patch(), salt + 2, false);
+                let dy = duals(s.c_out * s.positions(), salt + 4, false);
+                for need_input in [true, false] {
+                    let want = backward_chunked(&dy, &x, &w, &s, need_input, usize::MAX);
+                    let (wv, bv) = (values(&want.weight), values(&want.bias));
+                    let xv = want.input.as_deref().map(values);
+                    let known = KnownGrads {
+                        weight: &wv,
+                        bias: &bv,
+                        input: xv.as_deref(),
+                    };
+                    let got = backward_tangent(&dy, &x, &w, &s, &known).expect("a kernel");
+                    let err =
+                        max_err(&got.weight, &want.weight).max(max_err(&got.bias, &want.bias));
+                    assert!(err < 1e-12, "{s:?}: weight/bias tangents differ by {err}");
+                    assert_eq!(got.input.is_some(), need_input);
+                    if let (Some(g), Some(w)) = (got.input, want.input) {
+                        let err = max_err(&g, &w);
+                        assert!(err < 1e-12, "{s:?}: input tangents differ by {err}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_tangent_only_passes_take_the_known_value_parts_as_they_are() {
+        // The value parts are the caller's, bit for bit (not recomputed).
+        let s = shape(6, 5, 2, 6, 7);
+        let x = duals(s.c_in * s.n * s.h * s.w, 1, false);
+        let w = duals(s.c_out * s.patch(), 2, false);
+        let b = duals(s.c_out, 3, false);
+        let dy = duals(s.c_out * s.positions(), 4, false);
+        let y_v = test_values(s.c_out * s.positions(), 5);
+        let y = forward_tangent(&x, &w, &b, &s, &y_v).unwrap();
+        assert_eq!(values(&y), y_v);
+        let (wv, bv, xv) = (
+            test_values(w.len(), 6),
+            test_values(s.c_out, 7),
+            test_values(x.len(), 8),
+        );
+        let known = KnownGrads {
+            weight: &wv,
+            bias: &bv,
+            input: Some(&xv),
+        };
+        let g = backward_tangent(&dy, &x, &w, &s, &known).unwrap();
+        assert_eq!(values(&g.weight), wv);
+        assert_eq!(values(&g.bias), bv);
+        assert_eq!(values(&g.input.unwrap()), xv);
     }
 
     #[test]
