@@ -12,7 +12,8 @@
 # STEPS timed meta-steps per Omniglot measurement (a quarter of them, at least 1, at 84x84).
 # FEATURES=avx512 builds with gemm's AVX-512 kernels (the convolutions use AVX-512 anyway). SHAPES / THREADS (space-separated names /
 # counts) restrict the table, e.g. SHAPES=omniglot THREADS=1; SHAPES=none skips it. EVAL: adapt-mode
-# evaluation episodes timed per thread count (default 100).
+# evaluation episodes timed per thread count (default 100). ROUNDS (default 1): runs of each side
+# per cell, alternating, the best of each kept (on a noisy machine the best is the steadiest).
 # Needs `pip install torch numpy` for PYTHON (never needed by the product or its tests). Run it on an
 # otherwise idle machine.
 set -euo pipefail
@@ -24,6 +25,7 @@ ALL=$(nproc)
 SHAPES=${SHAPES:-omniglot miniimagenet omniglot-20way}
 THREADS=${THREADS:-1 $ALL}
 EVAL=${EVAL:-100}
+ROUNDS=${ROUNDS:-1}
 cargo build --release -p bmssl-cli ${FEATURES:+--features "$FEATURES"} >&2
 BIN=target/release/bmssl
 field() { "$PYTHON" -c "import json,sys; print(json.loads(sys.stdin.read())['$1'])"; }
@@ -37,6 +39,7 @@ shape_flags() {
 }
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $ALL cores;" \
   "$(grep -o -m1 'avx512f' /proc/cpuinfo || echo 'no avx512')"
+[ "$ROUNDS" -gt 1 ] && echo "each figure the best of $ROUNDS runs, the two sides alternating"
 printf '%-16s %-18s %7s %11s %11s %8s\n' shape configuration threads "pytorch/s" "bmssl/s" ratio
 for shape in $SHAPES; do
   [ "$shape" = none ] && continue
@@ -45,8 +48,12 @@ for shape in $SHAPES; do
   [ "$shape" = miniimagenet ] && steps=$(( STEPS / 4 > 0 ? STEPS / 4 : 1 ))
   for cfg in "" "--first-order" "--method metassl"; do
     for t in $THREADS; do
-      torch=$("$PYTHON" "$REF" bench --steps "$steps" --threads "$t" $flags $cfg | field meta_steps_per_s)
-      ours=$($BIN bench --json --steps "$steps" --threads "$t" $flags $cfg | field meta_steps_per_s)
+      torch=0; ours=0
+      for _ in $(seq "$ROUNDS"); do
+        a=$("$PYTHON" "$REF" bench --steps "$steps" --threads "$t" $flags $cfg | field meta_steps_per_s)
+        b=$($BIN bench --json --steps "$steps" --threads "$t" $flags $cfg | field meta_steps_per_s)
+        torch=$("$PYTHON" -c "print(max($torch, $a))"); ours=$("$PYTHON" -c "print(max($ours, $b))")
+      done
       printf '%-16s %-18s %7s %11.3f %11.3f %7.2fx\n' "$shape" "${cfg:-second order}" "$t" \
         "$torch" "$ours" "$("$PYTHON" -c "print($ours/$torch)")"
     done

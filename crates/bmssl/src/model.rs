@@ -429,7 +429,16 @@ impl Learner {
                     beta,
                 };
                 let group = grouped::group_channels::<S>(&shape);
-                let out = grouped::forward(&act, weights, &shape, keep_tape, group);
+                let mut recorded = Vec::new();
+                let recording = memo.is_recording();
+                let out_memo = grouped::OutputMemo {
+                    known: memo.output(i),
+                    record: recording.then_some(&mut recorded),
+                };
+                let out = grouped::forward(&act, weights, &shape, keep_tape, group, out_memo);
+                if let Some(rec) = memo.recorder() {
+                    rec.record_output(i, recorded);
+                }
                 let input = std::mem::replace(&mut act, out.pooled);
                 if keep_tape {
                     tapes.push(BlockTape {
@@ -783,7 +792,24 @@ impl Learner {
                     pool_arg: &t.pool_arg,
                 };
                 let group = grouped::group_channels::<S>(&t.conv);
-                let g = grouped::backward(&dact, block_tape, weights, &t.conv, group);
+                let known = memo.grads(i, false).map(|k| conv::KnownGrads {
+                    weight: &k.weight,
+                    bias: &k.bias,
+                    input: None,
+                });
+                let g =
+                    grouped::backward(&dact, block_tape, weights, &t.conv, group, known.as_ref());
+                if let Some(rec) = memo.recorder() {
+                    let values = |v: &[S]| v.iter().map(|a| a.value()).collect::<Vec<_>>();
+                    rec.record_grads(
+                        i,
+                        BlockGrads {
+                            weight: values(&g.conv_w),
+                            bias: values(&g.conv_b),
+                            input: None,
+                        },
+                    );
+                }
                 grad[bp.bn_w.clone()].copy_from_slice(&g.gamma);
                 grad[bp.bn_b.clone()].copy_from_slice(&g.beta);
                 grad[bp.conv_w.clone()].copy_from_slice(&g.conv_w);

@@ -504,7 +504,13 @@ mod tests {
             assert!(rel(&h1, &h0) < 1e-5, "H v differs by {:e}", rel(&h1, &h0));
             assert!(rel(&g1, &g0) < 1e-5, "g differs by {:e}", rel(&g1, &g0));
             // The recorded convolution gradients are the value parts, bit for bit.
-            for name in ["conv1.weight", "conv2.bias", "conv3.weight"] {
+            for name in [
+                "conv0.weight",
+                "conv0.bias",
+                "conv1.weight",
+                "conv2.bias",
+                "conv3.weight",
+            ] {
                 let r = l.layout.get(name).unwrap().range();
                 assert_eq!(g1[r.clone()], real.grad[r], "{name}");
             }

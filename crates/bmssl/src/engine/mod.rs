@@ -6,9 +6,10 @@
 //!
 //! Why not a general autograd? The learner is a fixed stack (Conv4/Conv5 + two heads); a tape, graph
 //! nodes and reference counting would cost time at the small batches of few-shot learning (a 5-way
-//! 1-shot support set is 5 images) and memory that grows with the inner loop. Here the
-//! meta-gradient stores only the L fast-weight vectors (see `meta::outer`), and the bootstrap
-//! target's delta steps store nothing.
+//! 1-shot support set is 5 images) and memory for every intermediate of the inner loop. Here the
+//! meta-gradient stores the L fast-weight vectors and each inner step's convolution values (the
+//! outputs and gradients its Hessian-vector product would otherwise recompute:
+//! `model/conv_values.rs`), and the bootstrap target's delta steps store nothing.
 //!
 //! Every kernel is tested against f64 central finite differences in its own file.
 

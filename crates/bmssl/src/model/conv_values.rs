@@ -10,16 +10,19 @@
 //! convolutions only their tangents (`conv::forward_known`, `conv::backward_known`): two real
 //! convolutions' products per pass instead of three.
 //!
-//! What is kept per block whose convolution runs whole (every block but a first block of at most
-//! four input channels, which runs by channel groups and is recomputed): the convolution output
-//! before batch norm, and the convolution's weight, bias and input gradients. For the Omniglot
-//! Conv4 and a 5-image support set that is ~0.5 MB per step, for 3x84x84 images ~5 MB: memory that
-//! grows with the inner loop's L (one record per step), not with the bootstrap's delta.
+//! What is kept per block: the convolution output before batch norm, and the convolution's
+//! weight, bias and input gradients (no input gradient for the first block). A first block of at
+//! most four input channels runs by channel groups (`grouped.rs`); its record is the whole
+//! block's, each group taking its channels' rows. For the Omniglot Conv4 and a 5-image support
+//! set that is ~2 MB per inner step, for 3x84x84 images ~15 MB (the first block's 84x84 output is
+//! 9 MB of it): memory that grows with the inner loop's L (one record per step, freed when the
+//! task's meta-gradient is done), not with the bootstrap's delta.
 //!
 //! The values recorded by the real pass and those the dual pass would compute are the same
-//! numbers computed by different kernels (the dual pass stacks value and tangent in one call), so
-//! they can differ in the last bits; the Hessian-vector product is exact either way (tested
-//! against finite differences in `objective.rs` and `meta::outer`).
+//! numbers computed by different kernels (the dual pass stacks value and tangent in one Winograd
+//! call), so they can differ in the last bits; the Hessian-vector product is exact either way
+//! (tested against finite differences in `objective.rs` and `meta::outer`, and against the full
+//! dual pass in `objective.rs`).
 
 /// What one real forward + backward pass recorded, block by block.
 #[derive(Debug, Default)]
@@ -104,6 +107,10 @@ impl<F> Memo<'_, F> {
                 .filter(|g| g.input.is_some() == need_input),
             _ => None,
         }
+    }
+
+    pub(super) fn is_recording(&self) -> bool {
+        matches!(self, Memo::Record(_))
     }
 
     pub(super) fn recorder(&mut self) -> Option<&mut ConvValues<F>> {

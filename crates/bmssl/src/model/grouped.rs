@@ -66,6 +66,15 @@ fn groups(c_out: usize, group: usize) -> impl Iterator<Item = std::ops::Range<us
         .map(move |c0| c0..(c0 + group).min(c_out))
 }
 
+/// What a block's convolution output does with recorded values (`super::conv_values`): `known`,
+/// the value part of the whole block's convolution output `[C_out, N, H, W]` from a real pass
+/// at the same weights and input (each group's dual convolution then computes only its tangent);
+/// `record`, where a real pass appends its convolution output before batch norm.
+pub(super) struct OutputMemo<'a, V> {
+    pub known: Option<&'a [V]>,
+    pub record: Option<&'a mut Vec<V>>,
+}
+
 /// conv -> batch-norm (normalised in place) -> fused affine + ReLU + 2x2 max-pool over `x`
 /// `[C_in, N, H, W]`, `group` output channels at a time. Needs
 /// [`conv::computes_channels_independently`] for bit-identity with the whole-tensor passes.
@@ -75,6 +84,7 @@ pub(super) fn forward<S: Scalar>(
     s: &conv::ConvShape,
     keep_tape: bool,
     group: usize,
+    mut memo: OutputMemo<'_, S::Value>,
 ) -> BlockForward<S> {
     let m = s.positions();
     let (patch, n) = (s.patch(), s.n);
@@ -102,12 +112,17 @@ pub(super) fn forward<S: Scalar>(
             c_out: r.len(),
             ..*s
         };
-        let mut y = conv::forward(
-            x,
+        let (w, b) = (
             &p.conv_w[r.start * patch..r.end * patch],
             &p.conv_b[r.clone()],
-            &shape,
         );
+        let mut y = match memo.known {
+            Some(k) => conv::forward_known(x, w, b, &shape, &k[r.start * m..r.end * m]),
+            None => conv::forward(x, w, b, &shape),
+        };
+        if let Some(rec) = memo.record.as_deref_mut() {
+            rec.extend(y.iter().map(|v| v.value()));
+        }
         let inv_std = batchnorm::normalize(&mut y, r.len());
         let pool_shape = pool::PoolShape {
             planes: r.len() * n,
@@ -156,12 +171,15 @@ pub(super) struct BlockTapeRef<'a, S> {
 /// Backward of [`forward`] from `dpooled` (the gradient of the pooled output), `group` output
 /// channels at a time: pooling and ReLU, batch norm, then the convolution's weight and bias
 /// gradients. The block input's gradient is not computed (the first block needs none).
+/// `known`: the value parts of the convolution's weight and bias gradients from a real pass at
+/// the same weights and input (each group's dual convolution then computes only its tangents).
 pub(super) fn backward<S: Scalar>(
     dpooled: &[S],
     t: BlockTapeRef<'_, S>,
     p: BlockWeights<'_, S>,
     s: &conv::ConvShape,
     group: usize,
+    known: Option<&conv::KnownGrads<'_, S::Value>>,
 ) -> BlockGrads<S> {
     let m = s.positions();
     let patch = s.patch();
@@ -196,13 +214,18 @@ pub(super) fn backward<S: Scalar>(
             c_out: r.len(),
             ..*s
         };
-        let cg = conv::backward(
-            &dz,
-            t.input,
-            &p.conv_w[r.start * patch..r.end * patch],
-            &shape,
-            false,
-        );
+        let w = &p.conv_w[r.start * patch..r.end * patch];
+        let cg = match known {
+            Some(whole) => {
+                let k = conv::KnownGrads {
+                    weight: &whole.weight[r.start * patch..r.end * patch],
+                    bias: &whole.bias[r.clone()],
+                    input: None,
+                };
+                conv::backward_known(&dz, t.input, w, &shape, &k)
+            }
+            None => conv::backward(&dz, t.input, w, &shape, false),
+        };
         g.conv_w.extend_from_slice(&cg.weight);
         g.conv_b.extend_from_slice(&cg.bias);
     }
@@ -214,6 +237,13 @@ mod tests {
     use super::*;
     use crate::engine::gradcheck::test_values;
     use crate::engine::Dual;
+
+    fn no_memo<'a, V>() -> OutputMemo<'a, V> {
+        OutputMemo {
+            known: None,
+            record: None,
+        }
+    }
 
     /// The bits of a number, to compare results exactly (`==` equates 0.0 and -0.0).
     trait Bits: Scalar {
@@ -318,12 +348,12 @@ mod tests {
             let (want, want_grads) = whole(&x, p, &s, &dpooled);
             // One channel a group, groups of 3 (3 + 3 + 2: a last partial group), one group.
             for group in [1, 3, 8] {
-                let got = forward(&x, p, &s, true, group);
+                let got = forward(&x, p, &s, true, group, no_memo());
                 assert_same("pooled", &got.pooled, &want.pooled);
                 assert_same("xhat", &got.xhat, &want.xhat);
                 assert_same("inv_std", &got.inv_std, &want.inv_std);
                 assert_eq!(got.pool_arg, want.pool_arg, "pooling winners");
-                let values_only = forward(&x, p, &s, false, group);
+                let values_only = forward(&x, p, &s, false, group, no_memo());
                 assert_same("inferred", &values_only.pooled, &want.pooled);
                 let tape = BlockTapeRef {
                     input: &x,
@@ -332,7 +362,7 @@ mod tests {
                     pooled: &got.pooled,
                     pool_arg: &got.pool_arg,
                 };
-                let g = backward(&dpooled, tape, p, &s, group);
+                let g = backward(&dpooled, tape, p, &s, group, None);
                 assert_same("conv weight gradient", &g.conv_w, &want_grads.conv_w);
                 assert_same("conv bias gradient", &g.conv_b, &want_grads.conv_b);
                 assert_same("bn scale gradient", &g.gamma, &want_grads.gamma);
