@@ -27,7 +27,6 @@ use std::ops::Range;
 mod conv_values;
 mod grouped;
 
-use conv_values::BlockGrads;
 pub use conv_values::{ConvValues, Memo};
 
 /// Which convolutional backbone.
@@ -792,23 +791,11 @@ impl Learner {
                     pool_arg: &t.pool_arg,
                 };
                 let group = grouped::group_channels::<S>(&t.conv);
-                let known = memo.grads(i, false).map(|k| conv::KnownGrads {
-                    weight: &k.weight,
-                    bias: &k.bias,
-                    input: None,
-                });
+                let known = memo.grads(i, false).map(|k| k.known());
                 let g =
                     grouped::backward(&dact, block_tape, weights, &t.conv, group, known.as_ref());
                 if let Some(rec) = memo.recorder() {
-                    let values = |v: &[S]| v.iter().map(|a| a.value()).collect::<Vec<_>>();
-                    rec.record_grads(
-                        i,
-                        BlockGrads {
-                            weight: values(&g.conv_w),
-                            bias: values(&g.conv_b),
-                            input: None,
-                        },
-                    );
+                    rec.record_grads(i, &g.conv_w, &g.conv_b, None);
                 }
                 grad[bp.bn_w.clone()].copy_from_slice(&g.gamma);
                 grad[bp.bn_b.clone()].copy_from_slice(&g.beta);
@@ -823,26 +810,11 @@ impl Learner {
             grad[bp.bn_b.clone()].copy_from_slice(&db);
             let w = &params[bp.conv_w.clone()];
             let g = match memo.grads(i, need_input) {
-                Some(k) => {
-                    let known = conv::KnownGrads {
-                        weight: &k.weight,
-                        bias: &k.bias,
-                        input: k.input.as_deref(),
-                    };
-                    conv::backward_known(&d, &t.input, w, &t.conv, &known)
-                }
+                Some(k) => conv::backward_known(&d, &t.input, w, &t.conv, &k.known()),
                 None => conv::backward(&d, &t.input, w, &t.conv, need_input),
             };
             if let Some(rec) = memo.recorder() {
-                let values = |v: &[S]| v.iter().map(|a| a.value()).collect::<Vec<_>>();
-                rec.record_grads(
-                    i,
-                    BlockGrads {
-                        weight: values(&g.weight),
-                        bias: values(&g.bias),
-                        input: g.input.as_deref().map(values),
-                    },
-                );
+                rec.record_grads(i, &g.weight, &g.bias, g.input.as_deref());
             }
             grad[bp.conv_w.clone()].copy_from_slice(&g.weight);
             grad[bp.conv_b.clone()].copy_from_slice(&g.bias);

@@ -24,6 +24,9 @@
 //! (tested against finite differences in `objective.rs` and `meta::outer`, and against the full
 //! dual pass in `objective.rs`).
 
+use crate::engine::conv::KnownGrads;
+use crate::engine::Scalar;
+
 /// What one real forward + backward pass recorded, block by block.
 #[derive(Debug, Default)]
 pub struct ConvValues<F> {
@@ -70,8 +73,32 @@ impl<F> ConvValues<F> {
         self.block(i).output = Some(output);
     }
 
-    pub(super) fn record_grads(&mut self, i: usize, grads: BlockGrads<F>) {
-        self.block(i).grads = Some(grads);
+    /// Records the value parts of block `i`'s convolution gradients (`input`: where the pass
+    /// computed the input gradient).
+    pub(super) fn record_grads<S: Scalar<Value = F>>(
+        &mut self,
+        i: usize,
+        weight: &[S],
+        bias: &[S],
+        input: Option<&[S]>,
+    ) {
+        let values = |v: &[S]| v.iter().map(|a| a.value()).collect::<Vec<F>>();
+        self.block(i).grads = Some(BlockGrads {
+            weight: values(weight),
+            bias: values(bias),
+            input: input.map(values),
+        });
+    }
+}
+
+impl<F> BlockGrads<F> {
+    /// The recorded gradients as the convolution's known value parts.
+    pub(super) fn known(&self) -> KnownGrads<'_, F> {
+        KnownGrads {
+            weight: &self.weight,
+            bias: &self.bias,
+            input: self.input.as_deref(),
+        }
     }
 }
 
