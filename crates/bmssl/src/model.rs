@@ -224,8 +224,6 @@ struct BlockTape<S> {
     /// Batch-normalised conv output, before the affine part `[C, N, H, W]`.
     xhat: Vec<S>,
     inv_std: Vec<S>,
-    /// Block output after ReLU and pooling `[C, N, H/2, W/2]` (its sign gates the gradient).
-    pooled: Vec<S>,
     pool_arg: Vec<u32>,
 }
 
@@ -233,10 +231,24 @@ struct BlockTape<S> {
 pub struct Tape<S> {
     n: usize,
     blocks: Vec<BlockTape<S>>,
+    /// The last block's output after ReLU and pooling `[C, N, h, w]`. Each other block's output
+    /// is the next block's `input`, kept once ([`Tape::pooled`]).
+    last_pooled: Vec<S>,
     /// `[N, F]`
     features: Vec<S>,
     /// Projection hidden layer after ReLU `[N, P]`, when the projection was computed.
     proj_hidden: Option<Vec<S>>,
+}
+
+impl<S> Tape<S> {
+    /// Block `i`'s output after ReLU and pooling (its sign gates the gradient): the next block's
+    /// input, or the last block's own.
+    fn pooled(&self, i: usize) -> &[S] {
+        match self.blocks.get(i + 1) {
+            Some(next) => &next.input,
+            None => &self.last_pooled,
+        }
+    }
 }
 
 /// What the learner predicts.
@@ -445,7 +457,6 @@ impl Learner {
                         input,
                         xhat: out.xhat,
                         inv_std: out.inv_std,
-                        pooled: act.clone(),
                         pool_arg: out.pool_arg,
                     });
                 }
@@ -475,13 +486,12 @@ impl Learner {
                 continue;
             }
             let (pooled, pool_arg) = pool::affine_relu_max(&xhat, gamma, beta, &pool_shape);
-            let input = std::mem::replace(&mut act, pooled.clone());
+            let input = std::mem::replace(&mut act, pooled);
             tapes.push(BlockTape {
                 conv: shape,
                 input,
                 xhat,
                 inv_std,
-                pooled,
                 pool_arg,
             });
             c_in = self.spec.hidden;
@@ -534,6 +544,7 @@ impl Learner {
             Tape {
                 n,
                 blocks: tapes,
+                last_pooled: if keep_tape { act } else { Vec::new() },
                 features,
                 proj_hidden,
             },
@@ -787,7 +798,7 @@ impl Learner {
                     input: &t.input,
                     xhat: &t.xhat,
                     inv_std: &t.inv_std,
-                    pooled: &t.pooled,
+                    pooled: tape.pooled(i),
                     pool_arg: &t.pool_arg,
                 };
                 let group = grouped::group_channels::<S>(&t.conv);
@@ -803,7 +814,7 @@ impl Learner {
                 grad[bp.conv_b.clone()].copy_from_slice(&g.conv_b);
                 continue;
             }
-            let mut d = pool::relu_max_backward(&dact, &t.pooled, &t.pool_arg, t.xhat.len());
+            let mut d = pool::relu_max_backward(&dact, tape.pooled(i), &t.pool_arg, t.xhat.len());
             let (dg, db) =
                 batchnorm::backward_in_place(&mut d, &t.xhat, &t.inv_std, &params[bp.bn_w.clone()]);
             grad[bp.bn_w.clone()].copy_from_slice(&dg);

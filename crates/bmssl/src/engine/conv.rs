@@ -15,7 +15,7 @@
 //! Over 400 lines: im2col and col2im, the chunked forward and backward passes, the dispatch to the
 //! fast kernels ([`fast`], [`dual`]) and the finite-difference tests are one kernel, kept together.
 
-use super::scalar::{Dual, MatRef, Scalar};
+use super::scalar::{Dual, MatRef, Real, Scalar};
 use std::any::TypeId;
 
 pub mod dual;
@@ -201,6 +201,60 @@ pub fn backward_known<S: Scalar>(
 
 pub use dual::KnownGrads;
 
+/// [`forward`] appending its output to `out` (same bits): the fast kernels for `f32` and the
+/// known-value path for duals write there directly, so a caller keeping several calls' outputs
+/// side by side (the learner's first block, a few output channels at a time) copies nothing.
+pub fn forward_append<S: Scalar>(
+    x: &[S],
+    weight: &[S],
+    bias: &[S],
+    s: &ConvShape,
+    out: &mut Vec<S>,
+) {
+    if let (Some(x), Some(o)) = (cast::<S, f32>(x), cast_vec_mut::<S, f32>(out)) {
+        if let (Some(w), Some(b)) = (cast(weight), cast(bias)) {
+            if fast::forward_append(x, w, b, s, o) {
+                return;
+            }
+        }
+    }
+    out.extend_from_slice(&forward(x, weight, bias, s));
+}
+
+/// [`forward_known`] appending its output to `out` (as [`forward_append`]).
+pub fn forward_known_append<S: Scalar>(
+    x: &[S],
+    weight: &[S],
+    bias: &[S],
+    s: &ConvShape,
+    y_v: &[S::Value],
+    out: &mut Vec<S>,
+) {
+    fn tangent<F: Real, S: Scalar>(
+        x: &[S],
+        weight: &[S],
+        bias: &[S],
+        s: &ConvShape,
+        y_v: &[S::Value],
+        out: &mut Vec<S>,
+    ) -> Option<bool> {
+        Some(dual::forward_tangent_append(
+            cast::<S, Dual<F>>(x)?,
+            cast(weight)?,
+            cast(bias)?,
+            s,
+            cast(y_v)?,
+            cast_vec_mut::<S, Dual<F>>(out)?,
+        ))
+    }
+    if tangent::<f32, S>(x, weight, bias, s, y_v, out) == Some(true)
+        || tangent::<f64, S>(x, weight, bias, s, y_v, out) == Some(true)
+    {
+        return;
+    }
+    out.extend_from_slice(&forward_known(x, weight, bias, s, y_v));
+}
+
 fn forward_tangent_fast<S: Scalar>(
     x: &[S],
     weight: &[S],
@@ -282,6 +336,14 @@ fn cast<S: 'static, T: 'static>(v: &[S]) -> Option<&[T]> {
     (TypeId::of::<S>() == TypeId::of::<T>()).then(|| {
         // SAFETY: S and T are the same type.
         unsafe { std::slice::from_raw_parts(v.as_ptr() as *const T, v.len()) }
+    })
+}
+
+/// `v` as a vector of `T` when `S` is `T` (as [`cast`], for a vector to append to).
+fn cast_vec_mut<S: 'static, T: 'static>(v: &mut Vec<S>) -> Option<&mut Vec<T>> {
+    (TypeId::of::<S>() == TypeId::of::<T>()).then(|| {
+        // SAFETY: S and T are the same type, so `Vec<S>` is `Vec<T>`.
+        unsafe { &mut *(v as *mut Vec<S> as *mut Vec<T>) }
     })
 }
 

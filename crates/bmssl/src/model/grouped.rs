@@ -92,7 +92,7 @@ pub(super) fn forward<S: Scalar>(
     let pooled_per_channel = n * oh * ow;
     let mut out = BlockForward {
         pooled: Vec::with_capacity(s.c_out * pooled_per_channel),
-        xhat: Vec::with_capacity(if keep_tape { s.c_out * m } else { 0 }),
+        xhat: Vec::new(),
         inv_std: Vec::with_capacity(s.c_out),
         pool_arg: vec![
             0;
@@ -107,6 +107,12 @@ pub(super) fn forward<S: Scalar>(
         out.pooled
             .resize(s.c_out * pooled_per_channel, S::default());
     }
+    // The groups' convolution outputs, written in place by the convolution: with the tape, side
+    // by side (they become `xhat` once normalised); without, one group's at a time.
+    let mut ys: Vec<S> = Vec::with_capacity(if keep_tape { s.c_out } else { group } * m);
+    if let Some(rec) = memo.record.as_deref_mut() {
+        rec.reserve(s.c_out * m);
+    }
     for r in groups(s.c_out, group) {
         let shape = conv::ConvShape {
             c_out: r.len(),
@@ -116,14 +122,21 @@ pub(super) fn forward<S: Scalar>(
             &p.conv_w[r.start * patch..r.end * patch],
             &p.conv_b[r.clone()],
         );
-        let mut y = match memo.known {
-            Some(k) => conv::forward_known(x, w, b, &shape, &k[r.start * m..r.end * m]),
-            None => conv::forward(x, w, b, &shape),
-        };
+        if !keep_tape {
+            ys.clear();
+        }
+        let start = ys.len();
+        match memo.known {
+            Some(k) => {
+                conv::forward_known_append(x, w, b, &shape, &k[r.start * m..r.end * m], &mut ys)
+            }
+            None => conv::forward_append(x, w, b, &shape, &mut ys),
+        }
+        let y = &mut ys[start..];
         if let Some(rec) = memo.record.as_deref_mut() {
             rec.extend(y.iter().map(|v| v.value()));
         }
-        let inv_std = batchnorm::normalize(&mut y, r.len());
+        let inv_std = batchnorm::normalize(y, r.len());
         let pool_shape = pool::PoolShape {
             planes: r.len() * n,
             h: s.h,
@@ -133,7 +146,7 @@ pub(super) fn forward<S: Scalar>(
         if keep_tape {
             let pr = r.start * pooled_per_channel..r.end * pooled_per_channel;
             pool::affine_relu_max_into(
-                &y,
+                y,
                 gamma,
                 beta,
                 &pool_shape,
@@ -141,11 +154,13 @@ pub(super) fn forward<S: Scalar>(
                 &mut out.pooled[pr.clone()],
                 &mut out.pool_arg[pr],
             );
-            out.xhat.extend_from_slice(&y);
             out.inv_std.extend_from_slice(&inv_std);
         } else {
-            pool::affine_relu_max_values_into(&y, gamma, beta, &pool_shape, &mut out.pooled);
+            pool::affine_relu_max_values_into(y, gamma, beta, &pool_shape, &mut out.pooled);
         }
+    }
+    if keep_tape {
+        out.xhat = ys;
     }
     out
 }

@@ -121,6 +121,20 @@ pub fn forward_tangent<F: Real>(
     s: &ConvShape,
     y_v: &[F],
 ) -> Option<Vec<Dual<F>>> {
+    let mut y = Vec::with_capacity(y_v.len());
+    forward_tangent_append(x, weight, bias, s, y_v, &mut y).then_some(y)
+}
+
+/// [`forward_tangent`] appending its output to `out` (untouched where it returns `false`: no
+/// fast kernel applies).
+pub fn forward_tangent_append<F: Real>(
+    x: &[Dual<F>],
+    weight: &[Dual<F>],
+    bias: &[Dual<F>],
+    s: &ConvShape,
+    y_v: &[F],
+    out: &mut Vec<Dual<F>>,
+) -> bool {
     assert_eq!(
         y_v.len(),
         s.c_out * s.positions(),
@@ -130,7 +144,7 @@ pub fn forward_tangent<F: Real>(
     let (wv, wt) = split(weight);
     let bt: Vec<F> = bias.iter().map(|d| d.t).collect();
     let yt = if all_zero(&xt) {
-        fast::forward(&xv, &wt, &bt, s)?
+        fast::forward(&xv, &wt, &bt, s)
     } else {
         let wide = ConvShape {
             c_in: 2 * s.c_in,
@@ -141,9 +155,14 @@ pub fn forward_tangent<F: Real>(
             &side_by_side(&wt, &wv, s.c_out),
             &bt,
             &wide,
-        )?
+        )
     };
-    Some(join(y_v, &yt))
+    let Some(yt) = yt else {
+        return false;
+    };
+    debug_assert_eq!(yt.len(), y_v.len());
+    out.extend(y_v.iter().zip(&yt).map(|(&v, &t)| Dual { v, t }));
+    true
 }
 
 /// Backward on duals whose value parts (`known`) are already known: only the tangents, each as

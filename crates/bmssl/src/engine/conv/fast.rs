@@ -79,6 +79,51 @@ pub fn forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Opt
     Some(forward_impl(x, weight, bias, s))
 }
 
+/// [`forward`] appending its output `[C_out, N, H, W]` to `out` instead of returning a new vector:
+/// the direct kernel writes there row by row, so a caller that keeps the output of several calls
+/// side by side (the learner's first block, run a few output channels at a time) copies nothing.
+/// Same bits as [`forward`]. `false` (and `out` untouched) where no fast kernel applies.
+pub fn forward_append<F: Real>(
+    x: &[F],
+    weight: &[F],
+    bias: &[F],
+    s: &ConvShape,
+    out: &mut Vec<F>,
+) -> bool {
+    if s.k != 3 || s.positions() == 0 || s.c_in == 0 || s.c_out == 0 {
+        return false;
+    }
+    if s.c_in > DIRECT_MAX_C_IN {
+        match forward(x, weight, bias, s) {
+            Some(y) => out.extend_from_slice(&y),
+            None => return false,
+        }
+        return true;
+    }
+    check(s, x, weight);
+    assert_eq!(bias.len(), s.c_out, "conv: bias has the wrong length");
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+        unsafe { direct_forward_avx2(x, weight, bias, s, out) };
+        return true;
+    }
+    direct_forward_into(x, weight, bias, s, out);
+    true
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn direct_forward_avx2<F: Real>(
+    x: &[F],
+    weight: &[F],
+    bias: &[F],
+    s: &ConvShape,
+    out: &mut Vec<F>,
+) {
+    direct_forward_into(x, weight, bias, s, out)
+}
+
 /// Whether the CPU runs the AVX2 build of the kernels (detected once, cached by `std`).
 #[cfg(target_arch = "x86_64")]
 fn avx2() -> bool {
@@ -198,6 +243,15 @@ fn pad<F: Real>(x: &[F], planes: usize, h: usize, w: usize) -> Vec<F> {
 
 #[inline(always)]
 fn direct_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Vec<F> {
+    // Written in order, each element once (no zero-fill of the largest activation).
+    let mut y = Vec::with_capacity(s.c_out * s.positions());
+    direct_forward_into(x, weight, bias, s, &mut y);
+    y
+}
+
+/// [`direct_forward`] appending to `y`.
+#[inline(always)]
+fn direct_forward_into<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape, y: &mut Vec<F>) {
     let (n, h, w) = (s.n, s.h, s.w);
     let (hp, wp) = (h + 2, w + 2);
     let xp = pad(x, s.c_in * n, h, w);
@@ -206,8 +260,7 @@ fn direct_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> 
     // dropped); the last row's two extra columns are left out so that all reads stay in the plane.
     let len = h * wp - 2;
     let mut acc = vec![F::default(); len];
-    // Written in order, each element once (no zero-fill of the largest activation).
-    let mut y = Vec::with_capacity(s.c_out * s.positions());
+    y.reserve(s.c_out * s.positions());
     for o in 0..s.c_out {
         for b in 0..n {
             acc.fill(bias[o]);
@@ -231,7 +284,6 @@ fn direct_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> 
             }
         }
     }
-    y
 }
 
 /// Returns `(dW, dx)`.
