@@ -493,12 +493,31 @@ fn transform_weights<F: Real>(weight: &[F], c_out: usize, c_in: usize) -> Vec<F>
 /// reused buffer is neither zeroed nor faulted in again).
 #[inline(always)]
 fn transform_weights_into<F: Real>(weight: &[F], c_out: usize, c_in: usize, u: &mut Vec<F>) {
-    let half = F::from_f64(0.5);
     let pairs = c_out * c_in;
     u.resize(16 * pairs, F::default());
     // The same operations as the one-kernel loop below, in the same order, so the same bits.
     let blocks = pairs / LANES;
-    for blk in 0..blocks {
+    #[cfg(target_arch = "x86_64")]
+    let first = match (avx2(), as_f32(weight), as_f32_mut(&mut u[..])) {
+        (true, Some(w), Some(u)) => {
+            // SAFETY: the CPU has AVX2 (checked at run time); `f2_weights` checks its bounds.
+            unsafe { avx2::f2_weights(w, pairs, blocks, u) };
+            blocks
+        }
+        _ => 0,
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let first = 0;
+    transform_weights_portable(weight, pairs, first, u);
+}
+
+/// [`transform_weights_into`] as plain loops, from group `first` of `LANES` kernels on (and the
+/// kernels past the last whole group): every number type, and the reference of the AVX2 kernel.
+#[inline(always)]
+fn transform_weights_portable<F: Real>(weight: &[F], pairs: usize, first: usize, u: &mut [F]) {
+    let half = F::from_f64(0.5);
+    let blocks = pairs / LANES;
+    for blk in first..blocks {
         let base = blk * LANES;
         let mut g = [[F::default(); LANES]; 9];
         for l in 0..LANES {
@@ -1589,6 +1608,24 @@ mod tests {
                     .collect::<Vec<_>>()
             };
             assert_eq!(bits(got), bits(want), "n {n}, {h}x{w}");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_f2_weight_transform_in_avx2_has_the_portable_loops_bits() {
+        if !avx2() {
+            return;
+        }
+        // Kernel counts below, at and past whole groups of eight, and Omniglot's 64 x 64.
+        for (co, ci) in [(1, 3), (2, 4), (3, 5), (64, 64), (64, 128), (7, 9)] {
+            let w = to_f32(&test_values(co * ci * 9, (co * 31 + ci) as u64));
+            let mut got = Vec::new();
+            transform_weights_into(&w, co, ci, &mut got);
+            let mut want = vec![f32::NAN; 16 * co * ci];
+            transform_weights_portable(&w, co * ci, 0, &mut want);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{co} x {ci}");
         }
     }
 
