@@ -355,42 +355,66 @@ mod tests {
         ]
     }
 
+    /// A test convolution's operands: input (its tangent zero where asked), weights, bias and
+    /// output gradient.
+    struct Operands {
+        x: Vec<Dual<f64>>,
+        w: Vec<Dual<f64>>,
+        b: Vec<Dual<f64>>,
+        dy: Vec<Dual<f64>>,
+    }
+
+    fn operands(s: &ConvShape, salt: u64, zero_input_tangent: bool) -> Operands {
+        Operands {
+            x: duals(s.c_in * s.n * s.h * s.w, salt + 1, zero_input_tangent),
+            w: duals(s.c_out * s.patch(), salt + 2, false),
+            b: duals(s.c_out, salt + 3, false),
+            dy: duals(s.c_out * s.positions(), salt + 4, false),
+        }
+    }
+
+    /// Every shape of [`shapes`], with and without an input tangent.
+    fn cases() -> impl Iterator<Item = (ConvShape, Operands)> {
+        shapes().into_iter().enumerate().flat_map(|(i, s)| {
+            [false, true]
+                .map(|zero_input_tangent| (s, operands(&s, 10 * i as u64, zero_input_tangent)))
+        })
+    }
+
+    /// Weight, bias and (where asked) input gradients within 1e-12 of the reference's.
+    fn assert_grads_close(
+        s: &ConvShape,
+        what: &str,
+        got: ConvGrads<Dual<f64>>,
+        want: ConvGrads<Dual<f64>>,
+        need_input: bool,
+    ) {
+        let err = max_err(&got.weight, &want.weight).max(max_err(&got.bias, &want.bias));
+        assert!(err < 1e-12, "{s:?}: weight/bias {what} differ by {err}");
+        assert_eq!(got.input.is_some(), need_input);
+        if let (Some(g), Some(w)) = (got.input, want.input) {
+            let err = max_err(&g, &w);
+            assert!(err < 1e-12, "{s:?}: input {what} differ by {err}");
+        }
+    }
+
     #[test]
     fn the_dual_forward_equals_the_dual_im2col_path_with_and_without_an_input_tangent() {
-        for (i, s) in shapes().into_iter().enumerate() {
-            for zero_input_tangent in [false, true] {
-                let salt = 10 * i as u64;
-                let x = duals(s.c_in * s.n * s.h * s.w, salt + 1, zero_input_tangent);
-                let w = duals(s.c_out * s.patch(), salt + 2, false);
-                let b = duals(s.c_out, salt + 3, false);
-                let got = forward(&x, &w, &b, &s).expect("a fast kernel applies");
-                let want = forward_chunked(&x, &w, &b, &s, usize::MAX);
-                let err = max_err(&got, &want);
-                assert!(err < 1e-12, "{s:?}: forward differs by {err}");
-            }
+        for (s, Operands { x, w, b, .. }) in cases() {
+            let got = forward(&x, &w, &b, &s).expect("a fast kernel applies");
+            let want = forward_chunked(&x, &w, &b, &s, usize::MAX);
+            let err = max_err(&got, &want);
+            assert!(err < 1e-12, "{s:?}: forward differs by {err}");
         }
     }
 
     #[test]
     fn the_dual_backward_equals_the_dual_im2col_path_for_weights_bias_and_input() {
-        for (i, s) in shapes().into_iter().enumerate() {
-            for zero_input_tangent in [false, true] {
-                let salt = 10 * i as u64;
-                let x = duals(s.c_in * s.n * s.h * s.w, salt + 1, zero_input_tangent);
-                let w = duals(s.c_out * s.patch(), salt + 2, false);
-                let dy = duals(s.c_out * s.positions(), salt + 4, false);
-                for need_input in [true, false] {
-                    let got = backward(&dy, &x, &w, &s, need_input).expect("a fast kernel");
-                    let want = backward_chunked(&dy, &x, &w, &s, need_input, usize::MAX);
-                    let err =
-                        max_err(&got.weight, &want.weight).max(max_err(&got.bias, &want.bias));
-                    assert!(err < 1e-12, "{s:?}: weight/bias gradients differ by {err}");
-                    assert_eq!(got.input.is_some(), need_input);
-                    if let (Some(g), Some(w)) = (got.input, want.input) {
-                        let err = max_err(&g, &w);
-                        assert!(err < 1e-12, "{s:?}: input gradients differ by {err}");
-                    }
-                }
+        for (s, Operands { x, w, dy, .. }) in cases() {
+            for need_input in [true, false] {
+                let got = backward(&dy, &x, &w, &s, need_input).expect("a fast kernel");
+                let want = backward_chunked(&dy, &x, &w, &s, need_input, usize::MAX);
+                assert_grads_close(&s, "gradients", got, want, need_input);
             }
         }
     }
@@ -401,47 +425,28 @@ mod tests {
 
     #[test]
     fn the_tangent_only_forward_with_a_known_value_equals_the_dual_im2col_path() {
-        for (i, s) in shapes().into_iter().enumerate() {
-            for zero_input_tangent in [false, true] {
-                let salt = 10 * i as u64;
-                let x = duals(s.c_in * s.n * s.h * s.w, salt + 1, zero_input_tangent);
-                let w = duals(s.c_out * s.patch(), salt + 2, false);
-                let b = duals(s.c_out, salt + 3, false);
-                let want = forward_chunked(&x, &w, &b, &s, usize::MAX);
-                let got = forward_tangent(&x, &w, &b, &s, &values(&want)).expect("a kernel");
-                let err = max_err(&got, &want);
-                assert!(err < 1e-12, "{s:?}: tangent-only forward differs by {err}");
-            }
+        for (s, Operands { x, w, b, .. }) in cases() {
+            let want = forward_chunked(&x, &w, &b, &s, usize::MAX);
+            let got = forward_tangent(&x, &w, &b, &s, &values(&want)).expect("a kernel");
+            let err = max_err(&got, &want);
+            assert!(err < 1e-12, "{s:?}: tangent-only forward differs by {err}");
         }
     }
 
     #[test]
     fn the_tangent_only_backward_with_known_values_equals_the_dual_im2col_path() {
-        for (i, s) in shapes().into_iter().enumerate() {
-            for zero_input_tangent in [false, true] {
-                let salt = 10 * i as u64;
-                let x = duals(s.c_in * s.n * s.h * s.w, salt + 1, zero_input_tangent);
-                let w = duals(s.c_out * s.patch(), salt + 2, false);
-                let dy = duals(s.c_out * s.positions(), salt + 4, false);
-                for need_input in [true, false] {
-                    let want = backward_chunked(&dy, &x, &w, &s, need_input, usize::MAX);
-                    let (wv, bv) = (values(&want.weight), values(&want.bias));
-                    let xv = want.input.as_deref().map(values);
-                    let known = KnownGrads {
-                        weight: &wv,
-                        bias: &bv,
-                        input: xv.as_deref(),
-                    };
-                    let got = backward_tangent(&dy, &x, &w, &s, &known).expect("a kernel");
-                    let err =
-                        max_err(&got.weight, &want.weight).max(max_err(&got.bias, &want.bias));
-                    assert!(err < 1e-12, "{s:?}: weight/bias tangents differ by {err}");
-                    assert_eq!(got.input.is_some(), need_input);
-                    if let (Some(g), Some(w)) = (got.input, want.input) {
-                        let err = max_err(&g, &w);
-                        assert!(err < 1e-12, "{s:?}: input tangents differ by {err}");
-                    }
-                }
+        for (s, Operands { x, w, dy, .. }) in cases() {
+            for need_input in [true, false] {
+                let want = backward_chunked(&dy, &x, &w, &s, need_input, usize::MAX);
+                let (wv, bv) = (values(&want.weight), values(&want.bias));
+                let xv = want.input.as_deref().map(values);
+                let known = KnownGrads {
+                    weight: &wv,
+                    bias: &bv,
+                    input: xv.as_deref(),
+                };
+                let got = backward_tangent(&dy, &x, &w, &s, &known).expect("a kernel");
+                assert_grads_close(&s, "tangents", got, want, need_input);
             }
         }
     }
@@ -450,10 +455,7 @@ mod tests {
     fn the_tangent_only_passes_take_the_known_value_parts_as_they_are() {
         // The value parts are the caller's, bit for bit (not recomputed).
         let s = shape(6, 5, 2, 6, 7);
-        let x = duals(s.c_in * s.n * s.h * s.w, 1, false);
-        let w = duals(s.c_out * s.patch(), 2, false);
-        let b = duals(s.c_out, 3, false);
-        let dy = duals(s.c_out * s.positions(), 4, false);
+        let Operands { x, w, b, dy } = operands(&s, 0, false);
         let y_v = test_values(s.c_out * s.positions(), 5);
         let y = forward_tangent(&x, &w, &b, &s, &y_v).unwrap();
         assert_eq!(values(&y), y_v);
@@ -488,10 +490,7 @@ mod tests {
     #[test]
     fn dual_f32_agrees_with_the_f64_reference_to_rounding() {
         let s = shape(16, 8, 5, 14, 14);
-        let x = duals(s.c_in * s.n * s.h * s.w, 1, false);
-        let w = duals(s.c_out * s.patch(), 2, false);
-        let b = duals(s.c_out, 3, false);
-        let dy = duals(s.c_out * s.positions(), 4, false);
+        let Operands { x, w, b, dy } = operands(&s, 0, false);
         let to32 = |v: &[Dual<f64>]| -> Vec<Dual<f32>> {
             v.iter()
                 .map(|d| Dual::new(d.v as f32, d.t as f32))
@@ -522,9 +521,7 @@ mod tests {
             k: 5,
             ..shape(2, 3, 1, 6, 6)
         };
-        let x = duals(s.c_in * s.n * s.h * s.w, 1, false);
-        let w = duals(s.c_out * s.patch(), 2, false);
-        let b = duals(s.c_out, 3, false);
+        let Operands { x, w, b, .. } = operands(&s, 0, false);
         assert!(forward(&x, &w, &b, &s).is_none());
     }
 }

@@ -66,17 +66,8 @@ const CHUNK_ELEMS: usize = 1 << 18;
 
 /// Forward through a fast kernel, or `None` where none applies (not 3x3, or empty).
 pub fn forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Option<Vec<F>> {
-    if s.k != 3 || s.positions() == 0 || s.c_in == 0 || s.c_out == 0 {
-        return None;
-    }
-    check(s, x, weight);
-    assert_eq!(bias.len(), s.c_out, "conv: bias has the wrong length");
-    #[cfg(target_arch = "x86_64")]
-    if avx2() {
-        // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-        return Some(unsafe { forward_avx2(x, weight, bias, s) });
-    }
-    Some(forward_impl(x, weight, bias, s))
+    let mut y = Vec::new();
+    forward_append(x, weight, bias, s, &mut y).then_some(y)
 }
 
 /// [`forward`] appending its output `[C_out, N, H, W]` to `out` instead of returning a new vector:
@@ -93,35 +84,16 @@ pub fn forward_append<F: Real>(
     if s.k != 3 || s.positions() == 0 || s.c_in == 0 || s.c_out == 0 {
         return false;
     }
-    if s.c_in > DIRECT_MAX_C_IN {
-        match forward(x, weight, bias, s) {
-            Some(y) => out.extend_from_slice(&y),
-            None => return false,
-        }
-        return true;
-    }
     check(s, x, weight);
     assert_eq!(bias.len(), s.c_out, "conv: bias has the wrong length");
     #[cfg(target_arch = "x86_64")]
     if avx2() {
         // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-        unsafe { direct_forward_avx2(x, weight, bias, s, out) };
+        unsafe { forward_avx2(x, weight, bias, s, out) };
         return true;
     }
-    direct_forward_into(x, weight, bias, s, out);
+    forward_impl(x, weight, bias, s, out);
     true
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn direct_forward_avx2<F: Real>(
-    x: &[F],
-    weight: &[F],
-    bias: &[F],
-    s: &ConvShape,
-    out: &mut Vec<F>,
-) {
-    direct_forward_into(x, weight, bias, s, out)
 }
 
 /// Whether the CPU runs the AVX2 build of the kernels (detected once, cached by `std`).
@@ -135,8 +107,14 @@ fn avx2() -> bool {
 // two `*_impl` functions is `#[inline(always)]` so that it is compiled inside each copy.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn forward_avx2<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Vec<F> {
-    forward_impl(x, weight, bias, s)
+unsafe fn forward_avx2<F: Real>(
+    x: &[F],
+    weight: &[F],
+    bias: &[F],
+    s: &ConvShape,
+    out: &mut Vec<F>,
+) {
+    forward_impl(x, weight, bias, s, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -152,13 +130,19 @@ unsafe fn backward_avx2<F: Real>(
 }
 
 #[inline(always)]
-fn forward_impl<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Vec<F> {
+fn forward_impl<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape, out: &mut Vec<F>) {
     if s.c_in <= DIRECT_MAX_C_IN {
-        direct_forward(x, weight, bias, s)
-    } else if use_f4(s) {
+        return direct_forward(x, weight, bias, s, out);
+    }
+    let y = if use_f4(s) {
         winograd_forward::<winograd4::F4, F>(x, weight, bias, s)
     } else {
         winograd_forward::<F2, F>(x, weight, bias, s)
+    };
+    if out.is_empty() {
+        *out = y;
+    } else {
+        out.extend_from_slice(&y);
     }
 }
 
@@ -241,17 +225,10 @@ fn pad<F: Real>(x: &[F], planes: usize, h: usize, w: usize) -> Vec<F> {
 // ---------------------------------------------------------------------------------------------
 // Direct kernel for few input channels.
 
+/// The direct kernel's output, appended to `y` (each element written once, in order: no
+/// zero-fill of the largest activation).
 #[inline(always)]
-fn direct_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape) -> Vec<F> {
-    // Written in order, each element once (no zero-fill of the largest activation).
-    let mut y = Vec::with_capacity(s.c_out * s.positions());
-    direct_forward_into(x, weight, bias, s, &mut y);
-    y
-}
-
-/// [`direct_forward`] appending to `y`.
-#[inline(always)]
-fn direct_forward_into<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape, y: &mut Vec<F>) {
+fn direct_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape, y: &mut Vec<F>) {
     let (n, h, w) = (s.n, s.h, s.w);
     let (hp, wp) = (h + 2, w + 2);
     let xp = pad(x, s.c_in * n, h, w);
