@@ -20,7 +20,10 @@ use std::any::TypeId;
 
 pub mod dual;
 pub mod fast;
+mod padded;
 pub mod products;
+
+pub use padded::PaddedInput;
 
 /// Geometry of one convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

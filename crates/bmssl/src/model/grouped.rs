@@ -113,6 +113,8 @@ pub(super) fn forward<S: Scalar>(
     if let Some(rec) = memo.record.as_deref_mut() {
         rec.reserve(s.c_out * m);
     }
+    // Padded once for all the groups' convolutions.
+    let input = conv::PaddedInput::new(x, s);
     for r in groups(s.c_out, group) {
         let shape = conv::ConvShape {
             c_out: r.len(),
@@ -128,9 +130,9 @@ pub(super) fn forward<S: Scalar>(
         let start = ys.len();
         match memo.known {
             Some(k) => {
-                conv::forward_known_append(x, w, b, &shape, &k[r.start * m..r.end * m], &mut ys)
+                input.forward_known_append(w, b, &shape, &k[r.start * m..r.end * m], &mut ys)
             }
-            None => conv::forward_append(x, w, b, &shape, &mut ys),
+            None => input.forward_append(w, b, &shape, &mut ys),
         }
         let y = &mut ys[start..];
         if let Some(rec) = memo.record.as_deref_mut() {
@@ -206,6 +208,8 @@ pub(super) fn backward<S: Scalar>(
         beta: Vec::with_capacity(s.c_out),
     };
     let mut dz = Vec::new();
+    // Padded once for all the groups' weight gradients.
+    let input = conv::PaddedInput::new(t.input, s);
     for r in groups(s.c_out, group) {
         let pr = r.start * pooled_per_channel..r.end * pooled_per_channel;
         dz.clear();
@@ -237,9 +241,9 @@ pub(super) fn backward<S: Scalar>(
                     bias: &whole.bias[r.clone()],
                     input: None,
                 };
-                conv::backward_known(&dz, t.input, w, &shape, &k)
+                input.backward_known(&dz, w, &shape, &k)
             }
-            None => conv::backward(&dz, t.input, w, &shape, false),
+            None => input.backward(&dz, w, &shape),
         };
         g.conv_w.extend_from_slice(&cg.weight);
         g.conv_b.extend_from_slice(&cg.bias);

@@ -231,6 +231,113 @@ pub fn backward_tangent<F: Real>(
     })
 }
 
+/// [`forward`] on an input whose tangent is zero (the learner's input images), from its values'
+/// zero-padded planes `xvp` ([`fast::pad_input`], a direct-kernel shape), appended to `out`: the
+/// same bits.
+pub fn forward_padded_append<F: Real>(
+    xvp: &[F],
+    weight: &[Dual<F>],
+    bias: &[Dual<F>],
+    s: &ConvShape,
+    out: &mut Vec<Dual<F>>,
+) {
+    let (wv, wt) = split(weight);
+    let (bv, bt) = split(bias);
+    let stacked = ConvShape {
+        c_out: 2 * s.c_out,
+        ..*s
+    };
+    let mut y = Vec::new();
+    fast::forward_padded_append(xvp, &concat(&wv, &wt), &concat(&bv, &bt), &stacked, &mut y);
+    let (yv, yt) = y.split_at(s.c_out * s.positions());
+    out.extend(yv.iter().zip(yt).map(|(&v, &t)| Dual { v, t }));
+}
+
+/// [`forward_tangent_append`] on an input whose tangent is zero, from its values' padded planes
+/// (as [`forward_padded_append`]): the same bits.
+pub fn forward_tangent_padded_append<F: Real>(
+    xvp: &[F],
+    weight: &[Dual<F>],
+    bias: &[Dual<F>],
+    s: &ConvShape,
+    y_v: &[F],
+    out: &mut Vec<Dual<F>>,
+) {
+    assert_eq!(
+        y_v.len(),
+        s.c_out * s.positions(),
+        "conv: known value has the wrong length"
+    );
+    let wt: Vec<F> = weight.iter().map(|d| d.t).collect();
+    let bt: Vec<F> = bias.iter().map(|d| d.t).collect();
+    let mut yt = Vec::with_capacity(y_v.len());
+    fast::forward_padded_append(xvp, &wt, &bt, s, &mut yt);
+    out.extend(y_v.iter().zip(&yt).map(|(&v, &t)| Dual { v, t }));
+}
+
+/// [`backward`] without the input gradient, on an input whose tangent is zero, from its values'
+/// padded planes (as [`forward_padded_append`]): the same bits.
+pub fn backward_padded<F: Real>(
+    dy: &[Dual<F>],
+    xvp: &[F],
+    weight: &[Dual<F>],
+    s: &ConvShape,
+) -> ConvGrads<Dual<F>> {
+    let (dyv, dyt) = split(dy);
+    let (wv, wt) = split(weight);
+    let stacked = ConvShape {
+        c_out: 2 * s.c_out,
+        ..*s
+    };
+    // [dW_v; dy_t (*) x_v] and [db_v; db_t]; the weights only give the call its shape.
+    let g = fast::backward_padded(&concat(&dyv, &dyt), xvp, &concat(&wv, &wt), &stacked);
+    let (dwv, dwt) = g.weight.split_at(wv.len());
+    let (dbv, dbt) = g.bias.split_at(s.c_out);
+    ConvGrads {
+        weight: join(dwv, dwt),
+        bias: join(dbv, dbt),
+        input: None,
+    }
+}
+
+/// [`backward_tangent`] without the input gradient (`known.input` is ignored), on an input whose
+/// tangent is zero, from its values' padded planes (as [`forward_padded_append`]): the same bits.
+pub fn backward_tangent_padded<F: Real>(
+    dy: &[Dual<F>],
+    xvp: &[F],
+    weight: &[Dual<F>],
+    s: &ConvShape,
+    known: &KnownGrads<'_, F>,
+) -> ConvGrads<Dual<F>> {
+    assert_eq!(
+        known.weight.len(),
+        weight.len(),
+        "conv: known weight gradient length"
+    );
+    assert_eq!(
+        known.bias.len(),
+        s.c_out,
+        "conv: known bias gradient length"
+    );
+    let dyt: Vec<F> = dy.iter().map(|d| d.t).collect();
+    let wv: Vec<F> = weight.iter().map(|d| d.v).collect();
+    // dW_t = dy_t (*) x_v and db_t = the row sums of dy_t (x_t is zero).
+    let g = fast::backward_padded(&dyt, xvp, &wv, s);
+    ConvGrads {
+        weight: join(known.weight, &g.weight),
+        bias: join(known.bias, &g.bias),
+        input: None,
+    }
+}
+
+/// The values of `x` when every tangent is zero (`None` otherwise): the input of the `*_padded`
+/// calls above.
+pub fn zero_tangent_values<F: Real>(x: &[Dual<F>]) -> Option<Vec<F>> {
+    x.iter()
+        .all(|d| d.t == F::default())
+        .then(|| x.iter().map(|d| d.v).collect())
+}
+
 /// `[rows, a_cols + b_cols]`: each row of `a` followed by the same row of `b` (`a` and `b` have
 /// `rows` rows of equal length).
 fn side_by_side<F: Real>(a: &[F], b: &[F], rows: usize) -> Vec<F> {

@@ -196,6 +196,107 @@ pub fn backward<F: Real>(
     })
 }
 
+/// Whether the direct kernel computes this convolution (a nonempty 3x3 convolution with at most
+/// [`DIRECT_MAX_C_IN`] input channels): the shapes [`pad_input`] and the `*_padded` calls serve.
+pub fn is_direct(s: &ConvShape) -> bool {
+    s.k == 3 && s.positions() > 0 && (1..=DIRECT_MAX_C_IN).contains(&s.c_in) && s.c_out > 0
+}
+
+/// The zero-padded planes `[C_in, N, H+2, W+2]` of a direct-kernel convolution's input `x`
+/// ([`is_direct`]), which [`forward_padded_append`] and [`backward_padded`] read: a caller running
+/// several calls on the same input (the learner's first block, a few output channels at a time)
+/// pads it once instead of once per call.
+pub fn pad_input<F: Real>(x: &[F], s: &ConvShape) -> Vec<F> {
+    assert_eq!(
+        x.len(),
+        s.c_in * s.positions(),
+        "conv: input has the wrong length"
+    );
+    pad(x, s.c_in * s.n, s.h, s.w)
+}
+
+fn check_padded<F>(s: &ConvShape, xp: &[F], weight: &[F]) {
+    assert!(is_direct(s), "conv: not a direct-kernel shape");
+    assert_eq!(
+        xp.len(),
+        s.c_in * s.n * (s.h + 2) * (s.w + 2),
+        "conv: padded input has the wrong length"
+    );
+    assert_eq!(
+        weight.len(),
+        s.c_out * s.patch(),
+        "conv: weight has the wrong length"
+    );
+}
+
+/// [`forward_append`] of a direct-kernel shape from the input's padded planes ([`pad_input`]):
+/// the same bits.
+pub fn forward_padded_append<F: Real>(
+    xp: &[F],
+    weight: &[F],
+    bias: &[F],
+    s: &ConvShape,
+    out: &mut Vec<F>,
+) {
+    check_padded(s, xp, weight);
+    assert_eq!(bias.len(), s.c_out, "conv: bias has the wrong length");
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+        unsafe { direct_forward_padded_avx2(xp, weight, bias, s, out) };
+        return;
+    }
+    direct_forward_padded(xp, weight, bias, s, out);
+}
+
+/// [`backward`] of a direct-kernel shape, without the input gradient, from the input's padded
+/// planes ([`pad_input`]): the same bits.
+pub fn backward_padded<F: Real>(dy: &[F], xp: &[F], weight: &[F], s: &ConvShape) -> ConvGrads<F> {
+    check_padded(s, xp, weight);
+    assert_eq!(
+        dy.len(),
+        s.c_out * s.positions(),
+        "conv: dy has the wrong length"
+    );
+    #[cfg(target_arch = "x86_64")]
+    let (weight_grad, _) = if avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+        unsafe { direct_backward_padded_avx2(dy, xp, weight, s) }
+    } else {
+        direct_backward_padded(dy, xp, weight, s, false)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (weight_grad, _) = direct_backward_padded(dy, xp, weight, s, false);
+    ConvGrads {
+        weight: weight_grad,
+        bias: row_sums(dy, s.positions()),
+        input: None,
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn direct_forward_padded_avx2<F: Real>(
+    xp: &[F],
+    weight: &[F],
+    bias: &[F],
+    s: &ConvShape,
+    out: &mut Vec<F>,
+) {
+    direct_forward_padded(xp, weight, bias, s, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn direct_backward_padded_avx2<F: Real>(
+    dy: &[F],
+    xp: &[F],
+    weight: &[F],
+    s: &ConvShape,
+) -> (Vec<F>, Option<Vec<F>>) {
+    direct_backward_padded(dy, xp, weight, s, false)
+}
+
 fn check<F>(s: &ConvShape, x: &[F], weight: &[F]) {
     assert_eq!(
         x.len(),
@@ -229,9 +330,20 @@ fn pad<F: Real>(x: &[F], planes: usize, h: usize, w: usize) -> Vec<F> {
 /// zero-fill of the largest activation).
 #[inline(always)]
 fn direct_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape, y: &mut Vec<F>) {
+    direct_forward_padded(&pad(x, s.c_in * s.n, s.h, s.w), weight, bias, s, y)
+}
+
+/// [`direct_forward`] from the input's padded planes `xp` `[C_in, N, H+2, W+2]`.
+#[inline(always)]
+fn direct_forward_padded<F: Real>(
+    xp: &[F],
+    weight: &[F],
+    bias: &[F],
+    s: &ConvShape,
+    y: &mut Vec<F>,
+) {
     let (n, h, w) = (s.n, s.h, s.w);
     let (hp, wp) = (h + 2, w + 2);
-    let xp = pad(x, s.c_in * n, h, w);
     // Outputs are computed in the padded planes' row pitch, `out[oy * wp + ox]`, as one flat
     // vectorisable loop over `len` positions (the two columns past each row are garbage and
     // dropped); the last row's two extra columns are left out so that all reads stay in the plane.
@@ -272,9 +384,20 @@ fn direct_backward<F: Real>(
     s: &ConvShape,
     need_input: bool,
 ) -> (Vec<F>, Option<Vec<F>>) {
+    direct_backward_padded(dy, &pad(x, s.c_in * s.n, s.h, s.w), weight, s, need_input)
+}
+
+/// [`direct_backward`] from the input's padded planes `xp` `[C_in, N, H+2, W+2]`.
+#[inline(always)]
+fn direct_backward_padded<F: Real>(
+    dy: &[F],
+    xp: &[F],
+    weight: &[F],
+    s: &ConvShape,
+    need_input: bool,
+) -> (Vec<F>, Option<Vec<F>>) {
     let (n, h, w) = (s.n, s.h, s.w);
     let (hp, wp) = (h + 2, w + 2);
-    let xp = pad(x, s.c_in * n, h, w);
     // dW[o][ci][ky][kx] = sum over positions of dy * xp shifted by (ky, kx), in the padded
     // planes' row pitch (dy copied there with zeros in the extra columns). The nine sums of a
     // kernel run in one pass over the positions, LANES at a time, in nine accumulators that stay
