@@ -116,7 +116,8 @@ pub(super) unsafe fn product_avx2(
     product::<__m256>(c, ldc, a, b, accumulate)
 }
 
-/// `B` packed one panel of up to `VECS W` columns at a time; `A` read in place, in blocks of
+/// `B` one panel of up to `VECS W` columns at a time (whole panels of contiguous rows in place,
+/// the others packed); `A` read in place, in blocks of
 /// `ROWS` rows, then of 4, then single rows; full-width blocks store straight into `C`, a narrower
 /// last block through a buffer. The caller has checked every bound.
 #[inline(always)]
@@ -137,10 +138,15 @@ unsafe fn product<L: Lanes>(
     let ad = a.data.as_ptr();
     for j0 in (0..n).step_by(cols) {
         let w = cols.min(n - j0);
-        if b.cs == 1 {
-            pack_rows(&b, j0, w, cols, &mut bp);
-        } else {
-            pack_columns(&b, j0, w, cols, &mut bp);
+        // A whole panel of a `B` with contiguous rows is read in place (its `kd` row segments
+        // stay in L1 across the row blocks as a packed copy would); otherwise packed.
+        let in_place = b.cs == 1 && w == cols;
+        if !in_place {
+            if b.cs == 1 {
+                pack_rows(&b, j0, w, cols, &mut bp);
+            } else {
+                pack_columns(&b, j0, w, cols, &mut bp);
+            }
         }
         let vecs = w.div_ceil(L::W);
         let direct = w == vecs * L::W;
@@ -160,10 +166,15 @@ unsafe fn product<L: Lanes>(
             } else {
                 (out.as_mut_ptr(), cols, false)
             };
-            let (bpp, st) = (bp.as_ptr(), (a.rs, a.cs));
+            let (bpp, ldb) = if in_place {
+                (b.data.as_ptr().add(j0), b.rs)
+            } else {
+                (bp.as_ptr(), cols)
+            };
+            let st = (a.rs, a.cs);
             macro_rules! run {
                 ($q:expr, $v:expr) => {
-                    block::<L, $q, $v>(kd, ai, st, bpp, cols, dst, ldo, acc)
+                    block::<L, $q, $v>(kd, ai, st, bpp, ldb, dst, ldo, acc)
                 };
             }
             match (q, vecs) {
