@@ -18,6 +18,10 @@
 //! The term with the input's tangent `x_t` (one more real convolution in each pass) is skipped when
 //! that tangent is exactly zero: the input images of the first layer, the common case.
 //! Tests compare every result with the dual im2col + GEMM path of `conv.rs` in f64.
+//!
+//! Over 400 lines because each pass comes in three forms that share the helpers at the end: the
+//! whole dual convolution, the tangent alone where the values are known (`*_tangent`), and both
+//! from an input padded once for several calls (`*_padded`, through `conv/padded.rs`).
 
 use super::{fast, ConvGrads, ConvShape};
 use crate::engine::reduce::row_sums;

@@ -1,7 +1,8 @@
 //! `f32` loops of the parent module in AVX2 instructions, where the compiler's code for the
 //! portable loops was slow. Each computes what its portable loop computes with the same operations
 //! in the same order (so the same bits; tests in `fast.rs` and `winograd4.rs` compare them), and
-//! the parent calls it for `f32` on a CPU with AVX2.
+//! the parent calls it for `f32` on a CPU with AVX2. Over 400 lines because each kernel is the
+//! twin of a portable loop in the parent, and they share the vector helpers at the end.
 //!
 //! - [`tap_sums`], the direct kernel's weight gradient: the nine tap sums of one (output channel,
 //!   input channel) pair over the batch, `acc[kk][l] += dy[i + l] * x_pad[off_kk + i + l]`, eight
@@ -20,6 +21,9 @@
 //!   the output rows (a small gain: the pass is bound by reading `M`).
 //! - [`f2_weights`], the F(2x2) weight transform: eight kernels' nine taps by gathers instead of
 //!   72 scalar loads (its share of an Omniglot BMSSL step went from ~3.9% to ~3.1%).
+//! - [`f4_rows`], the second pass of the F(4x4) input transform: the portable loop computed each
+//!   of its 72 load and store addresses per group of tiles with a bounds check, from indices kept
+//!   on the stack (3x84x84 BMSSL and MetaSSL steps 2.5-8% faster without it).
 
 use crate::engine::lanes::first_lanes;
 use std::arch::x86_64::*;
@@ -243,30 +247,7 @@ pub(super) unsafe fn f4_column_group(
             _mm256_permutevar8x32_ps(p1, next),
             _mm256_set1_ps(*r.add(33)),
         );
-        let (c4, c5, c2) = (
-            _mm256_set1_ps(4.0),
-            _mm256_set1_ps(5.0),
-            _mm256_set1_ps(2.0),
-        );
-        // input_1d: t0 = d4 - 4 d2, t1 = d3 - 4 d1, t2 = d4 - d2, t3 = 2 (d3 - d1).
-        let u0 = _mm256_sub_ps(p4, _mm256_mul_ps(p2, c4));
-        let u1 = _mm256_sub_ps(p3, _mm256_mul_ps(p1, c4));
-        let u2 = _mm256_sub_ps(p4, p2);
-        let u3 = _mm256_mul_ps(_mm256_sub_ps(p3, p1), c2);
-        let out = [
-            _mm256_add_ps(
-                _mm256_sub_ps(_mm256_mul_ps(p0, c4), _mm256_mul_ps(p2, c5)),
-                p4,
-            ),
-            _mm256_add_ps(u0, u1),
-            _mm256_sub_ps(u0, u1),
-            _mm256_add_ps(u2, u3),
-            _mm256_sub_ps(u2, u3),
-            _mm256_add_ps(
-                _mm256_sub_ps(_mm256_mul_ps(p1, c4), _mm256_mul_ps(p3, c5)),
-                p5,
-            ),
-        ];
+        let out = input_1d8([p0, p1, p2, p3, p4, p5]);
         for &(k, t0) in targets {
             for (j, v) in out.iter().enumerate() {
                 _mm256_storeu_ps(dp.add((k * 6 + j) * pitch + t0), *v);
@@ -311,6 +292,70 @@ pub(super) unsafe fn f4_column_group(
                 _mm_storeu_ps(dp.add((k * 6 + j) * pitch + t0), *v);
             }
         }
+    }
+}
+
+/// `input_1d` of `winograd4.rs` on eight lanes, its operations in its order: with
+/// `t0 = d4 - 4 d2`, `t1 = d3 - 4 d1`, `t2 = d4 - d2`, `t3 = 2 (d3 - d1)`, the values
+/// `[(4 d0 - 5 d2) + d4, t0 + t1, t0 - t1, t2 + t3, t2 - t3, (4 d1 - 5 d3) + d5]`.
+#[inline(always)]
+unsafe fn input_1d8(p: [__m256; 6]) -> [__m256; 6] {
+    let (c4, c5, c2) = (
+        _mm256_set1_ps(4.0),
+        _mm256_set1_ps(5.0),
+        _mm256_set1_ps(2.0),
+    );
+    let u0 = _mm256_sub_ps(p[4], _mm256_mul_ps(p[2], c4));
+    let u1 = _mm256_sub_ps(p[3], _mm256_mul_ps(p[1], c4));
+    let u2 = _mm256_sub_ps(p[4], p[2]);
+    let u3 = _mm256_mul_ps(_mm256_sub_ps(p[3], p[1]), c2);
+    [
+        _mm256_add_ps(
+            _mm256_sub_ps(_mm256_mul_ps(p[0], c4), _mm256_mul_ps(p[2], c5)),
+            p[4],
+        ),
+        _mm256_add_ps(u0, u1),
+        _mm256_sub_ps(u0, u1),
+        _mm256_add_ps(u2, u3),
+        _mm256_sub_ps(u2, u3),
+        _mm256_add_ps(
+            _mm256_sub_ps(_mm256_mul_ps(p[1], c4), _mm256_mul_ps(p[3], c5)),
+            p[5],
+        ),
+    ]
+}
+
+/// The F(4x4) input transform's second pass (`input_rows` in `winograd4.rs`) over channel `ci`'s
+/// tiles `0..tiles` (a multiple of eight), eight at a time: `v[((i * 6 + j) * c + ci) * nt + t] =
+/// input_1d(d[(k * 6 + j) * pitch + t] over k)[i]`. The portable loop computed each of its 72
+/// load and store addresses with a bounds check, from indices the compiler kept on the stack.
+///
+/// # Safety
+/// The CPU must have AVX2 (bounds are checked here).
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn f4_rows(
+    d: &[f32],
+    pitch: usize,
+    v: &mut [f32],
+    c: usize,
+    ci: usize,
+    nt: usize,
+    tiles: usize,
+) {
+    assert!(tiles.is_multiple_of(W) && tiles <= nt && tiles <= pitch && ci < c);
+    assert!(d.len() >= 35 * pitch + tiles && v.len() >= 36 * c * nt);
+    let (dp, vp) = (d.as_ptr(), v.as_mut_ptr());
+    let mut t = 0;
+    while t < tiles {
+        for j in 0..6 {
+            let col: [__m256; 6] =
+                std::array::from_fn(|k| _mm256_loadu_ps(dp.add((k * 6 + j) * pitch + t)));
+            for (i, val) in input_1d8(col).into_iter().enumerate() {
+                _mm256_storeu_ps(vp.add(((i * 6 + j) * c + ci) * nt + t), val);
+            }
+        }
+        t += W;
     }
 }
 

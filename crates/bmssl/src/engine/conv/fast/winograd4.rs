@@ -19,8 +19,9 @@
 //! Every transform is written once, over a group of `N` tiles (or kernels) held in fixed-size
 //! arrays ([`Ln`]): `N = 8` for the body of a loop (the compiler keeps each array in one vector
 //! register), `N = 1` for its tail, with the same operations, so the same bits. The input
-//! transform's first pass on `f32` with AVX2 runs `avx2::f4_column_group` instead (the same
-//! operations; the portable loop gathered each tile's values one at a time).
+//! transform's two passes on `f32` with AVX2 run `avx2::f4_column_group` and `avx2::f4_rows`
+//! instead (the same operations; the portable loops gathered each tile's values one at a time,
+//! and bounds-checked every address).
 
 use super::{ConvShape, Scratch, Tiling, Winograd};
 use crate::engine::scalar::Real;
@@ -273,13 +274,44 @@ fn input_transform<F: Real>(
             columns(&sc.row, wp, tl, bi, d, pitch);
         }
         // Rows, over the tiles: v[i][j] = sum_k B^T[i][k] d[k][j].
-        let body = nt / G * G;
-        for t in (0..body).step_by(G) {
-            input_rows::<F, G>(d, pitch, v, c, ci, nt, t);
-        }
-        for t in body..nt {
-            input_rows::<F, 1>(d, pitch, v, c, ci, nt, t);
-        }
+        rows(d, pitch, v, c, ci, nt);
+    }
+}
+
+/// The second pass of [`input_transform`] over channel `ci`'s `nt` tiles: whole groups of `G` on
+/// `f32` with AVX2 by `avx2::f4_rows` (the same operations; the portable loop computed each of its
+/// 72 addresses with a bounds check), the rest by [`rows_portable`].
+#[inline(always)]
+fn rows<F: Real>(d: &[F], pitch: usize, v: &mut [F], c: usize, ci: usize, nt: usize) {
+    #[allow(unused_mut)]
+    let mut from = 0;
+    #[cfg(target_arch = "x86_64")]
+    if let (true, Some(d), Some(v)) = (super::avx2(), super::as_f32(d), super::as_f32_mut(v)) {
+        from = nt / G * G;
+        // SAFETY: the CPU has AVX2; `f4_rows` checks its bounds.
+        unsafe { super::avx2::f4_rows(d, pitch, v, c, ci, nt, from) };
+    }
+    rows_portable(d, pitch, v, c, ci, nt, from);
+}
+
+/// [`rows`] as plain loops over the tiles from `from` (a multiple of `G`): `G` at a time, then one
+/// at a time (every number type; the reference of the AVX2 kernel).
+#[inline(always)]
+fn rows_portable<F: Real>(
+    d: &[F],
+    pitch: usize,
+    v: &mut [F],
+    c: usize,
+    ci: usize,
+    nt: usize,
+    from: usize,
+) {
+    let body = nt / G * G;
+    for t in (from..body).step_by(G) {
+        input_rows::<F, G>(d, pitch, v, c, ci, nt, t);
+    }
+    for t in body.max(from)..nt {
+        input_rows::<F, 1>(d, pitch, v, c, ci, nt, t);
     }
 }
 
@@ -777,6 +809,34 @@ mod tests {
             columns(&row, wp, tl, bi, &mut got, pitch);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{th}x{tw} tiles, image {bi}");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_second_pass_has_the_portable_loops_bits() {
+        use crate::engine::gradcheck::test_values;
+        if !super::super::avx2() {
+            return;
+        }
+        // Tile counts under, at and past whole groups of eight (121: one 42x42 image), one and
+        // several channels, a later channel.
+        for (nt, c, ci) in [(1, 1, 0), (8, 2, 1), (13, 3, 2), (121, 4, 1), (16, 1, 0)] {
+            let pitch = nt + G;
+            let d: Vec<f32> = test_values(36 * pitch, (nt * 7 + c) as u64)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect();
+            let before: Vec<f32> = test_values(36 * c * nt, 99)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect();
+            let mut want = before.clone();
+            rows_portable(&d, pitch, &mut want, c, ci, nt, 0);
+            let mut got = before;
+            rows(&d, pitch, &mut got, c, ci, nt);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{nt} tiles, channel {ci} of {c}");
         }
     }
 
