@@ -18,10 +18,11 @@
 //!
 //! Every transform is written once, over a group of `N` tiles (or kernels) held in fixed-size
 //! arrays ([`Ln`]): `N = 8` for the body of a loop (the compiler keeps each array in one vector
-//! register), `N = 1` for its tail, with the same operations, so the same bits. The input
-//! transform's two passes on `f32` with AVX2 run `avx2::f4_column_group` and `avx2::f4_rows`
-//! instead (the same operations; the portable loops gathered each tile's values one at a time,
-//! and bounds-checked every address).
+//! register), `N = 1` for its tail, with the same operations, so the same bits. On `f32` with
+//! AVX2 the whole groups run in `avx2.rs` instead (`f4_column_group`, `f4_rows`,
+//! `f4_output_tiles`, `f4_output_adjoint_tiles`, `f4_input_adjoint_tiles`: the same operations;
+//! the portable loops gathered each tile's values one at a time, or bounds-checked each of dozens
+//! of addresses per group from indices kept on the stack), and tests compare their bits.
 
 use super::{ConvShape, Scratch, Tiling, Winograd};
 use crate::engine::scalar::Real;
@@ -306,12 +307,22 @@ fn rows_portable<F: Real>(
     nt: usize,
     from: usize,
 ) {
+    tiles_portable(from, nt, |t, n| match n {
+        G => input_rows::<F, G>(d, pitch, v, c, ci, nt, t),
+        _ => input_rows::<F, 1>(d, pitch, v, c, ci, nt, t),
+    });
+}
+
+/// Runs `f(t, n)` over the tiles `from..nt` (`from` a multiple of `G`): groups of `n = G` tiles,
+/// then single tiles (`n = 1`): the portable loops' walk, after the AVX2 kernels' whole groups.
+#[inline(always)]
+fn tiles_portable(from: usize, nt: usize, mut f: impl FnMut(usize, usize)) {
     let body = nt / G * G;
     for t in (from..body).step_by(G) {
-        input_rows::<F, G>(d, pitch, v, c, ci, nt, t);
+        f(t, G);
     }
     for t in body.max(from)..nt {
-        input_rows::<F, 1>(d, pitch, v, c, ci, nt, t);
+        f(t, 1);
     }
 }
 
@@ -465,13 +476,19 @@ fn input_transform_adjoint<F: Real>(
     sc.b.resize(36 * nt, F::default());
     let t = &mut sc.b;
     for ci in 0..c {
-        let body = nt / G * G;
-        for i in (0..body).step_by(G) {
-            input_adjoint_tiles::<F, G>(dv, c, ci, nt, i, t);
+        #[allow(unused_mut)]
+        let mut from = 0;
+        #[cfg(target_arch = "x86_64")]
+        if let (true, Some(dv), Some(t)) = (super::avx2(), super::as_f32(dv), super::as_f32_mut(t))
+        {
+            from = nt / G * G;
+            // SAFETY: the CPU has AVX2; `f4_input_adjoint_tiles` checks its bounds.
+            unsafe { super::avx2::f4_input_adjoint_tiles(dv, c, ci, nt, from, t) };
         }
-        for i in body..nt {
-            input_adjoint_tiles::<F, 1>(dv, c, ci, nt, i, t);
-        }
+        tiles_portable(from, nt, |i, n| match n {
+            G => input_adjoint_tiles::<F, G>(dv, c, ci, nt, i, t),
+            _ => input_adjoint_tiles::<F, 1>(dv, c, ci, nt, i, t),
+        });
         // Each tile row's rows, tile by tile onto a padded row (tiles overlap by two columns),
         // then added into dx.
         for (bi, b) in images.clone().enumerate() {
@@ -557,13 +574,19 @@ fn output_transform<F: Real>(
     sc.b.resize(16 * nt, F::default());
     let yt = &mut sc.b;
     for o in 0..co {
-        let body = nt / G * G;
-        for t in (0..body).step_by(G) {
-            output_tiles::<F, G>(m, co, o, nt, t, yt);
+        #[allow(unused_mut)]
+        let mut from = 0;
+        #[cfg(target_arch = "x86_64")]
+        if let (true, Some(m), Some(yt)) = (super::avx2(), super::as_f32(m), super::as_f32_mut(yt))
+        {
+            from = nt / G * G;
+            // SAFETY: the CPU has AVX2; `f4_output_tiles` checks its bounds.
+            unsafe { super::avx2::f4_output_tiles(m, co, o, nt, from, yt) };
         }
-        for t in body..nt {
-            output_tiles::<F, 1>(m, co, o, nt, t, yt);
-        }
+        tiles_portable(from, nt, |t, n| match n {
+            G => output_tiles::<F, G>(m, co, o, nt, t, yt),
+            _ => output_tiles::<F, 1>(m, co, o, nt, t, yt),
+        });
         let bo = bias[o];
         for (bi, b) in images.clone().enumerate() {
             let img = &mut y[(o * s.n + b) * hw..(o * s.n + b + 1) * hw];
@@ -673,13 +696,19 @@ fn output_transform_adjoint<F: Real>(
                 }
             }
         }
-        let body = nt / G * G;
-        for t in (0..body).step_by(G) {
-            output_adjoint_tiles::<F, G>(g, co, o, nt, t, dm);
+        #[allow(unused_mut)]
+        let mut from = 0;
+        #[cfg(target_arch = "x86_64")]
+        if let (true, Some(g), Some(dm)) = (super::avx2(), super::as_f32(g), super::as_f32_mut(dm))
+        {
+            from = nt / G * G;
+            // SAFETY: the CPU has AVX2; `f4_output_adjoint_tiles` checks its bounds.
+            unsafe { super::avx2::f4_output_adjoint_tiles(g, co, o, nt, from, dm) };
         }
-        for t in body..nt {
-            output_adjoint_tiles::<F, 1>(g, co, o, nt, t, dm);
-        }
+        tiles_portable(from, nt, |t, n| match n {
+            G => output_adjoint_tiles::<F, G>(g, co, o, nt, t, dm),
+            _ => output_adjoint_tiles::<F, 1>(g, co, o, nt, t, dm),
+        });
     }
 }
 
@@ -837,6 +866,68 @@ mod tests {
             rows(&d, pitch, &mut got, c, ci, nt);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{nt} tiles, channel {ci} of {c}");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_tile_transforms_have_the_portable_loops_bits() {
+        use crate::engine::gradcheck::test_values;
+        if !super::super::avx2() {
+            return;
+        }
+        let f32s = |len: usize, salt: u64| -> Vec<f32> {
+            test_values(len, salt)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect()
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        // Tile counts under, at and past whole groups of eight; one and several channels.
+        for (nt, c, ch) in [(1, 1, 0), (8, 2, 1), (13, 3, 2), (121, 4, 1), (16, 1, 0)] {
+            let from = nt / G * G;
+            // Output transform: M [36][c][nt] -> yt [16][nt].
+            let m = f32s(36 * c * nt, nt as u64);
+            let (mut got, mut want) = (f32s(16 * nt, 1), f32s(16 * nt, 1));
+            // SAFETY: AVX2 was detected above; the kernel checks its bounds.
+            unsafe { super::super::avx2::f4_output_tiles(&m, c, ch, nt, from, &mut got) };
+            tiles_portable(from, nt, |t, n| match n {
+                G => output_tiles::<f32, G>(&m, c, ch, nt, t, &mut got),
+                _ => output_tiles::<f32, 1>(&m, c, ch, nt, t, &mut got),
+            });
+            tiles_portable(0, nt, |t, n| match n {
+                G => output_tiles::<f32, G>(&m, c, ch, nt, t, &mut want),
+                _ => output_tiles::<f32, 1>(&m, c, ch, nt, t, &mut want),
+            });
+            assert_eq!(bits(&got), bits(&want), "output transform, {nt} tiles");
+            // Its adjoint: g [16][nt] -> dM [36][c][nt] (channel `ch`'s rows written).
+            let g = f32s(16 * nt, 2 + nt as u64);
+            let (mut got, mut want) = (f32s(36 * c * nt, 3), f32s(36 * c * nt, 3));
+            // SAFETY: as above.
+            unsafe { super::super::avx2::f4_output_adjoint_tiles(&g, c, ch, nt, from, &mut got) };
+            tiles_portable(from, nt, |t, n| match n {
+                G => output_adjoint_tiles::<f32, G>(&g, c, ch, nt, t, &mut got),
+                _ => output_adjoint_tiles::<f32, 1>(&g, c, ch, nt, t, &mut got),
+            });
+            tiles_portable(0, nt, |t, n| match n {
+                G => output_adjoint_tiles::<f32, G>(&g, c, ch, nt, t, &mut want),
+                _ => output_adjoint_tiles::<f32, 1>(&g, c, ch, nt, t, &mut want),
+            });
+            assert_eq!(bits(&got), bits(&want), "output adjoint, {nt} tiles");
+            // The input transform's adjoint: dV [36][c][nt] -> t [36][nt].
+            let dv = f32s(36 * c * nt, 4 + nt as u64);
+            let (mut got, mut want) = (f32s(36 * nt, 5), f32s(36 * nt, 5));
+            // SAFETY: as above.
+            unsafe { super::super::avx2::f4_input_adjoint_tiles(&dv, c, ch, nt, from, &mut got) };
+            tiles_portable(from, nt, |t, n| match n {
+                G => input_adjoint_tiles::<f32, G>(&dv, c, ch, nt, t, &mut got),
+                _ => input_adjoint_tiles::<f32, 1>(&dv, c, ch, nt, t, &mut got),
+            });
+            tiles_portable(0, nt, |t, n| match n {
+                G => input_adjoint_tiles::<f32, G>(&dv, c, ch, nt, t, &mut want),
+                _ => input_adjoint_tiles::<f32, 1>(&dv, c, ch, nt, t, &mut want),
+            });
+            assert_eq!(bits(&got), bits(&want), "input adjoint, {nt} tiles");
         }
     }
 
