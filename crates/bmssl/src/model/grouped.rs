@@ -23,12 +23,13 @@ use crate::engine::{batchnorm, conv, pool, Scalar};
 /// beside it (the block input and its zero-padded copy, the pooled outputs and winners).
 const GROUP_BYTES: usize = 512 << 10;
 
-/// Output channels per group per input channel, at least. Each convolution call pads the whole
-/// block input again (and on dual numbers first splits it into values and tangents), so a group
-/// smaller than a few times the input spends its time copying the input: with 3x84x84 images one
-/// channel's output is larger than [`GROUP_BYTES`], and groups of one channel ran the block slower
-/// than the whole-tensor passes (the `bench --channels 3 --size 84` CPU time, measured with
-/// 1, 2, 3 and 5 channels per input channel: 2 and more were equally fast).
+/// Output channels per group per input channel, at least. Each convolution call reads the whole
+/// block input (and, when this was measured, also padded it again and on dual numbers split it:
+/// since then the block pads it once, `conv::PaddedInput`), so a group smaller than a few times
+/// the input spends its time reading the input: with 3x84x84 images one channel's output is
+/// larger than [`GROUP_BYTES`], and groups of one channel ran the block slower than the
+/// whole-tensor passes (the `bench --channels 3 --size 84` CPU time, measured with 1, 2, 3 and 5
+/// channels per input channel: 2 and more were equally fast).
 const MIN_CHANNELS_PER_INPUT_CHANNEL: usize = 2;
 
 /// Output channels per group: as many as fit in [`GROUP_BYTES`], at least
