@@ -113,6 +113,27 @@ pub struct KnownGrads<'a, F> {
     pub input: Option<&'a [F]>,
 }
 
+impl<F> KnownGrads<'_, F> {
+    /// Panics unless the weight and bias gradients fit `weight_len` weights of shape `s`.
+    fn check(&self, weight_len: usize, s: &ConvShape) {
+        assert_eq!(
+            self.weight.len(),
+            weight_len,
+            "conv: known weight gradient length"
+        );
+        assert_eq!(self.bias.len(), s.c_out, "conv: known bias gradient length");
+    }
+}
+
+/// Panics unless `y_v` is a known convolution output `[C_out, N, H, W]` of shape `s`.
+fn check_known_value<F>(y_v: &[F], s: &ConvShape) {
+    assert_eq!(
+        y_v.len(),
+        s.c_out * s.positions(),
+        "conv: known value has the wrong length"
+    );
+}
+
 /// Forward on duals whose value part `y_v = w_v * x_v + b_v` is already known (a real pass at
 /// the same weights and input computed it): only the tangent
 /// `y_t = w_t * x_v + w_v * x_t + b_t` is computed, as *one* convolution of the input
@@ -139,11 +160,7 @@ pub fn forward_tangent_append<F: Real>(
     y_v: &[F],
     out: &mut Vec<Dual<F>>,
 ) -> bool {
-    assert_eq!(
-        y_v.len(),
-        s.c_out * s.positions(),
-        "conv: known value has the wrong length"
-    );
+    check_known_value(y_v, s);
     let (xv, xt) = split(x);
     let (wv, wt) = split(weight);
     let bt: Vec<F> = bias.iter().map(|d| d.t).collect();
@@ -185,16 +202,7 @@ pub fn backward_tangent<F: Real>(
     s: &ConvShape,
     known: &KnownGrads<'_, F>,
 ) -> Option<ConvGrads<Dual<F>>> {
-    assert_eq!(
-        known.weight.len(),
-        weight.len(),
-        "conv: known weight gradient length"
-    );
-    assert_eq!(
-        known.bias.len(),
-        s.c_out,
-        "conv: known bias gradient length"
-    );
+    known.check(weight.len(), s);
     let (dyv, dyt) = split(dy);
     let (xv, xt) = split(x);
     let (wv, wt) = split(weight);
@@ -267,11 +275,7 @@ pub fn forward_tangent_padded_append<F: Real>(
     y_v: &[F],
     out: &mut Vec<Dual<F>>,
 ) {
-    assert_eq!(
-        y_v.len(),
-        s.c_out * s.positions(),
-        "conv: known value has the wrong length"
-    );
+    check_known_value(y_v, s);
     let wt: Vec<F> = weight.iter().map(|d| d.t).collect();
     let bt: Vec<F> = bias.iter().map(|d| d.t).collect();
     let mut yt = Vec::with_capacity(y_v.len());
@@ -313,16 +317,7 @@ pub fn backward_tangent_padded<F: Real>(
     s: &ConvShape,
     known: &KnownGrads<'_, F>,
 ) -> ConvGrads<Dual<F>> {
-    assert_eq!(
-        known.weight.len(),
-        weight.len(),
-        "conv: known weight gradient length"
-    );
-    assert_eq!(
-        known.bias.len(),
-        s.c_out,
-        "conv: known bias gradient length"
-    );
+    known.check(weight.len(), s);
     let dyt: Vec<F> = dy.iter().map(|d| d.t).collect();
     let wv: Vec<F> = weight.iter().map(|d| d.v).collect();
     // dW_t = dy_t (*) x_v and db_t = the row sums of dy_t (x_t is zero).

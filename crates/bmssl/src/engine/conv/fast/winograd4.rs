@@ -326,6 +326,57 @@ fn tiles_portable(from: usize, nt: usize, mut f: impl FnMut(usize, usize)) {
     }
 }
 
+/// A tile transform of channel `ch` of `c` over `nt` tiles from `src` into `dst`
+/// (`output_tiles`, `output_adjoint_tiles`, `input_adjoint_tiles`): `(src, c, ch, nt, t, dst)`
+/// for the `N` tiles from `t`.
+type TileFn<F> = fn(&[F], usize, usize, usize, usize, &mut [F]);
+
+/// The AVX2 twin of a [`TileFn`] (`avx2::f4_output_tiles` and the like), over the whole groups of
+/// `G` tiles up to its fifth argument. (None exist off x86-64.)
+#[cfg(target_arch = "x86_64")]
+type SimdTileFn = unsafe fn(&[f32], usize, usize, usize, usize, &mut [f32]);
+#[cfg(not(target_arch = "x86_64"))]
+type SimdTileFn = std::convert::Infallible;
+
+/// `Some(avx2::$kernel)` on x86-64, `None` elsewhere.
+macro_rules! simd {
+    ($kernel:ident) => {{
+        #[cfg(target_arch = "x86_64")]
+        let k: Option<SimdTileFn> = Some(crate::engine::conv::fast::avx2::$kernel);
+        #[cfg(not(target_arch = "x86_64"))]
+        let k: Option<SimdTileFn> = None;
+        k
+    }};
+}
+
+/// Runs a tile transform over all `nt` tiles: its whole groups by `simd` (where given) on `f32`
+/// with AVX2, then the rest (or all) by `portable[0]` (`G` tiles) and `portable[1]` (one tile).
+#[inline(always)]
+fn tile_pass<F: Real>(
+    (src, c, ch, nt, dst): (&[F], usize, usize, usize, &mut [F]),
+    portable: [TileFn<F>; 2],
+    simd: Option<SimdTileFn>,
+) {
+    #[allow(unused_mut)]
+    let mut from = 0;
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(k), true, Some(s32), Some(d32)) = (
+        simd,
+        super::avx2(),
+        super::as_f32(src),
+        super::as_f32_mut(dst),
+    ) {
+        from = nt / G * G;
+        // SAFETY: the CPU has AVX2; the AVX2 tile transforms check their bounds.
+        unsafe { k(s32, c, ch, nt, from, d32) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
+    tiles_portable(from, nt, |t, n| {
+        portable[usize::from(n != G)](src, c, ch, nt, t, dst)
+    });
+}
+
 #[inline(always)]
 fn input_rows<F: Real, const N: usize>(
     d: &[F],
@@ -476,19 +527,11 @@ fn input_transform_adjoint<F: Real>(
     sc.b.resize(36 * nt, F::default());
     let t = &mut sc.b;
     for ci in 0..c {
-        #[allow(unused_mut)]
-        let mut from = 0;
-        #[cfg(target_arch = "x86_64")]
-        if let (true, Some(dv), Some(t)) = (super::avx2(), super::as_f32(dv), super::as_f32_mut(t))
-        {
-            from = nt / G * G;
-            // SAFETY: the CPU has AVX2; `f4_input_adjoint_tiles` checks its bounds.
-            unsafe { super::avx2::f4_input_adjoint_tiles(dv, c, ci, nt, from, t) };
-        }
-        tiles_portable(from, nt, |i, n| match n {
-            G => input_adjoint_tiles::<F, G>(dv, c, ci, nt, i, t),
-            _ => input_adjoint_tiles::<F, 1>(dv, c, ci, nt, i, t),
-        });
+        tile_pass(
+            (dv, c, ci, nt, t),
+            [input_adjoint_tiles::<F, G>, input_adjoint_tiles::<F, 1>],
+            simd!(f4_input_adjoint_tiles),
+        );
         // Each tile row's rows, tile by tile onto a padded row (tiles overlap by two columns),
         // then added into dx.
         for (bi, b) in images.clone().enumerate() {
@@ -574,19 +617,11 @@ fn output_transform<F: Real>(
     sc.b.resize(16 * nt, F::default());
     let yt = &mut sc.b;
     for o in 0..co {
-        #[allow(unused_mut)]
-        let mut from = 0;
-        #[cfg(target_arch = "x86_64")]
-        if let (true, Some(m), Some(yt)) = (super::avx2(), super::as_f32(m), super::as_f32_mut(yt))
-        {
-            from = nt / G * G;
-            // SAFETY: the CPU has AVX2; `f4_output_tiles` checks its bounds.
-            unsafe { super::avx2::f4_output_tiles(m, co, o, nt, from, yt) };
-        }
-        tiles_portable(from, nt, |t, n| match n {
-            G => output_tiles::<F, G>(m, co, o, nt, t, yt),
-            _ => output_tiles::<F, 1>(m, co, o, nt, t, yt),
-        });
+        tile_pass(
+            (m, co, o, nt, yt),
+            [output_tiles::<F, G>, output_tiles::<F, 1>],
+            simd!(f4_output_tiles),
+        );
         let bo = bias[o];
         for (bi, b) in images.clone().enumerate() {
             let img = &mut y[(o * s.n + b) * hw..(o * s.n + b + 1) * hw];
@@ -696,19 +731,11 @@ fn output_transform_adjoint<F: Real>(
                 }
             }
         }
-        #[allow(unused_mut)]
-        let mut from = 0;
-        #[cfg(target_arch = "x86_64")]
-        if let (true, Some(g), Some(dm)) = (super::avx2(), super::as_f32(g), super::as_f32_mut(dm))
-        {
-            from = nt / G * G;
-            // SAFETY: the CPU has AVX2; `f4_output_adjoint_tiles` checks its bounds.
-            unsafe { super::avx2::f4_output_adjoint_tiles(g, co, o, nt, from, dm) };
-        }
-        tiles_portable(from, nt, |t, n| match n {
-            G => output_adjoint_tiles::<F, G>(g, co, o, nt, t, dm),
-            _ => output_adjoint_tiles::<F, 1>(g, co, o, nt, t, dm),
-        });
+        tile_pass(
+            (g, co, o, nt, dm),
+            [output_adjoint_tiles::<F, G>, output_adjoint_tiles::<F, 1>],
+            simd!(f4_output_adjoint_tiles),
+        );
     }
 }
 
@@ -885,49 +912,47 @@ mod tests {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         // Tile counts under, at and past whole groups of eight; one and several channels.
         for (nt, c, ch) in [(1, 1, 0), (8, 2, 1), (13, 3, 2), (121, 4, 1), (16, 1, 0)] {
-            let from = nt / G * G;
-            // Output transform: M [36][c][nt] -> yt [16][nt].
-            let m = f32s(36 * c * nt, nt as u64);
-            let (mut got, mut want) = (f32s(16 * nt, 1), f32s(16 * nt, 1));
-            // SAFETY: AVX2 was detected above; the kernel checks its bounds.
-            unsafe { super::super::avx2::f4_output_tiles(&m, c, ch, nt, from, &mut got) };
-            tiles_portable(from, nt, |t, n| match n {
-                G => output_tiles::<f32, G>(&m, c, ch, nt, t, &mut got),
-                _ => output_tiles::<f32, 1>(&m, c, ch, nt, t, &mut got),
-            });
-            tiles_portable(0, nt, |t, n| match n {
-                G => output_tiles::<f32, G>(&m, c, ch, nt, t, &mut want),
-                _ => output_tiles::<f32, 1>(&m, c, ch, nt, t, &mut want),
-            });
-            assert_eq!(bits(&got), bits(&want), "output transform, {nt} tiles");
-            // Its adjoint: g [16][nt] -> dM [36][c][nt] (channel `ch`'s rows written).
-            let g = f32s(16 * nt, 2 + nt as u64);
-            let (mut got, mut want) = (f32s(36 * c * nt, 3), f32s(36 * c * nt, 3));
-            // SAFETY: as above.
-            unsafe { super::super::avx2::f4_output_adjoint_tiles(&g, c, ch, nt, from, &mut got) };
-            tiles_portable(from, nt, |t, n| match n {
-                G => output_adjoint_tiles::<f32, G>(&g, c, ch, nt, t, &mut got),
-                _ => output_adjoint_tiles::<f32, 1>(&g, c, ch, nt, t, &mut got),
-            });
-            tiles_portable(0, nt, |t, n| match n {
-                G => output_adjoint_tiles::<f32, G>(&g, c, ch, nt, t, &mut want),
-                _ => output_adjoint_tiles::<f32, 1>(&g, c, ch, nt, t, &mut want),
-            });
-            assert_eq!(bits(&got), bits(&want), "output adjoint, {nt} tiles");
-            // The input transform's adjoint: dV [36][c][nt] -> t [36][nt].
-            let dv = f32s(36 * c * nt, 4 + nt as u64);
-            let (mut got, mut want) = (f32s(36 * nt, 5), f32s(36 * nt, 5));
-            // SAFETY: as above.
-            unsafe { super::super::avx2::f4_input_adjoint_tiles(&dv, c, ch, nt, from, &mut got) };
-            tiles_portable(from, nt, |t, n| match n {
-                G => input_adjoint_tiles::<f32, G>(&dv, c, ch, nt, t, &mut got),
-                _ => input_adjoint_tiles::<f32, 1>(&dv, c, ch, nt, t, &mut got),
-            });
-            tiles_portable(0, nt, |t, n| match n {
-                G => input_adjoint_tiles::<f32, G>(&dv, c, ch, nt, t, &mut want),
-                _ => input_adjoint_tiles::<f32, 1>(&dv, c, ch, nt, t, &mut want),
-            });
-            assert_eq!(bits(&got), bits(&want), "input adjoint, {nt} tiles");
+            // (name, source and destination lengths, portable loops, AVX2 kernel)
+            type Pass = (
+                &'static str,
+                usize,
+                usize,
+                [TileFn<f32>; 2],
+                Option<SimdTileFn>,
+            );
+            let passes: [Pass; 3] = [
+                (
+                    "output transform",
+                    36 * c * nt,
+                    16 * nt,
+                    [output_tiles::<f32, G>, output_tiles::<f32, 1>],
+                    simd!(f4_output_tiles),
+                ),
+                (
+                    "output adjoint",
+                    16 * nt,
+                    36 * c * nt,
+                    [
+                        output_adjoint_tiles::<f32, G>,
+                        output_adjoint_tiles::<f32, 1>,
+                    ],
+                    simd!(f4_output_adjoint_tiles),
+                ),
+                (
+                    "input adjoint",
+                    36 * c * nt,
+                    36 * nt,
+                    [input_adjoint_tiles::<f32, G>, input_adjoint_tiles::<f32, 1>],
+                    simd!(f4_input_adjoint_tiles),
+                ),
+            ];
+            for (i, (what, src_len, dst_len, portable, simd)) in passes.into_iter().enumerate() {
+                let src = f32s(src_len, (nt + 10 * i) as u64);
+                let (mut got, mut want) = (f32s(dst_len, 3), f32s(dst_len, 3));
+                tile_pass((&src, c, ch, nt, &mut got), portable, simd);
+                tile_pass((&src, c, ch, nt, &mut want), portable, None);
+                assert_eq!(bits(&got), bits(&want), "{what}, {nt} tiles");
+            }
         }
     }
 
