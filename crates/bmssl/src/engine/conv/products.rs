@@ -167,6 +167,8 @@ fn portable<F: Real>(
 
 #[cfg(target_arch = "x86_64")]
 mod simd;
+#[cfg(target_arch = "x86_64")]
+pub(super) use simd::transpose8;
 
 #[cfg(test)]
 mod tests {

@@ -254,8 +254,11 @@ unsafe fn pack_columns(b: &MatRef<'_, f32>, j0: usize, w: usize, cols: usize, ds
 }
 
 /// The transpose of an 8 x 8 block held as eight rows.
+///
+/// # Safety
+/// The CPU must have AVX (the caller's `#[target_feature]`).
 #[inline(always)]
-unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+pub(in crate::engine::conv) unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
     let t0 = _mm256_unpacklo_ps(r[0], r[1]);
     let t1 = _mm256_unpackhi_ps(r[0], r[1]);
     let t2 = _mm256_unpacklo_ps(r[2], r[3]);
