@@ -16,6 +16,9 @@
 //!   same three linear maps: `dM = A dY A^T`, `dU_xi = dM_xi V_xi^T`, `dg = G^T dU G`,
 //!   `dV_xi = U_xi^T dM_xi`, `dd = B dV B^T` scattered back onto the (overlapping) input tiles.
 //!   Odd sizes work: tiles hang over the bottom/right edge, reading zeros and writing nothing.
+//! - Planes of at most `small::MAX_SIDE` (3) on a side (Omniglot's fourth block): im2col and one
+//!   matrix product per chunk of images, in `fast/small.rs` (Winograd's fixed costs, the weight
+//!   transform and quarter-full tile groups, outweighed its savings there).
 //! - Planes of side `F4_MIN_SIDE` (16) and more (the 42x42 and 21x21 layers of 3x84x84 inputs):
 //!   Winograd F(4x4, 3x3), 36 products per 4x4 output tile, in `fast/winograd4.rs` (its own
 //!   file: the same structure with 6x6 tiles).
@@ -36,6 +39,7 @@ use std::ops::Range;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod small;
 #[cfg(target_arch = "x86_64")]
 const _: () = assert!(avx2::W == LANES);
 mod winograd4;
@@ -134,6 +138,9 @@ fn forward_impl<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape, out: 
     if s.c_in <= DIRECT_MAX_C_IN {
         return direct_forward(x, weight, bias, s, out);
     }
+    if small::applies(s) {
+        return small::forward_append(x, weight, bias, s, out);
+    }
     let y = if use_f4(s) {
         winograd_forward::<winograd4::F4, F>(x, weight, bias, s)
     } else {
@@ -156,6 +163,8 @@ fn backward_impl<F: Real>(
 ) -> (Vec<F>, Option<Vec<F>>) {
     if s.c_in <= DIRECT_MAX_C_IN {
         direct_backward(dy, x, weight, s, need_input)
+    } else if small::applies(s) {
+        small::backward(dy, x, weight, s, need_input)
     } else if use_f4(s) {
         winograd_backward::<winograd4::F4, F>(dy, x, weight, s, need_input)
     } else {
