@@ -660,9 +660,10 @@ pub(super) unsafe fn f2_output(
 
 /// The F(2x2) weight transform (`transform_weights_into` in the parent) of `blocks` groups of
 /// eight kernels: `u[(i * 4 + j) * pairs + kernel] = (G g G^T)[i][j]`. Each group's nine taps are
-/// gathered eight kernels at a time (the portable loop loaded the 72 values one by one), then the
-/// portable loop's operations in its order (`(g0 + g1 + g2) * 0.5`, `(g0 - g1 + g2) * 0.5` along
-/// each axis): the same bits.
+/// read eight kernels at a time (taps 0-7 by eight row loads and a register transpose, tap 8 by
+/// one gather; the portable loop loaded the 72 values one by one), then the portable loop's
+/// operations in its order (`(g0 + g1 + g2) * 0.5`, `(g0 - g1 + g2) * 0.5` along each axis): the
+/// same bits.
 ///
 /// # Safety
 /// The CPU must have AVX2 (bounds are checked here).

@@ -12,8 +12,8 @@
 //!
 //! - forward: `y [C_out][N h w] = bias + W [C_out][9 C_in] cols [9 C_in][N h w]`;
 //! - weight gradient: `dW = dY cols^T`, summed over the chunks in order;
-//! - input gradient: `dcols = W^T dY`, then each tap's column scattered back (`col2im`), the taps
-//!   summed in order `ky, kx` onto a zero-padded plane.
+//! - input gradient: `dcols = W^T dY`, then each tap's column (its padding taps zeroed) added
+//!   back shifted onto `dx` (`col2im`), tap by tap in order `ky, kx`.
 //!
 //! Every sum runs in a fixed order (the products' chains, then the taps), so the bits do not
 //! depend on threads or on the CPU's vector width.
