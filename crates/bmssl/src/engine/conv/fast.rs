@@ -1404,7 +1404,7 @@ mod tests {
     use crate::engine::conv;
     use crate::engine::gradcheck::{assert_gradient, max_relative_error, test_values};
 
-    fn shape(c_in: usize, c_out: usize, n: usize, h: usize, w: usize) -> ConvShape {
+    pub(super) fn shape(c_in: usize, c_out: usize, n: usize, h: usize, w: usize) -> ConvShape {
         ConvShape {
             c_in,
             c_out,
@@ -1431,7 +1431,8 @@ mod tests {
         ]
     }
 
-    fn inputs(s: &ConvShape, salt: u64) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    /// `(x, weight, bias, dy)` of a shape from four salts in a row.
+    pub(super) fn inputs(s: &ConvShape, salt: u64) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
         (
             test_values(s.c_in * s.positions(), salt),
             test_values(s.c_out * s.patch(), salt + 1),

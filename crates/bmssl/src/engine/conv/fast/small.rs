@@ -221,20 +221,10 @@ fn backward_chunked<F: Real>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{inputs, shape};
     use super::*;
     use crate::engine::conv;
-    use crate::engine::gradcheck::{max_relative_error, test_values};
-
-    fn shape(c_in: usize, c_out: usize, n: usize, h: usize, w: usize) -> ConvShape {
-        ConvShape {
-            c_in,
-            c_out,
-            n,
-            h,
-            w,
-            k: 3,
-        }
-    }
+    use crate::engine::gradcheck::max_relative_error;
 
     #[test]
     fn planes_up_to_three_on_a_side_take_the_im2col_product_and_larger_ones_winograd() {
@@ -259,11 +249,7 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let salt = 10 * i as u64;
-            let x = test_values(s.c_in * s.positions(), salt);
-            let wt = test_values(s.c_out * s.patch(), salt + 1);
-            let b = test_values(s.c_out, salt + 2);
-            let dy = test_values(s.c_out * s.positions(), salt + 3);
+            let (x, wt, b, dy) = inputs(&s, 10 * i as u64);
             let want = conv::forward(&x, &wt, &b, &s);
             let gw = conv::backward(&dy, &x, &wt, &s, true);
             let per_image = 9 * s.c_in * s.h * s.w;
