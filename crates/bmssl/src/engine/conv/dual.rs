@@ -415,19 +415,9 @@ fn flip_transpose<F: Real>(w: &[F], s: &ConvShape) -> Vec<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::conv::fast::tests::shape;
     use crate::engine::conv::{backward_chunked, forward_chunked};
     use crate::engine::gradcheck::test_values;
-
-    fn shape(c_in: usize, c_out: usize, n: usize, h: usize, w: usize) -> ConvShape {
-        ConvShape {
-            c_in,
-            c_out,
-            n,
-            h,
-            w,
-            k: 3,
-        }
-    }
 
     fn duals(len: usize, salt: u64, zero_tangent: bool) -> Vec<Dual<f64>> {
         let v = test_values(len, salt);

@@ -1399,12 +1399,19 @@ fn winograd_backward<W: Winograd, F: Real>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::engine::conv;
     use crate::engine::gradcheck::{assert_gradient, max_relative_error, test_values};
 
-    pub(super) fn shape(c_in: usize, c_out: usize, n: usize, h: usize, w: usize) -> ConvShape {
+    /// A 3x3 convolution's shape (the test modules of `conv/` share it).
+    pub(in crate::engine::conv) fn shape(
+        c_in: usize,
+        c_out: usize,
+        n: usize,
+        h: usize,
+        w: usize,
+    ) -> ConvShape {
         ConvShape {
             c_in,
             c_out,
