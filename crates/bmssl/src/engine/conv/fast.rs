@@ -791,9 +791,64 @@ fn put_buffers<F: Real>(b: Buffers<F>) {
 /// at a time did (a tile per iteration, each interior row twice), so the same bits.
 const TILE_LANES: usize = 8;
 
-/// `V [16][C_in][nt] = B^T d B` of the input tiles of `images` (tiles in image, row, column order).
+/// `V [16][C_in][nt] = B^T d B` of the input tiles of `images` (tiles in image, row, column order):
+/// in one pass per image plane ([`input_transform_fused`]) for `f32` on a CPU with AVX2 where its
+/// stores stay in L1, otherwise in two passes over the chunk ([`input_transform_two_pass`]). The
+/// same bits either way.
 #[inline(always)]
 fn input_transform<F: Real>(
+    x: &[F],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    v: &mut Vec<F>,
+    sc: &mut Scratch<F>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() && avx2::f2_input_fits_l1(s.c_in * images.len() * tl.per_image()) {
+        if let (Some(x), Some(v)) = (as_f32(x), super::cast_vec_mut::<F, f32>(v)) {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { input_transform_fused(x, s, images, tl, v) };
+        }
+    }
+    input_transform_two_pass(x, s, images, tl, v, sc)
+}
+
+/// [`input_transform`] by [`avx2::f2_input`], one image plane at a time, both passes in one and
+/// straight from the planes (no padded copy, no intermediate planes).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn input_transform_fused(
+    x: &[f32],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    v: &mut Vec<f32>,
+) {
+    let (c, hw, per_image) = (s.c_in, s.h * s.w, tl.per_image());
+    let nt = images.len() * per_image;
+    // Every element of `v` is written below.
+    v.resize(16 * c * nt, 0.0);
+    for ci in 0..c {
+        for (bi, b) in images.clone().enumerate() {
+            let img = &x[(ci * s.n + b) * hw..(ci * s.n + b + 1) * hw];
+            let at = ci * nt + bi * per_image;
+            // The next images' tiles, stored later, may take stores past this image's.
+            let after = (images.len() - bi - 1) * per_image;
+            // SAFETY: the CPU has AVX2; `f2_input` checks its bounds.
+            unsafe { avx2::f2_input(img, s.h, s.w, tl.th, tl.tw, v, at, c * nt, after) };
+        }
+    }
+}
+
+/// [`input_transform`] in two passes over the chunk, one input channel at a time: the columns of
+/// each image's tiles ([`columns`], or [`avx2::f2_columns`]) into 16 intermediate rows of `nt`
+/// values, then the rows, vectorised over the tiles.
+#[inline(always)]
+fn input_transform_two_pass<F: Real>(
     x: &[F],
     s: &ConvShape,
     images: Range<usize>,
@@ -1698,6 +1753,66 @@ pub(super) mod tests {
                 best[0], best[1], best[2], best[3]
             );
         }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_f2_input_transform_in_one_avx2_pass_has_the_two_passes_bits() {
+        if !avx2() {
+            return;
+        }
+        // (images of the chunk, first image, h, w, channels): Omniglot's 14x14 and 7x7 planes,
+        // 3x84x84's 10x10 and 5x5, one pixel, odd and narrow planes, planes wider than a group of
+        // eight tiles (a ragged last group), one image and several.
+        for (nb, first, h, w, c) in [
+            (3, 0, 14, 14, 5),
+            (2, 1, 7, 7, 3),
+            (4, 0, 10, 10, 2),
+            (5, 1, 5, 5, 3),
+            (2, 0, 1, 1, 4),
+            (3, 0, 1, 2, 2),
+            (1, 2, 5, 17, 3),
+            (2, 0, 9, 40, 2),
+            (1, 0, 15, 13, 1),
+            (3, 1, 2, 35, 2),
+        ] {
+            let s = shape(c, 4, first + nb + 1, h, w);
+            let tl = Tiling::new(&s, 2);
+            let x = to_f32(&test_values(c * s.n * h * w, (h * 7 + w + c) as u64));
+            let images = first..first + nb;
+            let mut want = Vec::new();
+            input_transform_two_pass(
+                &x,
+                &s,
+                images.clone(),
+                tl,
+                &mut want,
+                &mut Scratch::default(),
+            );
+            // NaN wherever the pass would leave a value unwritten.
+            let mut got = vec![f32::NAN; want.len()];
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe { input_transform_fused(&x, &s, images, tl, &mut got) };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(want.iter().all(|v| v.is_finite()));
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "{nb} images from {first}, {h}x{w}, {c} channels"
+            );
+        }
+    }
+
+    /// Where the sixteen planes of `V` are a multiple of 4 KiB apart (7x7 planes: 16 tiles an
+    /// image) the one-pass transform is not used, elsewhere on the learner's shapes it is.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_one_pass_input_transform_is_kept_off_strides_that_fill_one_cache_set() {
+        assert!(!avx2::f2_input_fits_l1(64 * 5 * 16));
+        assert!(!avx2::f2_input_fits_l1(1024));
+        assert!(avx2::f2_input_fits_l1(64 * 5 * 49));
+        assert!(avx2::f2_input_fits_l1(64 * 20 * 25));
+        assert!(avx2::f2_input_fits_l1(64 * 20 * 9));
     }
 
     #[test]

@@ -14,6 +14,12 @@
 //!   even and odd columns of a padded row one value at a time and stored its results one value at
 //!   a time, with a bounds check per store (Omniglot's planes take its four-tile form, whose
 //!   stores did not vectorise at all).
+//! - [`f2_input`], the whole F(2x2) input transform of one image plane in one pass, read straight
+//!   from the plane with masked loads: the two passes wrote and reread 16 intermediate planes, and
+//!   first copied each image row into a padded plane (a `memcpy` call per row). One call on
+//!   5 images x 64 channels at 14x14: 101-148 -> 44-46 us (2.3-3.2x); at 10x10 2.4x, at 5x5
+//!   1.4x. At 7x7 `V`'s planes fall in one L1 set and the two passes stay
+//!   ([`f2_input_fits_l1`]).
 //! - [`f4_column_group`], the first pass of the F(4x4) input transform: the portable loop gathered
 //!   each tile's six values one at a time (a stride-4 gather), with bounds checks.
 //! - [`f2_output`], the F(2x2) output transform in one pass per group of eight tiles: the
@@ -176,10 +182,152 @@ pub(super) unsafe fn f2_columns(
     }
 }
 
-/// The even and odd values of `p[0..16]`.
+/// The F(2x2) input transform (`input_transform` in the parent) of one image plane `img`
+/// (`h x w`, unpadded) in one pass: for each group of up to eight tiles of a tile row, the four
+/// rows of their 4x4 input tiles read straight from `img` (masked loads give the zero padding on
+/// every side), the column pass (`columns`' operations), then the row pass (the parent's `map2`
+/// operations, `v[j] = d0 - d2`, `v[4 + j] = d1 + d2`, `v[8 + j] = d2 - d1`, `v[12 + j] = d1 - d3`).
+/// The same operations on the same values as the two passes, so the same bits, without their
+/// intermediate planes and the padded copy of the image. The column results of a tile row's last
+/// two input rows are its successor's first two (the rows tiles share), computed once.
+///
+/// Plane `xi`'s tiles go to `v[at + xi * stride..][..th tw]`. Whole-vector stores may write over
+/// the `after` values past them (the next images' tiles, stored later); masked stores are slow on
+/// some CPUs (AMD Zen). The parent calls it where `stride` spreads the 16 planes over enough L1
+/// sets ([`f2_input_fits_l1`]).
+///
+/// # Safety
+/// The CPU must have AVX2 (bounds are checked here).
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn f2_input(
+    img: &[f32],
+    h: usize,
+    w: usize,
+    th: usize,
+    tw: usize,
+    v: &mut [f32],
+    at: usize,
+    stride: usize,
+    after: usize,
+) {
+    let tiles = th * tw;
+    assert!(img.len() >= h * w && th == h.div_ceil(2) && tw == w.div_ceil(2));
+    assert!(tiles == 0 || at + 15 * stride + tiles + after <= v.len());
+    let (src, out) = (img.as_ptr(), v.as_mut_ptr().add(at));
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for g in 0..tw.div_ceil(W) {
+        // Tile tx reads padded columns 2 tx .. 2 tx + 3, image columns 2 tx - 1 .. 2 tx + 2: the
+        // four loads of a padded row start at image columns c0 + {0, 8, 2, 10}.
+        let c0 = (2 * g * W) as isize - 1;
+        let starts = [c0, c0 + 8, c0 + 2, c0 + 10];
+        // (Loops, not closures: a closure would not inherit this function's AVX2.)
+        let mut loads = [Load {
+            start: 0,
+            full: false,
+            mask: _mm256_setzero_si256(),
+        }; 4];
+        for (l, &c) in loads.iter_mut().zip(&starts) {
+            let col = _mm256_add_epi32(_mm256_set1_epi32(c as i32), lane);
+            *l = Load {
+                start: c,
+                full: c >= 0 && c as usize + W <= w,
+                // 0 <= col < w
+                mask: _mm256_andnot_si256(
+                    _mm256_cmpgt_epi32(_mm256_setzero_si256(), col),
+                    _mm256_cmpgt_epi32(_mm256_set1_epi32(w as i32), col),
+                ),
+            };
+        }
+        let (mut d0, mut d1) = (
+            f2_row_columns(src, h, w, 0, &loads),
+            f2_row_columns(src, h, w, 1, &loads),
+        );
+        for ty in 0..th {
+            let d2 = f2_row_columns(src, h, w, 2 * ty + 2, &loads);
+            let d3 = f2_row_columns(src, h, w, 2 * ty + 3, &loads);
+            // Whole vectors where the lanes past the tile row land on tiles stored later: the
+            // next tile rows' (one group a row), then the `after` tiles.
+            let count = W.min(tw - g * W);
+            let n = if tw <= W && (th - ty - 1) * tw + after >= W - count {
+                W
+            } else {
+                count
+            };
+            let t = out.add(ty * tw + g * W);
+            for j in 0..4 {
+                store_first(t.add(j * stride), _mm256_sub_ps(d0[j], d2[j]), n);
+                store_first(t.add((4 + j) * stride), _mm256_add_ps(d1[j], d2[j]), n);
+                store_first(t.add((8 + j) * stride), _mm256_sub_ps(d2[j], d1[j]), n);
+                store_first(t.add((12 + j) * stride), _mm256_sub_ps(d1[j], d3[j]), n);
+            }
+            (d0, d1) = (d2, d3);
+        }
+    }
+}
+
+/// Whether [`f2_input`]'s sixteen store streams, `stride` floats apart, spread over at least
+/// four of L1's 64 sets (at most four lines a set in its eight ways). Where they do not (a
+/// stride a multiple of 4 KiB: `V` at 7x7, 16 tiles an image), each group's stores missed L1 and
+/// it ran slower than the two passes, which write one plane at a time.
+pub(super) fn f2_input_fits_l1(stride: usize) -> bool {
+    let step = (stride * 4 / 64) % 64;
+    64 / gcd(step, 64) >= 4
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// One of [`f2_input`]'s four loads of a padded row: eight values from image column `start`,
+/// with the lanes inside the image in `mask` (all of them when `full`).
+#[derive(Clone, Copy)]
+struct Load {
+    start: isize,
+    full: bool,
+    mask: __m256i,
+}
+
+/// The column pass (`columns`' operations) of padded row `y` (image row `y - 1`; zeros outside
+/// the image) for one group of eight tiles.
 #[inline(always)]
-unsafe fn deinterleave8(p: *const f32) -> (__m256, __m256) {
-    let (a, b) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)));
+unsafe fn f2_row_columns(
+    src: *const f32,
+    h: usize,
+    w: usize,
+    y: usize,
+    loads: &[Load; 4],
+) -> [__m256; 4] {
+    let mut r = [_mm256_setzero_ps(); 4];
+    if (1..=h).contains(&y) {
+        let row = src.add((y - 1) * w);
+        for (x, l) in r.iter_mut().zip(loads) {
+            // (`wrapping_offset`: a masked-out lane may lie one value before the plane.)
+            let p = row.wrapping_offset(l.start);
+            *x = if l.full {
+                _mm256_loadu_ps(p)
+            } else {
+                _mm256_maskload_ps(p, l.mask)
+            };
+        }
+    }
+    let (e, o) = deinterleave8_of(r[0], r[1]);
+    let (e1, o1) = deinterleave8_of(r[2], r[3]);
+    [
+        _mm256_sub_ps(e, e1),
+        _mm256_add_ps(o, e1),
+        _mm256_sub_ps(e1, o),
+        _mm256_sub_ps(o, o1),
+    ]
+}
+
+/// The even and odd values of the sixteen values `a` then `b`.
+#[inline(always)]
+unsafe fn deinterleave8_of(a: __m256, b: __m256) -> (__m256, __m256) {
     // Within each 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6] and [a1 a3 b1 b3 | a5 a7 b5 b7];
     // then the 64-bit pairs in the order 0, 2, 1, 3.
     let even = _mm256_shuffle_ps::<0x88>(a, b);
@@ -189,6 +337,12 @@ unsafe fn deinterleave8(p: *const f32) -> (__m256, __m256) {
         _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(even))),
         _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(odd))),
     )
+}
+
+/// The even and odd values of `p[0..16]`.
+#[inline(always)]
+unsafe fn deinterleave8(p: *const f32) -> (__m256, __m256) {
+    deinterleave8_of(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
 }
 
 /// The even and odd values of `p[0..8]`.
