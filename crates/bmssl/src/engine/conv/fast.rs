@@ -23,10 +23,11 @@
 //!   Winograd F(4x4, 3x3), 36 products per 4x4 output tile, in `fast/winograd4.rs` (its own
 //!   file: the same structure with 6x6 tiles).
 //!
-//! - `fast/avx2.rs`: three of these loops in AVX2 intrinsics for `f32` (the direct kernel's weight
-//!   gradient and the first pass of each input transform), where the compiler's code for the
-//!   portable loops was slow; the same operations in the same order, so the same bits (tests
-//!   below and in `winograd4.rs` compare them with the portable loops).
+//! - `fast/avx2.rs`: loops of this file and of `winograd4.rs` in AVX2 intrinsics for `f32` (the
+//!   direct kernel's weight gradient, the input transforms, the F(2x2) output and weight
+//!   transforms, the F(4x4) tile transforms), where the compiler's code for the portable loops
+//!   was slow; the same operations in the same order, so the same bits (tests below and in
+//!   `winograd4.rs` compare them with the portable loops).
 //!
 //! All are single-threaded and sum in a fixed order, so results are bit-reproducible.
 
