@@ -885,9 +885,15 @@ fn input_transform_two_pass<F: Real>(
         // Columns (see `columns`), then rows.
         for (bi, b) in images.clone().enumerate() {
             let img = &x[(ci * s.n + b) * hw..(ci * s.n + b + 1) * hw];
-            for (src, dst) in img.chunks_exact(s.w).zip(sc.row[wp..].chunks_exact_mut(wp)) {
-                dst[1..=s.w].copy_from_slice(src);
+            #[cfg(target_arch = "x86_64")]
+            if let (true, Some(img), Some(row)) = (simd, as_f32(img), as_f32_mut(&mut sc.row)) {
+                // SAFETY: the CPU has AVX2 (`simd`); `pad_rows` checks its bounds.
+                unsafe { avx2::pad_rows(img, s.h, s.w, row, wp) };
+            } else {
+                pad_rows(img, s.w, &mut sc.row, wp);
             }
+            #[cfg(not(target_arch = "x86_64"))]
+            pad_rows(img, s.w, &mut sc.row, wp);
             #[cfg(target_arch = "x86_64")]
             if let (true, Some(row), Some(d)) = (simd, as_f32(&sc.row), as_f32_mut(d)) {
                 // SAFETY: the CPU has AVX2 (`simd`); `f2_columns` checks its bounds.
@@ -910,6 +916,15 @@ fn input_transform_two_pass<F: Real>(
             map2(&mut v[vr(8 + j)], d2, d1, |a, b| a - b);
             map2(&mut v[vr(12 + j)], d1, d3, |a, b| a - b);
         }
+    }
+}
+
+/// The rows of image plane `img` (`w` wide) into the padded plane `row` (`wp` wide), from its
+/// second row and second column.
+#[inline(always)]
+fn pad_rows<F: Real>(img: &[F], w: usize, row: &mut [F], wp: usize) {
+    for (src, dst) in img.chunks_exact(w).zip(row[wp..].chunks_exact_mut(wp)) {
+        dst[1..=w].copy_from_slice(src);
     }
 }
 
@@ -1801,6 +1816,34 @@ pub(super) mod tests {
                 bits(&want),
                 "{nb} images from {first}, {h}x{w}, {c} channels"
             );
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_row_copy_into_the_padded_plane_equals_the_plain_copy_and_keeps_the_padding_zero() {
+        if !avx2() {
+            return;
+        }
+        // (h, w, wp): 7x7 as the two passes pad it, a one-pixel plane, rows of one vector, of
+        // more than one, and wider padded rows.
+        for (h, w, wp) in [
+            (7, 7, 10),
+            (1, 1, 3),
+            (4, 8, 10),
+            (5, 14, 18),
+            (3, 17, 34),
+            (2, 9, 11),
+        ] {
+            let img = to_f32(&test_values(h * w, (h * 5 + w) as u64));
+            let rows = 2 * h.div_ceil(2) + 2;
+            let mut want = vec![0.0f32; rows * wp];
+            pad_rows(&img, w, &mut want, wp);
+            let mut got = vec![0.0f32; rows * wp];
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe { avx2::pad_rows(&img, h, w, &mut got, wp) };
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{h}x{w} into rows of {wp}");
         }
     }
 
