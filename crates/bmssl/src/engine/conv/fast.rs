@@ -1519,6 +1519,12 @@ pub(super) mod tests {
         )
     }
 
+    /// The bit patterns of `v` (the AVX2 kernels' tests compare bits, not values).
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
     fn to_f32(v: &[f64]) -> Vec<f32> {
         v.iter().map(|&x| x as f32).collect()
     }
@@ -1809,7 +1815,6 @@ pub(super) mod tests {
             let mut got = vec![f32::NAN; want.len()];
             // SAFETY: the CPU has AVX2 (checked above).
             unsafe { input_transform_fused(&x, &s, images, tl, &mut got) };
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert!(want.iter().all(|v| v.is_finite()));
             assert_eq!(
                 bits(&got),
@@ -1842,7 +1847,6 @@ pub(super) mod tests {
             let mut got = vec![0.0f32; rows * wp];
             // SAFETY: the CPU has AVX2 (checked above).
             unsafe { avx2::pad_rows(&img, h, w, &mut got, wp) };
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{h}x{w} into rows of {wp}");
         }
     }
@@ -1900,7 +1904,6 @@ pub(super) mod tests {
             transform_weights_into(&w, co, ci, &mut got);
             let mut want = vec![f32::NAN; 16 * co * ci];
             transform_weights_portable(&w, co * ci, 0, &mut want);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{co} x {ci}");
         }
     }
@@ -1977,7 +1980,6 @@ pub(super) mod tests {
             let mut got = vec![0.0f32; 16 * pitch];
             // SAFETY: the CPU has AVX2 (checked above).
             unsafe { avx2::f2_columns(&row, wp, th, tw, lanes, bi, &mut got, pitch) };
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(
                 bits(&got),
                 bits(&want),

@@ -150,14 +150,12 @@ pub(super) unsafe fn f2_columns(
         for g in 0..groups {
             let base = 2 * g * lanes;
             if lanes == 8 {
-                let (e, o) = deinterleave8(r.add(base));
-                let (e1, o1) = deinterleave8(r.add(base + 2));
-                let out = [
-                    _mm256_sub_ps(e, e1),
-                    _mm256_add_ps(o, e1),
-                    _mm256_sub_ps(e1, o),
-                    _mm256_sub_ps(o, o1),
-                ];
+                let out = f2_columns8([
+                    _mm256_loadu_ps(r.add(base)),
+                    _mm256_loadu_ps(r.add(base + 8)),
+                    _mm256_loadu_ps(r.add(base + 2)),
+                    _mm256_loadu_ps(r.add(base + 10)),
+                ]);
                 for &(ty, k) in &targets[..nt] {
                     let t0 = (bi * th + ty) * tw + g * lanes;
                     for (j, v) in out.iter().enumerate() {
@@ -317,6 +315,13 @@ unsafe fn f2_row_columns(
             };
         }
     }
+    f2_columns8(r)
+}
+
+/// The column pass of eight tiles (`columns`' operations) from a padded row's values at the
+/// tiles' first column, `r[0..2]` (16 values), and two columns on, `r[2..4]`.
+#[inline(always)]
+unsafe fn f2_columns8(r: [__m256; 4]) -> [__m256; 4] {
     let (e, o) = deinterleave8_of(r[0], r[1]);
     let (e1, o1) = deinterleave8_of(r[2], r[3]);
     [
@@ -372,12 +377,6 @@ pub(super) unsafe fn pad_rows(img: &[f32], h: usize, w: usize, row: &mut [f32], 
             }
         }
     }
-}
-
-/// The even and odd values of `p[0..16]`.
-#[inline(always)]
-unsafe fn deinterleave8(p: *const f32) -> (__m256, __m256) {
-    deinterleave8_of(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)))
 }
 
 /// The even and odd values of `p[0..8]`.

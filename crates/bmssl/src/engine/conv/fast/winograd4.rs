@@ -832,6 +832,8 @@ impl Winograd for F4 {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "x86_64")]
+    use super::super::tests::bits;
     use super::*;
 
     #[cfg(target_arch = "x86_64")]
@@ -863,7 +865,6 @@ mod tests {
             columns_portable(&row, wp, tl, bi, &mut want, pitch);
             let mut got = vec![0.0f32; 36 * pitch];
             columns(&row, wp, tl, bi, &mut got, pitch);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{th}x{tw} tiles, image {bi}");
         }
     }
@@ -891,7 +892,6 @@ mod tests {
             rows_portable(&d, pitch, &mut want, c, ci, nt, 0);
             let mut got = before;
             rows(&d, pitch, &mut got, c, ci, nt);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{nt} tiles, channel {ci} of {c}");
         }
     }
@@ -909,7 +909,6 @@ mod tests {
                 .map(|v| v as f32)
                 .collect()
         };
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         // Tile counts under, at and past whole groups of eight; one and several channels.
         for (nt, c, ch) in [(1, 1, 0), (8, 2, 1), (13, 3, 2), (121, 4, 1), (16, 1, 0)] {
             // (name, source and destination lengths, portable loops, AVX2 kernel)
