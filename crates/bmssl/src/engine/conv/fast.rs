@@ -977,9 +977,60 @@ fn columns<F: Real, const LN: usize>(
 }
 
 /// Adjoint of [`input_transform`]: adds `B dV B^T` of every tile into `dx [C_in, N, H, W]`
-/// (the parts of tiles over the padding are dropped).
+/// (the parts of tiles over the padding are dropped): in one pass per image plane
+/// ([`input_transform_adjoint_fused`]) for `f32` on a CPU with AVX2, on planes of at most eight
+/// tiles a row whose sixteen planes of `dV` do not share one L1 set, otherwise in two passes
+/// ([`input_transform_adjoint_passes`]). The same bits either way.
 #[inline(always)]
 fn input_transform_adjoint<F: Real>(
+    dv: &[F],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    dx: &mut [F],
+    sc: &mut Scratch<F>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() && input_adjoint_in_one_pass(tl) {
+        if let (Some(dv), Some(dx)) = (as_f32(dv), as_f32_mut(dx)) {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { input_transform_adjoint_fused(dv, s, images, tl, dx) };
+        }
+    }
+    input_transform_adjoint_passes(dv, s, images, tl, dx, sc)
+}
+
+/// [`input_transform_adjoint`] by [`avx2::f2_input_adjoint`], one image plane at a time, straight
+/// into the plane (no intermediate planes, no padded row).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn input_transform_adjoint_fused(
+    dv: &[f32],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    dx: &mut [f32],
+) {
+    let (c, hw, per_image) = (s.c_in, s.h * s.w, tl.per_image());
+    let nt = images.len() * per_image;
+    assert!(dv.len() >= 16 * c * nt);
+    for ci in 0..c {
+        for (bi, b) in images.clone().enumerate() {
+            let img = &mut dx[(ci * s.n + b) * hw..(ci * s.n + b + 1) * hw];
+            let at = ci * nt + bi * per_image;
+            // SAFETY: the CPU has AVX2; `f2_input_adjoint` checks its bounds.
+            unsafe { avx2::f2_input_adjoint(dv, at, c * nt, (s.h, s.w), (tl.th, tl.tw), img) };
+        }
+    }
+}
+
+/// [`input_transform_adjoint`] in two passes, one input channel at a time: the rows, vectorised
+/// over the tiles, into 16 intermediate planes, then the columns tile by tile through a padded row.
+#[inline(always)]
+fn input_transform_adjoint_passes<F: Real>(
     dv: &[F],
     s: &ConvShape,
     images: Range<usize>,
@@ -1182,9 +1233,84 @@ fn uninit_as_f32<F: 'static>(
         .then(|| unsafe { std::slice::from_raw_parts_mut(y.as_mut_ptr().cast(), y.len()) })
 }
 
-/// `dM [16][C_out][nt] = A dY A^T` of the output tiles of `images` (zeros past the edges).
+/// `dM [16][C_out][nt] = A dY A^T` of the output tiles of `images` (zeros past the edges): in one
+/// pass per output-gradient plane ([`output_transform_adjoint_fused`]) for `f32` on a CPU with
+/// AVX2, otherwise in three passes over the chunk ([`output_transform_adjoint_passes`]). The same
+/// bits either way.
 #[inline(always)]
 fn output_transform_adjoint<F: Real>(
+    dy: &[F],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    dm: &mut Vec<F>,
+    sc: &mut Scratch<F>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() && output_adjoint_in_one_pass(tl, s.c_out * images.len() * tl.per_image()) {
+        if let (Some(dy), Some(dm)) = (as_f32(dy), super::cast_vec_mut::<F, f32>(dm)) {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { output_transform_adjoint_fused(dy, s, images, tl, dm) };
+        }
+    }
+    output_transform_adjoint_passes(dy, s, images, tl, dm, sc)
+}
+
+/// Whether the output transform's adjoint runs in one pass per plane: on rows of six to eight
+/// tiles whose sixteen planes of `dM` (`stride` apart) do not share one L1 set. On narrower rows
+/// most of each vector's lanes are stored twice and the passes over whole planes were faster
+/// (one call, 20 images x 64 channels, `adjoint_timings`: 14x14 368 against 661 us; 10x10 228
+/// against 194; 7x7 332 against 213, also when the planes were stored in two or four sweeps).
+#[cfg(target_arch = "x86_64")]
+fn output_adjoint_in_one_pass(tl: Tiling, stride: usize) -> bool {
+    (6..=avx2::W).contains(&tl.tw) && avx2::f2_input_fits_l1(stride)
+}
+
+/// Whether the input transform's adjoint runs in one pass per plane: on rows of four to eight
+/// tiles (one call, 20 images x 64 channels, `adjoint_timings`: 14x14 382 against 1540 us; 10x10
+/// 206 against 450; 7x7 255 against 279; 3x3, two tiles a row, 156 against 84).
+#[cfg(target_arch = "x86_64")]
+fn input_adjoint_in_one_pass(tl: Tiling) -> bool {
+    (4..=avx2::W).contains(&tl.tw)
+}
+
+/// [`output_transform_adjoint`] by [`avx2::f2_output_adjoint`], one output-gradient plane at a
+/// time, straight from the plane.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn output_transform_adjoint_fused(
+    dy: &[f32],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    dm: &mut Vec<f32>,
+) {
+    let (co, hw, per_image) = (s.c_out, s.h * s.w, tl.per_image());
+    let nt = images.len() * per_image;
+    // Every element of `dm` is written below.
+    dm.resize(16 * co * nt, 0.0);
+    for o in 0..co {
+        for (bi, b) in images.clone().enumerate() {
+            let plane = &dy[(o * s.n + b) * hw..(o * s.n + b + 1) * hw];
+            let at = o * nt + bi * per_image;
+            // The next images' tiles, stored later, may take stores past this image's.
+            let after = (images.len() - bi - 1) * per_image;
+            // SAFETY: the CPU has AVX2; `f2_output_adjoint` checks its bounds.
+            unsafe {
+                avx2::f2_output_adjoint(plane, (s.h, s.w), (tl.th, tl.tw), dm, at, co * nt, after)
+            };
+        }
+    }
+}
+
+/// [`output_transform_adjoint`] in three passes over the chunk, one output channel at a time: the
+/// tiles' values gathered into four planes, the column pass, then the row pass, vectorised over
+/// the tiles.
+#[inline(always)]
+fn output_transform_adjoint_passes<F: Real>(
     dy: &[F],
     s: &ConvShape,
     images: Range<usize>,
@@ -1773,6 +1899,182 @@ pub(super) mod tests {
                 "{n} x 64 -> 128 channels, {hw}x{hw}: forward F(2x2) {:.2} ms, F(4x4) {:.2} ms; \
                  backward F(2x2) {:.2} ms, F(4x4) {:.2} ms",
                 best[0], best[1], best[2], best[3]
+            );
+        }
+    }
+
+    #[test]
+    #[ignore]
+    #[cfg(target_arch = "x86_64")]
+    fn adjoint_timings() {
+        assert!(avx2(), "the timings are of the AVX2 build");
+        fn best(f: &mut dyn FnMut()) -> f64 {
+            let mut b = f64::INFINITY;
+            for _ in 0..7 {
+                let t = std::time::Instant::now();
+                for _ in 0..20 {
+                    f();
+                }
+                b = b.min(t.elapsed().as_secs_f64() / 20.0 * 1e6);
+            }
+            b
+        }
+        for (n, hw) in [
+            (5, 14),
+            (20, 14),
+            (5, 7),
+            (20, 7),
+            (5, 3),
+            (20, 3),
+            (20, 10),
+            (20, 5),
+        ] {
+            let s = shape(64, 64, n, hw, hw);
+            let tl = Tiling::new(&s, 2);
+            let nt = n * tl.per_image();
+            let dy = to_f32(&test_values(64 * n * hw * hw, 3));
+            let dv = to_f32(&test_values(16 * 64 * nt, 4));
+            let mut dm = Vec::new();
+            let mut dx = vec![0.0f32; 64 * n * hw * hw];
+            let mut sc = Scratch::default();
+            let o_pass =
+                best(&mut || output_transform_adjoint_passes(&dy, &s, 0..n, tl, &mut dm, &mut sc));
+            let o_one = |dm: &mut Vec<f32>| {
+                dm.resize(16 * 64 * nt, 0.0);
+                for o in 0..64 {
+                    for b in 0..n {
+                        let plane = &dy[(o * n + b) * hw * hw..(o * n + b + 1) * hw * hw];
+                        // SAFETY: AVX2 (asserted above).
+                        unsafe {
+                            avx2::f2_output_adjoint(
+                                plane,
+                                (hw, hw),
+                                (tl.th, tl.tw),
+                                dm,
+                                o * nt + b * tl.per_image(),
+                                64 * nt,
+                                (n - b - 1) * tl.per_image(),
+                            )
+                        }
+                    }
+                }
+            };
+            let o1 = best(&mut || o_one(&mut dm));
+            let i_pass =
+                best(&mut || input_transform_adjoint_passes(&dv, &s, 0..n, tl, &mut dx, &mut sc));
+            // SAFETY: AVX2 (asserted above).
+            let i_one =
+                best(&mut || unsafe { input_transform_adjoint_fused(&dv, &s, 0..n, tl, &mut dx) });
+            eprintln!(
+                "{n} x 64 at {hw}x{hw}: output adjoint passes {o_pass:.1} us, one pass {o1:.1}; \
+                 input adjoint passes {i_pass:.1}, one pass {i_one:.1}"
+            );
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_f2_input_adjoint_in_one_avx2_pass_adds_the_two_passes_bits() {
+        if !avx2() {
+            return;
+        }
+        // (images of the chunk, first image, h, w, channels): Omniglot's 14x14, 7x7 and 3x3
+        // planes, 3x84x84's 10x10 and 5x5, one pixel, odd and narrow planes, rows of exactly
+        // eight tiles, one image and several, the last image of the batch (whose last row's
+        // adds end at `dx`'s end) and not.
+        for (nb, first, h, w, c) in [
+            (3, 0, 14, 14, 5),
+            (2, 1, 7, 7, 3),
+            (3, 0, 3, 3, 4),
+            (4, 0, 10, 10, 2),
+            (5, 1, 5, 5, 3),
+            (2, 0, 1, 1, 4),
+            (3, 0, 1, 2, 2),
+            (2, 2, 2, 1, 3),
+            (1, 2, 5, 15, 3),
+            (2, 0, 9, 16, 2),
+            (1, 0, 15, 13, 1),
+            (3, 1, 2, 11, 2),
+        ] {
+            for extra in [0, 1] {
+                let s = shape(c, 2, first + nb + extra, h, w);
+                let tl = Tiling::new(&s, 2);
+                let nt = nb * tl.per_image();
+                let dv = to_f32(&test_values(16 * c * nt, (h * 3 + w + c) as u64));
+                // dx already holds values (the adds must keep them, -0.0 included).
+                let mut start = to_f32(&test_values(c * s.n * h * w, (h + w * 7) as u64));
+                start[0] = -0.0;
+                start[1] = 0.0;
+                let images = first..first + nb;
+                let mut want = start.clone();
+                input_transform_adjoint_passes(
+                    &dv,
+                    &s,
+                    images.clone(),
+                    tl,
+                    &mut want,
+                    &mut Scratch::default(),
+                );
+                let mut got = start.clone();
+                // SAFETY: the CPU has AVX2 (checked above).
+                unsafe { input_transform_adjoint_fused(&dv, &s, images, tl, &mut got) };
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "{nb} images from {first} of {}, {h}x{w}, {c} channels",
+                    s.n
+                );
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_f2_output_adjoint_in_one_avx2_pass_has_the_three_passes_bits() {
+        if !avx2() {
+            return;
+        }
+        // (images of the chunk, first image, h, w, output channels): Omniglot's 14x14, 7x7 (also
+        // with 64 channels, whose planes of `dM` are 4 KiB apart) and 3x3 planes,
+        // 3x84x84's 10x10 and 5x5, one pixel, odd and narrow planes, planes wider than a group of
+        // eight tiles (a ragged last group), one image and several.
+        for (nb, first, h, w, c) in [
+            (3, 0, 14, 14, 5),
+            (2, 1, 7, 7, 3),
+            (1, 0, 7, 7, 64),
+            (2, 1, 7, 7, 64),
+            (3, 0, 3, 3, 4),
+            (4, 0, 10, 10, 2),
+            (5, 1, 5, 5, 3),
+            (2, 0, 1, 1, 4),
+            (3, 0, 1, 2, 2),
+            (1, 2, 5, 17, 3),
+            (2, 0, 9, 40, 2),
+            (1, 0, 15, 13, 1),
+            (3, 1, 2, 35, 2),
+        ] {
+            let s = shape(2, c, first + nb + 1, h, w);
+            let tl = Tiling::new(&s, 2);
+            let dy = to_f32(&test_values(c * s.n * h * w, (h * 5 + w + c) as u64));
+            let images = first..first + nb;
+            let mut want = Vec::new();
+            output_transform_adjoint_passes(
+                &dy,
+                &s,
+                images.clone(),
+                tl,
+                &mut want,
+                &mut Scratch::default(),
+            );
+            // NaN wherever the pass would leave a value unwritten.
+            let mut got = vec![f32::NAN; want.len()];
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe { output_transform_adjoint_fused(&dy, &s, images, tl, &mut got) };
+            assert!(want.iter().all(|v| v.is_finite()));
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "{nb} images from {first}, {h}x{w}, {c} channels"
             );
         }
     }

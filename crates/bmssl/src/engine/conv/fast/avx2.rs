@@ -27,6 +27,11 @@
 //! - [`f2_output`], the F(2x2) output transform in one pass per group of eight tiles: the
 //!   portable loop's two passes over whole planes of intermediates and its scalar interleave of
 //!   the output rows (a small gain: the pass is bound by reading `M`).
+//! - [`f2_input_adjoint`], the F(2x2) input transform's adjoint in one pass per image plane: the
+//!   portable loop's column pass ran one tile at a time through a padded row, with scalar adds.
+//! - [`f2_output_adjoint`], the F(2x2) output transform's adjoint in one pass per output-gradient
+//!   plane: the portable loop gathered each tile's four values one at a time (with a bounds check
+//!   each) into intermediate planes, then made two more passes over planes.
 //! - [`f2_weights`], the F(2x2) weight transform: eight kernels' nine taps by gathers instead of
 //!   72 scalar loads (its share of an Omniglot BMSSL step went from ~3.9% to ~3.1%).
 //! - [`f4_rows`], the second pass of the F(4x4) input transform: the portable loop computed each
@@ -841,6 +846,206 @@ pub(super) unsafe fn f2_output(
                     store_first(dst.add(W), second, cols.saturating_sub(W));
                 }
                 tx += k;
+            }
+        }
+    }
+}
+
+/// The F(2x2) output transform's adjoint (`output_transform_adjoint` in the parent) of one
+/// output-gradient plane `dy` (`h x w`) in one pass: for each group of up to eight tiles of a tile
+/// row, the two output rows read straight from `dy` (masked loads give the zeros past its edges)
+/// and split into even and odd columns, then the column pass (`e[p] = [g0, g0 + g1, g0 - g1,
+/// -g1]`) and the row pass (`dm[0][j] = e0, dm[1][j] = e0 + e1, dm[2][j] = e0 - e1, dm[3][j] =
+/// -e1`), the portable loop's operations on the same values: the same bits, without its gathered
+/// and intermediate planes.
+///
+/// Plane `(i, j)`'s tiles go to `dm[at + (i * 4 + j) * stride..][..th tw]`. Whole-vector stores
+/// may write over the `after` values past them (the next images' tiles, stored later), as in
+/// [`f2_input`].
+///
+/// # Safety
+/// The CPU must have AVX2 (bounds are checked here).
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn f2_output_adjoint(
+    dy: &[f32],
+    (h, w): (usize, usize),
+    (th, tw): (usize, usize),
+    dm: &mut [f32],
+    at: usize,
+    stride: usize,
+    after: usize,
+) {
+    let tiles = th * tw;
+    assert!(dy.len() >= h * w && th == h.div_ceil(2) && tw == w.div_ceil(2));
+    assert!(tiles == 0 || at + 15 * stride + tiles + after <= dm.len());
+    let (src, out) = (dy.as_ptr(), dm.as_mut_ptr().add(at));
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let sign = _mm256_set1_ps(-0.0);
+    for g in 0..tw.div_ceil(W) {
+        // Tile tx covers columns 2 tx and 2 tx + 1: the group's sixteen start at column 16 g.
+        let c0 = 2 * g * W;
+        let mut loads = [Load {
+            start: 0,
+            full: false,
+            mask: _mm256_setzero_si256(),
+        }; 2];
+        for (k, l) in loads.iter_mut().enumerate() {
+            let c = c0 + k * W;
+            *l = Load {
+                start: c as isize,
+                full: c + W <= w,
+                // col < w
+                mask: _mm256_cmpgt_epi32(
+                    _mm256_set1_epi32(w as i32),
+                    _mm256_add_epi32(_mm256_set1_epi32(c.min(w) as i32), lane),
+                ),
+            };
+        }
+        let count = W.min(tw - g * W);
+        for ty in 0..th {
+            // e[p][q]: the column pass of output row 2 ty + p (zeros past the last row).
+            let mut e = [[_mm256_setzero_ps(); 4]; 2];
+            for (p, ep) in e.iter_mut().enumerate() {
+                let oy = 2 * ty + p;
+                let (mut a, mut b) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                if oy < h {
+                    let row = src.add(oy * w);
+                    // (`wrapping_add`: masked-out lanes may lie past the plane.)
+                    for (x, l) in [&mut a, &mut b].into_iter().zip(&loads) {
+                        let q = row.wrapping_add(l.start as usize);
+                        *x = if l.full {
+                            _mm256_loadu_ps(q)
+                        } else {
+                            _mm256_maskload_ps(q, l.mask)
+                        };
+                    }
+                }
+                let (g0, g1) = deinterleave8_of(a, b);
+                *ep = [
+                    g0,
+                    _mm256_add_ps(g0, g1),
+                    _mm256_sub_ps(g0, g1),
+                    _mm256_xor_ps(g1, sign),
+                ];
+            }
+            let n = if tw <= W && (th - ty - 1) * tw + after >= W - count {
+                W
+            } else {
+                count
+            };
+            let t = out.add(ty * tw + g * W);
+            for (j, (&e0, &e1)) in e[0].iter().zip(&e[1]).enumerate() {
+                let planes = [
+                    e0,
+                    _mm256_add_ps(e0, e1),
+                    _mm256_sub_ps(e0, e1),
+                    _mm256_xor_ps(e1, sign),
+                ];
+                for (i, plane) in planes.into_iter().enumerate() {
+                    store_first(t.add((i * 4 + j) * stride), plane, n);
+                }
+            }
+        }
+    }
+}
+
+/// The F(2x2) input transform's adjoint (`input_transform_adjoint` in the parent) of one image
+/// plane in one pass, for planes of at most eight tiles a row (`tw <= 8`: one group a tile row).
+/// For each tile row, its sixteen values of `dV` (`dv[at + (i * 4 + j) * stride + tile]`), the
+/// row pass (`t[0][j] = v0`, `t[1][j] = (v1 - v2) + v3`, `t[2][j] = (v1 + v2) - v0`,
+/// `t[3][j] = -v3`); then for each of its four padded rows inside the image, the column pass
+/// (`dd = [a0, (a1 - a2) + a3, (a1 + a2) - a0, -a3]`), the sums of the two columns neighbouring
+/// tiles share (`a0 + c2` and `((a1 - a2) + a3) + c3` of the previous tile's `c2`, `c3`, zero
+/// before the first; the last tile's `c2`, `c3` alone) and the add into the image row `img`, in
+/// the portable loop's order: the same bits, without its intermediate planes and padded row.
+///
+/// Image rows are added as whole vectors where they stay inside the plane, with `-0.0` (which
+/// leaves any value as it is) in the lanes past the row: those lanes hold the next row's values,
+/// read and written back unchanged.
+///
+/// # Safety
+/// The CPU must have AVX2 (bounds are checked here).
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn f2_input_adjoint(
+    dv: &[f32],
+    at: usize,
+    stride: usize,
+    (h, w): (usize, usize),
+    (th, tw): (usize, usize),
+    img: &mut [f32],
+) {
+    assert!(th == h.div_ceil(2) && tw == w.div_ceil(2) && tw <= W && img.len() >= h * w);
+    if th * tw == 0 {
+        return;
+    }
+    assert!(at + 15 * stride + th * tw <= dv.len());
+    let (src, dst) = (dv.as_ptr(), img.as_mut_ptr());
+    let sign = _mm256_set1_ps(-0.0);
+    let zero = _mm256_setzero_ps();
+    // Tile lanes past the row hold the next tiles' values (or nothing, masked, at the end of `dv`).
+    let tiles = _mm256_castsi256_ps(first_lanes(tw));
+    let up = _mm256_setr_epi32(0, 0, 1, 2, 3, 4, 5, 6);
+    let down = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
+    let plane = h * w;
+    for ty in 0..th {
+        let t0 = at + ty * tw;
+        let full = t0 + 15 * stride + W <= dv.len();
+        let mut v = [[zero; 4]; 4];
+        for (i, vi) in v.iter_mut().enumerate() {
+            for (j, x) in vi.iter_mut().enumerate() {
+                let p = src.add(t0 + (i * 4 + j) * stride);
+                *x = if full {
+                    _mm256_loadu_ps(p)
+                } else {
+                    load_first(p, tw)
+                };
+            }
+        }
+        // Row pass: t[k][j].
+        let mut t = [[zero; 4]; 4];
+        for j in 0..4 {
+            t[0][j] = v[0][j];
+            t[1][j] = _mm256_add_ps(_mm256_sub_ps(v[1][j], v[2][j]), v[3][j]);
+            t[2][j] = _mm256_sub_ps(_mm256_add_ps(v[1][j], v[2][j]), v[0][j]);
+            t[3][j] = _mm256_xor_ps(v[3][j], sign);
+        }
+        for (k, a) in t.iter().enumerate() {
+            let iy = 2 * ty + k;
+            if iy == 0 || iy > h {
+                continue;
+            }
+            // Column pass of each tile, then image column q = 2 x (x's second column plus the
+            // previous tile's last, `c3`) and q = 2 x + 1 (the next tile's first column plus x's
+            // third, `c2`; the last tile's `c2` alone, as -0.0 + c2).
+            let d0 = _mm256_blendv_ps(sign, a[0], tiles);
+            let d1 = _mm256_add_ps(_mm256_sub_ps(a[1], a[2]), a[3]);
+            let d2 = _mm256_sub_ps(_mm256_add_ps(a[1], a[2]), a[0]);
+            let d3 = _mm256_xor_ps(a[3], sign);
+            let c3 = _mm256_blend_ps::<1>(_mm256_permutevar8x32_ps(d3, up), zero);
+            let next0 = _mm256_blend_ps::<0x80>(_mm256_permutevar8x32_ps(d0, down), sign);
+            let even = _mm256_add_ps(d1, c3);
+            let odd = _mm256_add_ps(next0, d2);
+            let lo = _mm256_unpacklo_ps(even, odd);
+            let hi = _mm256_unpackhi_ps(even, odd);
+            let halves = [
+                _mm256_permute2f128_ps::<0x20>(lo, hi),
+                _mm256_permute2f128_ps::<0x31>(lo, hi),
+            ];
+            let row = (iy - 1) * w;
+            for (half, x) in halves.into_iter().enumerate() {
+                let q = half * W;
+                if q >= w {
+                    break;
+                }
+                let valid = (w - q).min(W);
+                let p = dst.add(row + q);
+                if row + q + W <= plane {
+                    let x = _mm256_blendv_ps(sign, x, _mm256_castsi256_ps(first_lanes(valid)));
+                    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), x));
+                } else {
+                    store_first(p, _mm256_add_ps(load_first(p, valid), x), valid);
+                }
             }
         }
     }
