@@ -787,6 +787,18 @@ fn put_buffers<F: Real>(b: Buffers<F>) {
     POOL.with(|p| p.borrow_mut().push(Box::new(b)));
 }
 
+/// Makes the pooled buffer `v` at least `n` long, never shorter, for a kernel that writes its
+/// first `n` elements before it reads them (and indexes them explicitly): `resize` zero-fills
+/// (`memset`) whatever it grows, and the buffers went from a 7x7 or 3x3 layer's length back to a
+/// 14x14 layer's many times a meta-step (memset was 4-5% of an Omniglot BMSSL step in `perf`).
+/// The buffer's capacity, and so the memory it holds, is what it was.
+#[inline(always)]
+pub(super) fn at_least<F: Copy + Default>(v: &mut Vec<F>, n: usize) {
+    if v.len() < n {
+        v.resize(n, F::default());
+    }
+}
+
 /// Tile columns handled together in the input transform's first pass (eight tiles of one tile
 /// row: one AVX2 register of `f32`). It computes each value with the same operations as one tile
 /// at a time did (a tile per iteration, each interior row twice), so the same bits.
@@ -831,8 +843,8 @@ unsafe fn input_transform_fused(
 ) {
     let (c, hw, per_image) = (s.c_in, s.h * s.w, tl.per_image());
     let nt = images.len() * per_image;
-    // Every element of `v` is written below.
-    v.resize(16 * c * nt, 0.0);
+    // Every element of `v[..16 c nt]` is written below.
+    at_least(v, 16 * c * nt);
     for ci in 0..c {
         for (bi, b) in images.clone().enumerate() {
             let img = &x[(ci * s.n + b) * hw..(ci * s.n + b + 1) * hw];
@@ -872,8 +884,8 @@ fn input_transform_two_pass<F: Real>(
     };
     let wp = 2 * tl.tw.div_ceil(lanes) * lanes + 2;
     let pitch = nt + TILE_LANES;
-    // Every element of `v` is written below.
-    v.resize(16 * c * nt, F::default());
+    // Every element of `v[..16 c nt]` is written below.
+    at_least(v, 16 * c * nt);
     // The padded plane (2 th + 2 rows of wp): only the image part is ever overwritten.
     sc.row.clear();
     sc.row.resize((2 * tl.th + 2) * wp, F::default());
@@ -1290,8 +1302,8 @@ unsafe fn output_transform_adjoint_fused(
 ) {
     let (co, hw, per_image) = (s.c_out, s.h * s.w, tl.per_image());
     let nt = images.len() * per_image;
-    // Every element of `dm` is written below.
-    dm.resize(16 * co * nt, 0.0);
+    // Every element of `dm[..16 co nt]` is written below.
+    at_least(dm, 16 * co * nt);
     for o in 0..co {
         for (bi, b) in images.clone().enumerate() {
             let plane = &dy[(o * s.n + b) * hw..(o * s.n + b + 1) * hw];
@@ -1320,7 +1332,7 @@ fn output_transform_adjoint_passes<F: Real>(
 ) {
     let nt = images.len() * tl.per_image();
     let (co, hw) = (s.c_out, s.h * s.w);
-    dm.resize(16 * co * nt, F::default()); // every element is written below
+    at_least(dm, 16 * co * nt); // every element of `dm[..16 co nt]` is written below
     sc.a.resize(4 * nt, F::default());
     sc.b.resize(8 * nt, F::default());
     let (g, e) = (&mut sc.a, &mut sc.b);
@@ -1515,7 +1527,8 @@ fn winograd_forward<W: Winograd, F: Real>(
     for r in image_chunks(s.n, planes * ci * tl.per_image(), CHUNK_ELEMS) {
         let nt = r.len() * tl.per_image();
         W::input_transform(x, s, r.clone(), tl, v, sc);
-        m.resize(planes * co * nt, F::default()); // every element is written by the products
+        // Every element of `m[..planes co nt]` is written by the products.
+        at_least(m, planes * co * nt);
         for xi in 0..planes {
             products::product(
                 &mut m[xi * co * nt..(xi + 1) * co * nt],

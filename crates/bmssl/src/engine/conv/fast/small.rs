@@ -19,7 +19,7 @@
 //! depend on threads or on the CPU's vector width.
 
 use super::super::{products, ConvShape};
-use super::{image_chunks, put_buffers, take_buffers, Buffers};
+use super::{at_least, image_chunks, put_buffers, take_buffers, Buffers};
 use crate::engine::scalar::{MatRef, Real};
 
 /// Largest plane side computed here instead of by Winograd F(2x2). Measured (64 -> 64 channels,
@@ -82,7 +82,7 @@ fn zero_padding_taps<F: Real>(v: &mut [F], t: usize, h: usize, w: usize) {
 fn im2col<F: Real>(x: &[F], s: &ConvShape, images: std::ops::Range<usize>, cols: &mut Vec<F>) {
     let hw = s.h * s.w;
     let p = images.len() * hw;
-    cols.resize(9 * s.c_in * p, F::default());
+    at_least(cols, 9 * s.c_in * p);
     for c in 0..s.c_in {
         let src = &x[(c * s.n + images.start) * hw..][..p];
         for t in 0..9 {
@@ -204,7 +204,7 @@ fn backward_chunked<F: Real>(
             idx > 0,
         );
         if let Some(dx) = dx.as_mut() {
-            dcols.resize(patch * p, F::default()); // every element is written by the product
+            at_least(dcols, patch * p); // every element of `dcols[..patch p]` is written by the product
             products::product(
                 dcols,
                 p,

@@ -24,7 +24,7 @@
 //! the portable loops gathered each tile's values one at a time, or bounds-checked each of dozens
 //! of addresses per group from indices kept on the stack), and tests compare their bits.
 
-use super::{ConvShape, Scratch, Tiling, Winograd};
+use super::{at_least, ConvShape, Scratch, Tiling, Winograd};
 use crate::engine::scalar::Real;
 use std::ops::{Add, Mul, Range, Sub};
 
@@ -261,7 +261,7 @@ fn input_transform<F: Real>(
     // group may write past its tile row's end; those values are overwritten before they are read).
     let wp = 4 * column_groups(tl.tw).1 + 2;
     let pitch = nt + G;
-    v.resize(36 * c * nt, F::default());
+    at_least(v, 36 * c * nt); // every element of `v[..36 c nt]` is written below
     sc.row.clear();
     sc.row.resize((4 * tl.th + 2) * wp, F::default());
     sc.a.resize(36 * pitch, F::default());
@@ -698,7 +698,7 @@ fn output_transform_adjoint<F: Real>(
 ) {
     let nt = images.len() * tl.per_image();
     let (co, hw) = (s.c_out, s.h * s.w);
-    dm.resize(36 * co * nt, F::default()); // every element is written below
+    at_least(dm, 36 * co * nt); // every element of `dm[..36 co nt]` is written below
     sc.a.resize(16 * nt, F::default());
     let g = &mut sc.a;
     for o in 0..co {
