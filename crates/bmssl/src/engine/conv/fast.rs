@@ -990,9 +990,9 @@ fn columns<F: Real, const LN: usize>(
 
 /// Adjoint of [`input_transform`]: adds `B dV B^T` of every tile into `dx [C_in, N, H, W]`
 /// (the parts of tiles over the padding are dropped): in one pass per image plane
-/// ([`input_transform_adjoint_fused`]) for `f32` on a CPU with AVX2, on planes of at most eight
-/// tiles a row whose sixteen planes of `dV` do not share one L1 set, otherwise in two passes
-/// ([`input_transform_adjoint_passes`]). The same bits either way.
+/// ([`input_transform_adjoint_fused`]) for `f32` on a CPU with AVX2 where it was faster
+/// ([`input_adjoint_in_one_pass`]), otherwise in two passes ([`input_transform_adjoint_passes`]).
+/// The same bits either way.
 #[inline(always)]
 fn input_transform_adjoint<F: Real>(
     dv: &[F],
@@ -1247,8 +1247,8 @@ fn uninit_as_f32<F: 'static>(
 
 /// `dM [16][C_out][nt] = A dY A^T` of the output tiles of `images` (zeros past the edges): in one
 /// pass per output-gradient plane ([`output_transform_adjoint_fused`]) for `f32` on a CPU with
-/// AVX2, otherwise in three passes over the chunk ([`output_transform_adjoint_passes`]). The same
-/// bits either way.
+/// AVX2 where it was faster ([`output_adjoint_in_one_pass`]), otherwise in three passes over the
+/// chunk ([`output_transform_adjoint_passes`]). The same bits either way.
 #[inline(always)]
 fn output_transform_adjoint<F: Real>(
     dy: &[F],
@@ -1278,12 +1278,13 @@ fn output_adjoint_in_one_pass(tl: Tiling, stride: usize) -> bool {
     (6..=avx2::W).contains(&tl.tw) && avx2::f2_input_fits_l1(stride)
 }
 
-/// Whether the input transform's adjoint runs in one pass per plane: on rows of four to eight
+/// Whether the input transform's adjoint runs in one pass per plane: on rows of three to eight
 /// tiles (one call, 20 images x 64 channels, `adjoint_timings`: 14x14 382 against 1540 us; 10x10
-/// 206 against 450; 7x7 255 against 279; 3x3, two tiles a row, 156 against 84).
+/// 206 against 450; 7x7 255 against 279; 5x5 110 against 166; 3x3, two tiles a row, 156
+/// against 84).
 #[cfg(target_arch = "x86_64")]
 fn input_adjoint_in_one_pass(tl: Tiling) -> bool {
-    (4..=avx2::W).contains(&tl.tw)
+    (3..=avx2::W).contains(&tl.tw)
 }
 
 /// [`output_transform_adjoint`] by [`avx2::f2_output_adjoint`], one output-gradient plane at a
