@@ -1954,27 +1954,9 @@ pub(super) mod tests {
             let mut sc = Scratch::default();
             let o_pass =
                 best(&mut || output_transform_adjoint_passes(&dy, &s, 0..n, tl, &mut dm, &mut sc));
-            let o_one = |dm: &mut Vec<f32>| {
-                dm.resize(16 * 64 * nt, 0.0);
-                for o in 0..64 {
-                    for b in 0..n {
-                        let plane = &dy[(o * n + b) * hw * hw..(o * n + b + 1) * hw * hw];
-                        // SAFETY: AVX2 (asserted above).
-                        unsafe {
-                            avx2::f2_output_adjoint(
-                                plane,
-                                (hw, hw),
-                                (tl.th, tl.tw),
-                                dm,
-                                o * nt + b * tl.per_image(),
-                                64 * nt,
-                                (n - b - 1) * tl.per_image(),
-                            )
-                        }
-                    }
-                }
-            };
-            let o1 = best(&mut || o_one(&mut dm));
+            // SAFETY: AVX2 (asserted above).
+            let o1 =
+                best(&mut || unsafe { output_transform_adjoint_fused(&dy, &s, 0..n, tl, &mut dm) });
             let i_pass =
                 best(&mut || input_transform_adjoint_passes(&dv, &s, 0..n, tl, &mut dx, &mut sc));
             // SAFETY: AVX2 (asserted above).
@@ -2043,53 +2025,62 @@ pub(super) mod tests {
         }
     }
 
+    /// (images of the chunk, first image, h, w, channels) for the one-pass F(2x2) transforms:
+    /// Omniglot's 14x14, 7x7 (also with 64 channels, whose 16 planes are 4 KiB apart) and 3x3
+    /// planes, 3x84x84's 10x10 and 5x5, one pixel, odd and narrow planes, planes wider than a
+    /// group of eight tiles (a ragged last group), one image and several.
+    #[cfg(target_arch = "x86_64")]
+    const ONE_PASS_CASES: [(usize, usize, usize, usize, usize); 13] = [
+        (3, 0, 14, 14, 5),
+        (2, 1, 7, 7, 3),
+        (1, 0, 7, 7, 64),
+        (2, 1, 7, 7, 64),
+        (3, 0, 3, 3, 4),
+        (4, 0, 10, 10, 2),
+        (5, 1, 5, 5, 3),
+        (2, 0, 1, 1, 4),
+        (3, 0, 1, 2, 2),
+        (1, 2, 5, 17, 3),
+        (2, 0, 9, 40, 2),
+        (1, 0, 15, 13, 1),
+        (3, 1, 2, 35, 2),
+    ];
+
+    /// Asserts that `fused` writes what `passes` writes, bit for bit: its output starts as NaN,
+    /// so a value it leaves unwritten shows (and `passes` writes only finite values).
+    #[cfg(target_arch = "x86_64")]
+    fn assert_one_pass_bits(
+        what: &str,
+        passes: impl FnOnce(&mut Vec<f32>),
+        fused: impl FnOnce(&mut Vec<f32>),
+    ) {
+        let mut want = Vec::new();
+        passes(&mut want);
+        let mut got = vec![f32::NAN; want.len()];
+        fused(&mut got);
+        assert!(want.iter().all(|v| v.is_finite()), "{what}");
+        assert_eq!(bits(&got), bits(&want), "{what}");
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_f2_output_adjoint_in_one_avx2_pass_has_the_three_passes_bits() {
         if !avx2() {
             return;
         }
-        // (images of the chunk, first image, h, w, output channels): Omniglot's 14x14, 7x7 (also
-        // with 64 channels, whose planes of `dM` are 4 KiB apart) and 3x3 planes,
-        // 3x84x84's 10x10 and 5x5, one pixel, odd and narrow planes, planes wider than a group of
-        // eight tiles (a ragged last group), one image and several.
-        for (nb, first, h, w, c) in [
-            (3, 0, 14, 14, 5),
-            (2, 1, 7, 7, 3),
-            (1, 0, 7, 7, 64),
-            (2, 1, 7, 7, 64),
-            (3, 0, 3, 3, 4),
-            (4, 0, 10, 10, 2),
-            (5, 1, 5, 5, 3),
-            (2, 0, 1, 1, 4),
-            (3, 0, 1, 2, 2),
-            (1, 2, 5, 17, 3),
-            (2, 0, 9, 40, 2),
-            (1, 0, 15, 13, 1),
-            (3, 1, 2, 35, 2),
-        ] {
+        for (nb, first, h, w, c) in ONE_PASS_CASES {
             let s = shape(2, c, first + nb + 1, h, w);
             let tl = Tiling::new(&s, 2);
             let dy = to_f32(&test_values(c * s.n * h * w, (h * 5 + w + c) as u64));
             let images = first..first + nb;
-            let mut want = Vec::new();
-            output_transform_adjoint_passes(
-                &dy,
-                &s,
-                images.clone(),
-                tl,
-                &mut want,
-                &mut Scratch::default(),
-            );
-            // NaN wherever the pass would leave a value unwritten.
-            let mut got = vec![f32::NAN; want.len()];
-            // SAFETY: the CPU has AVX2 (checked above).
-            unsafe { output_transform_adjoint_fused(&dy, &s, images, tl, &mut got) };
-            assert!(want.iter().all(|v| v.is_finite()));
-            assert_eq!(
-                bits(&got),
-                bits(&want),
-                "{nb} images from {first}, {h}x{w}, {c} channels"
+            assert_one_pass_bits(
+                &format!("{nb} images from {first}, {h}x{w}, {c} channels"),
+                |want| {
+                    let sc = &mut Scratch::default();
+                    output_transform_adjoint_passes(&dy, &s, images.clone(), tl, want, sc)
+                },
+                // SAFETY: the CPU has AVX2 (checked above).
+                |got| unsafe { output_transform_adjoint_fused(&dy, &s, images.clone(), tl, got) },
             );
         }
     }
@@ -2100,43 +2091,19 @@ pub(super) mod tests {
         if !avx2() {
             return;
         }
-        // (images of the chunk, first image, h, w, channels): Omniglot's 14x14 and 7x7 planes,
-        // 3x84x84's 10x10 and 5x5, one pixel, odd and narrow planes, planes wider than a group of
-        // eight tiles (a ragged last group), one image and several.
-        for (nb, first, h, w, c) in [
-            (3, 0, 14, 14, 5),
-            (2, 1, 7, 7, 3),
-            (4, 0, 10, 10, 2),
-            (5, 1, 5, 5, 3),
-            (2, 0, 1, 1, 4),
-            (3, 0, 1, 2, 2),
-            (1, 2, 5, 17, 3),
-            (2, 0, 9, 40, 2),
-            (1, 0, 15, 13, 1),
-            (3, 1, 2, 35, 2),
-        ] {
+        for (nb, first, h, w, c) in ONE_PASS_CASES {
             let s = shape(c, 4, first + nb + 1, h, w);
             let tl = Tiling::new(&s, 2);
             let x = to_f32(&test_values(c * s.n * h * w, (h * 7 + w + c) as u64));
             let images = first..first + nb;
-            let mut want = Vec::new();
-            input_transform_two_pass(
-                &x,
-                &s,
-                images.clone(),
-                tl,
-                &mut want,
-                &mut Scratch::default(),
-            );
-            // NaN wherever the pass would leave a value unwritten.
-            let mut got = vec![f32::NAN; want.len()];
-            // SAFETY: the CPU has AVX2 (checked above).
-            unsafe { input_transform_fused(&x, &s, images, tl, &mut got) };
-            assert!(want.iter().all(|v| v.is_finite()));
-            assert_eq!(
-                bits(&got),
-                bits(&want),
-                "{nb} images from {first}, {h}x{w}, {c} channels"
+            assert_one_pass_bits(
+                &format!("{nb} images from {first}, {h}x{w}, {c} channels"),
+                |want| {
+                    let sc = &mut Scratch::default();
+                    input_transform_two_pass(&x, &s, images.clone(), tl, want, sc)
+                },
+                // SAFETY: the CPU has AVX2 (checked above).
+                |got| unsafe { input_transform_fused(&x, &s, images.clone(), tl, got) },
             );
         }
     }

@@ -220,30 +220,17 @@ pub(super) unsafe fn f2_input(
     assert!(img.len() >= h * w && th == h.div_ceil(2) && tw == w.div_ceil(2));
     assert!(tiles == 0 || at + 15 * stride + tiles + after <= v.len());
     let (src, out) = (img.as_ptr(), v.as_mut_ptr().add(at));
-    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for g in 0..tw.div_ceil(W) {
         // Tile tx reads padded columns 2 tx .. 2 tx + 3, image columns 2 tx - 1 .. 2 tx + 2: the
         // four loads of a padded row start at image columns c0 + {0, 8, 2, 10}.
         let c0 = (2 * g * W) as isize - 1;
-        let starts = [c0, c0 + 8, c0 + 2, c0 + 10];
-        // (Loops, not closures: a closure would not inherit this function's AVX2.)
-        let mut loads = [Load {
-            start: 0,
-            full: false,
-            mask: _mm256_setzero_si256(),
-        }; 4];
-        for (l, &c) in loads.iter_mut().zip(&starts) {
-            let col = _mm256_add_epi32(_mm256_set1_epi32(c as i32), lane);
-            *l = Load {
-                start: c,
-                full: c >= 0 && c as usize + W <= w,
-                // 0 <= col < w
-                mask: _mm256_andnot_si256(
-                    _mm256_cmpgt_epi32(_mm256_setzero_si256(), col),
-                    _mm256_cmpgt_epi32(_mm256_set1_epi32(w as i32), col),
-                ),
-            };
-        }
+        // (No closure or iterator adaptor: a closure would not inherit this function's AVX2.)
+        let loads = [
+            Load::new(c0, w),
+            Load::new(c0 + 8, w),
+            Load::new(c0 + 2, w),
+            Load::new(c0 + 10, w),
+        ];
         let (mut d0, mut d1) = (
             f2_row_columns(src, h, w, 0, &loads),
             f2_row_columns(src, h, w, 1, &loads),
@@ -288,13 +275,46 @@ fn gcd(a: usize, b: usize) -> usize {
     }
 }
 
-/// One of [`f2_input`]'s four loads of a padded row: eight values from image column `start`,
-/// with the lanes inside the image in `mask` (all of them when `full`).
+/// One load of eight values of an image row (`w` values) from column `start` ([`f2_input`]'s
+/// padded rows start one column before the image), with the lanes inside the row in `mask` (all
+/// of them when `full`): the lanes outside read as zero.
 #[derive(Clone, Copy)]
 struct Load {
     start: isize,
     full: bool,
     mask: __m256i,
+}
+
+impl Load {
+    /// The load from column `start` of rows `w` values long.
+    #[inline(always)]
+    unsafe fn new(start: isize, w: usize) -> Load {
+        let col = _mm256_add_epi32(
+            _mm256_set1_epi32(start as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        Load {
+            start,
+            full: start >= 0 && start as usize + W <= w,
+            // 0 <= col < w
+            mask: _mm256_andnot_si256(
+                _mm256_cmpgt_epi32(_mm256_setzero_si256(), col),
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(w as i32), col),
+            ),
+        }
+    }
+
+    /// The eight values from `row` (an image row's first value).
+    #[inline(always)]
+    unsafe fn read(&self, row: *const f32) -> __m256 {
+        // (`wrapping_offset`: a masked-out lane may lie before or past the plane.)
+        let p = row.wrapping_offset(self.start);
+        if self.full {
+            _mm256_loadu_ps(p)
+        } else {
+            _mm256_maskload_ps(p, self.mask)
+        }
+    }
 }
 
 /// The column pass (`columns`' operations) of padded row `y` (image row `y - 1`; zeros outside
@@ -311,13 +331,7 @@ unsafe fn f2_row_columns(
     if (1..=h).contains(&y) {
         let row = src.add((y - 1) * w);
         for (x, l) in r.iter_mut().zip(loads) {
-            // (`wrapping_offset`: a masked-out lane may lie one value before the plane.)
-            let p = row.wrapping_offset(l.start);
-            *x = if l.full {
-                _mm256_loadu_ps(p)
-            } else {
-                _mm256_maskload_ps(p, l.mask)
-            };
+            *x = l.read(row);
         }
     }
     f2_columns8(r)
@@ -880,28 +894,11 @@ pub(super) unsafe fn f2_output_adjoint(
     assert!(dy.len() >= h * w && th == h.div_ceil(2) && tw == w.div_ceil(2));
     assert!(tiles == 0 || at + 15 * stride + tiles + after <= dm.len());
     let (src, out) = (dy.as_ptr(), dm.as_mut_ptr().add(at));
-    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     let sign = _mm256_set1_ps(-0.0);
     for g in 0..tw.div_ceil(W) {
         // Tile tx covers columns 2 tx and 2 tx + 1: the group's sixteen start at column 16 g.
-        let c0 = 2 * g * W;
-        let mut loads = [Load {
-            start: 0,
-            full: false,
-            mask: _mm256_setzero_si256(),
-        }; 2];
-        for (k, l) in loads.iter_mut().enumerate() {
-            let c = c0 + k * W;
-            *l = Load {
-                start: c as isize,
-                full: c + W <= w,
-                // col < w
-                mask: _mm256_cmpgt_epi32(
-                    _mm256_set1_epi32(w as i32),
-                    _mm256_add_epi32(_mm256_set1_epi32(c.min(w) as i32), lane),
-                ),
-            };
-        }
+        let c0 = (2 * g * W) as isize;
+        let loads = [Load::new(c0, w), Load::new(c0 + W as isize, w)];
         let count = W.min(tw - g * W);
         for ty in 0..th {
             // e[p][q]: the column pass of output row 2 ty + p (zeros past the last row).
@@ -911,15 +908,7 @@ pub(super) unsafe fn f2_output_adjoint(
                 let (mut a, mut b) = (_mm256_setzero_ps(), _mm256_setzero_ps());
                 if oy < h {
                     let row = src.add(oy * w);
-                    // (`wrapping_add`: masked-out lanes may lie past the plane.)
-                    for (x, l) in [&mut a, &mut b].into_iter().zip(&loads) {
-                        let q = row.wrapping_add(l.start as usize);
-                        *x = if l.full {
-                            _mm256_loadu_ps(q)
-                        } else {
-                            _mm256_maskload_ps(q, l.mask)
-                        };
-                    }
+                    (a, b) = (loads[0].read(row), loads[1].read(row));
                 }
                 let (g0, g1) = deinterleave8_of(a, b);
                 *ep = [
