@@ -1666,7 +1666,7 @@ pub(super) mod tests {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
-    fn to_f32(v: &[f64]) -> Vec<f32> {
+    pub(super) fn to_f32(v: &[f64]) -> Vec<f32> {
         v.iter().map(|&x| x as f32).collect()
     }
 

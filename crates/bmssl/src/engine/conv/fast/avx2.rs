@@ -24,6 +24,10 @@
 //!   values at a time instead of a `memcpy` call per row of 7 (about 1% of an Omniglot step).
 //! - [`f4_column_group`], the first pass of the F(4x4) input transform: the portable loop gathered
 //!   each tile's six values one at a time (a stride-4 gather), with bounds checks.
+//! - [`f4_input`], the whole F(4x4) input transform of one image plane in one pass, as
+//!   [`f2_input`] for F(2x2): the two passes wrote and reread 36 intermediate rows of the chunk's
+//!   tiles (in L2, not L1), after a padded copy of each plane (a `memcpy` call per row). One call
+//!   on 64 channels: 42x42 1.5x faster, 21x21 1.6-1.8x ([`f4_input_in_one_pass`]).
 //! - [`f2_output`], the F(2x2) output transform in one pass per group of eight tiles: the
 //!   portable loop's two passes over whole planes of intermediates and its scalar interleave of
 //!   the output rows (a small gain: the pass is bound by reading `M`).
@@ -265,6 +269,15 @@ pub(super) unsafe fn f2_input(
 pub(super) fn f2_input_fits_l1(stride: usize) -> bool {
     let step = (stride * 4 / 64) % 64;
     64 / gcd(step, 64) >= 4
+}
+
+/// Whether [`f4_input`] is the faster way for planes of `tw` tile columns: where they fill most
+/// of its eight lanes. One call on 64 channels (`f4_input_timings` in `winograd4.rs`, 2-core AVX2
+/// EPYC), two passes against one, us: 42x42 one image 130 / 88, 21x21 three images 165 / 103,
+/// 20x20 35 / 24, 24x24 four images 281 / 244 (its 36 planes 4 KiB apart, in one L1 set); with
+/// four tile columns (16x16) half the lanes are empty and it lost, 146 / 173 on four images.
+pub(super) fn f4_input_in_one_pass(tw: usize) -> bool {
+    tw > W / 2
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -534,6 +547,115 @@ unsafe fn input_1d8(p: [__m256; 6]) -> [__m256; 6] {
             p[5],
         ),
     ]
+}
+
+/// The F(4x4) input transform (`input_transform` in `winograd4.rs`) of one image plane `img`
+/// (`h x w`, unpadded) in one pass: for each group of eight tiles of a tile row, the six rows of
+/// their 6x6 input tiles read straight from `img` (masked loads give the zero padding on every
+/// side), the first pass (`f4_column_group`'s operations) on each, then the second
+/// (`f4_rows`' operations) on the six results: the same operations on the same values as the two
+/// passes, so the same bits, without their 36 intermediate rows and the padded copy of the image.
+/// A tile row's last two input rows are its successor's first two, their first pass done once.
+///
+/// Plane `xi`'s tiles go to `v[at + xi * stride..][..th tw]`. Whole-vector stores may write over
+/// the next tile row's first tiles and the `after` values past the plane's (the next images',
+/// stored later): the last group of tiles runs first, so the first group's stores come after the
+/// last group's overhang. Masked stores, slow on AMD Zen, only where `after` is too short.
+///
+/// # Safety
+/// The CPU must have AVX2 (bounds are checked here).
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn f4_input(
+    img: &[f32],
+    h: usize,
+    w: usize,
+    th: usize,
+    tw: usize,
+    v: &mut [f32],
+    at: usize,
+    stride: usize,
+    after: usize,
+) {
+    let tiles = th * tw;
+    assert!(img.len() >= h * w && th == h.div_ceil(4) && tw == w.div_ceil(4));
+    assert!(tiles == 0 || at + 35 * stride + tiles + after <= v.len());
+    let (src, out) = (img.as_ptr(), v.as_mut_ptr().add(at));
+    for g in (0..tw.div_ceil(W)).rev() {
+        // Tile tx reads padded columns 4 tx .. 4 tx + 5, image columns 4 tx - 1 .. 4 tx + 4: the
+        // group's 34 values of a row start at image column c0, read as five loads of eight.
+        let c0 = (4 * g * W) as isize - 1;
+        let loads = [
+            Load::new(c0, w),
+            Load::new(c0 + 8, w),
+            Load::new(c0 + 16, w),
+            Load::new(c0 + 24, w),
+            Load::new(c0 + 32, w),
+        ];
+        let count = W.min(tw - g * W);
+        let mut d = [[_mm256_setzero_ps(); 6]; 6];
+        d[0] = f4_row_columns(src, h, w, 0, &loads);
+        d[1] = f4_row_columns(src, h, w, 1, &loads);
+        for ty in 0..th {
+            for (k, dk) in d.iter_mut().enumerate().skip(2) {
+                *dk = f4_row_columns(src, h, w, 4 * ty + k, &loads);
+            }
+            let n = if (th - ty - 1) * tw + after >= W - count {
+                W
+            } else {
+                count
+            };
+            let t = out.add(ty * tw + g * W);
+            for j in 0..6 {
+                let col = input_1d8([d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]]);
+                for (i, val) in col.into_iter().enumerate() {
+                    store_first(t.add((i * 6 + j) * stride), val, n);
+                }
+            }
+            (d[0], d[1]) = (d[4], d[5]);
+        }
+    }
+}
+
+/// The first pass (`f4_column_group`'s operations) of padded row `y` (image row `y - 1`; zeros
+/// outside the image) for one group of eight tiles.
+#[inline(always)]
+unsafe fn f4_row_columns(
+    src: *const f32,
+    h: usize,
+    w: usize,
+    y: usize,
+    loads: &[Load; 5],
+) -> [__m256; 6] {
+    let mut a = [_mm256_setzero_ps(); 5];
+    if (1..=h).contains(&y) {
+        let row = src.add((y - 1) * w);
+        for (x, l) in a.iter_mut().zip(loads) {
+            *x = l.read(row);
+        }
+    }
+    // As in `f4_column_group`: [t0 | t4], [t1 | t5], [t2 | t6], [t3 | t7], a 4x4 transpose in
+    // each half, then the tiles' last two values from one tile on (the last lane's from a[4]).
+    let b0 = _mm256_permute2f128_ps::<0x20>(a[0], a[2]);
+    let b1 = _mm256_permute2f128_ps::<0x31>(a[0], a[2]);
+    let b2 = _mm256_permute2f128_ps::<0x20>(a[1], a[3]);
+    let b3 = _mm256_permute2f128_ps::<0x31>(a[1], a[3]);
+    let (t0, t1) = (_mm256_unpacklo_ps(b0, b1), _mm256_unpackhi_ps(b0, b1));
+    let (t2, t3) = (_mm256_unpacklo_ps(b2, b3), _mm256_unpackhi_ps(b2, b3));
+    let p0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let p1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let p2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let p3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+    let p4 = _mm256_blend_ps::<0x80>(
+        _mm256_permutevar8x32_ps(p0, next),
+        _mm256_permutevar8x32_ps(a[4], _mm256_set1_epi32(0)),
+    );
+    let p5 = _mm256_blend_ps::<0x80>(
+        _mm256_permutevar8x32_ps(p1, next),
+        _mm256_permutevar8x32_ps(a[4], _mm256_set1_epi32(1)),
+    );
+    input_1d8([p0, p1, p2, p3, p4, p5])
 }
 
 /// The F(4x4) input transform's second pass (`input_rows` in `winograd4.rs`) over channel `ci`'s

@@ -243,9 +243,64 @@ fn weights_adjoint_group<F: Real, const N: usize>(du: &[F], pairs: usize, k: usi
     }
 }
 
-/// `V [36][C_in][nt] = B^T d B` of the input tiles of `images` (tiles in image, row, column order).
+/// `V [36][C_in][nt] = B^T d B` of the input tiles of `images` (tiles in image, row, column order):
+/// in one pass per image plane ([`input_transform_fused`]) for `f32` on a CPU with AVX2 where that
+/// wins ([`super::avx2::f4_input_in_one_pass`]), otherwise in two passes over the chunk
+/// ([`input_transform_passes`]). The same bits either way.
 #[inline(always)]
 fn input_transform<F: Real>(
+    x: &[F],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    v: &mut Vec<F>,
+    sc: &mut Scratch<F>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2() && super::avx2::f4_input_in_one_pass(tl.tw) {
+        if let (Some(x), Some(v)) = (super::as_f32(x), super::super::cast_vec_mut::<F, f32>(v)) {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { input_transform_fused(x, s, images, tl, v) };
+        }
+    }
+    input_transform_passes(x, s, images, tl, v, sc)
+}
+
+/// [`input_transform`] by [`super::avx2::f4_input`], one image plane at a time, both passes in one
+/// and straight from the planes (no padded copy, no intermediate rows).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn input_transform_fused(
+    x: &[f32],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    v: &mut Vec<f32>,
+) {
+    let (c, hw, per_image) = (s.c_in, s.h * s.w, tl.per_image());
+    let nt = images.len() * per_image;
+    // Every element of `v[..36 c nt]` is written below.
+    at_least(v, 36 * c * nt);
+    for ci in 0..c {
+        for (bi, b) in images.clone().enumerate() {
+            let img = &x[(ci * s.n + b) * hw..(ci * s.n + b + 1) * hw];
+            let at = ci * nt + bi * per_image;
+            // The next images' tiles, stored later, may take stores past this image's.
+            let after = (images.len() - bi - 1) * per_image;
+            // SAFETY: the CPU has AVX2; `f4_input` checks its bounds.
+            unsafe { super::avx2::f4_input(img, s.h, s.w, tl.th, tl.tw, v, at, c * nt, after) };
+        }
+    }
+}
+
+/// [`input_transform`] in two passes over the chunk, one input channel at a time: the first pass
+/// of each padded image row ([`columns`]) into 36 intermediate rows of the chunk's tiles, then the
+/// second ([`rows`]).
+#[inline(always)]
+fn input_transform_passes<F: Real>(
     x: &[F],
     s: &ConvShape,
     images: Range<usize>,
@@ -866,6 +921,100 @@ mod tests {
             let mut got = vec![0.0f32; 36 * pitch];
             columns(&row, wp, tl, bi, &mut got, pitch);
             assert_eq!(bits(&got), bits(&want), "{th}x{tw} tiles, image {bi}");
+        }
+    }
+
+    /// (images of the chunk, first image, h, w, channels): the 42x42 and 21x21 planes of 3x84x84
+    /// inputs (two groups of tiles a row, the last ragged; one group), 16x16 (half a group), odd
+    /// and narrow planes, planes of three groups, one pixel, one image and several.
+    #[cfg(target_arch = "x86_64")]
+    const ONE_PASS_CASES: [(usize, usize, usize, usize, usize); 11] = [
+        (1, 0, 42, 42, 3),
+        (2, 1, 42, 42, 2),
+        (3, 0, 21, 21, 4),
+        (1, 2, 21, 21, 64),
+        (2, 0, 16, 16, 3),
+        (3, 1, 17, 19, 2),
+        (2, 0, 1, 1, 2),
+        (3, 0, 2, 5, 2),
+        (1, 1, 9, 70, 2),
+        (2, 0, 5, 33, 3),
+        (4, 0, 4, 4, 1),
+    ];
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_input_transform_in_one_avx2_pass_has_the_two_passes_bits() {
+        use super::super::tests::{shape, to_f32};
+        use crate::engine::gradcheck::test_values;
+        if !super::super::avx2() {
+            return;
+        }
+        for (nb, first, h, w, c) in ONE_PASS_CASES {
+            let s = shape(c, 4, first + nb + 1, h, w);
+            let tl = Tiling::new(&s, 4);
+            let x = to_f32(&test_values(c * s.n * h * w, (h * 7 + w + c) as u64));
+            let images = first..first + nb;
+            let mut want = Vec::new();
+            input_transform_passes(
+                &x,
+                &s,
+                images.clone(),
+                tl,
+                &mut want,
+                &mut Scratch::default(),
+            );
+            let mut got = vec![f32::NAN; want.len()];
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe { input_transform_fused(&x, &s, images.clone(), tl, &mut got) };
+            let what = format!("{nb} images from {first}, {h}x{w}, {c} channels");
+            assert!(want.iter().all(|v| v.is_finite()), "{what}");
+            assert_eq!(bits(&got), bits(&want), "{what}");
+        }
+    }
+
+    /// One call of the input transform in two passes and in one, on 64 channels at the 3x84x84
+    /// learner's F(4x4) planes (`cargo test --release -p bmssl --lib f4_input_timings --
+    /// --ignored --nocapture`): a measurement, not a test.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    #[ignore]
+    fn f4_input_timings() {
+        use super::super::tests::{shape, to_f32};
+        use crate::engine::gradcheck::test_values;
+        assert!(super::super::avx2(), "the timings are of the AVX2 build");
+        fn best(f: &mut dyn FnMut()) -> f64 {
+            let mut b = f64::INFINITY;
+            for _ in 0..7 {
+                let t = std::time::Instant::now();
+                for _ in 0..20 {
+                    f();
+                }
+                b = b.min(t.elapsed().as_secs_f64() / 20.0 * 1e6);
+            }
+            b
+        }
+        for (nb, hw) in [
+            (1, 42),
+            (2, 42),
+            (3, 21),
+            (5, 21),
+            (1, 21),
+            (4, 16),
+            (1, 16),
+            (2, 32),
+            (1, 20),
+            (1, 24),
+            (4, 24),
+        ] {
+            let s = shape(64, 64, nb, hw, hw);
+            let tl = Tiling::new(&s, 4);
+            let x = to_f32(&test_values(64 * nb * hw * hw, 5));
+            let (mut v, mut sc) = (Vec::new(), Scratch::default());
+            let passes = best(&mut || input_transform_passes(&x, &s, 0..nb, tl, &mut v, &mut sc));
+            // SAFETY: the CPU has AVX2 (asserted above).
+            let fused = best(&mut || unsafe { input_transform_fused(&x, &s, 0..nb, tl, &mut v) });
+            eprintln!("{nb} images x 64 channels, {hw}x{hw}: two passes {passes:.1} us, one pass {fused:.1} us");
         }
     }
 
