@@ -606,6 +606,8 @@ pub(super) unsafe fn f4_input(
                 count
             };
             let t = out.add(ty * tw + g * W);
+            // (Indices, not iterators: column j of all six rows.)
+            #[allow(clippy::needless_range_loop)]
             for j in 0..6 {
                 let col = input_1d8([d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]]);
                 for (i, val) in col.into_iter().enumerate() {
