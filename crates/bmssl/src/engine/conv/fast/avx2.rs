@@ -450,17 +450,7 @@ pub(super) unsafe fn f4_column_group(
             _mm256_loadu_ps(r.add(16)),
             _mm256_loadu_ps(r.add(24)),
         ];
-        // [t0 | t4], [t1 | t5], [t2 | t6], [t3 | t7], then a 4x4 transpose in each half.
-        let b0 = _mm256_permute2f128_ps::<0x20>(a[0], a[2]);
-        let b1 = _mm256_permute2f128_ps::<0x31>(a[0], a[2]);
-        let b2 = _mm256_permute2f128_ps::<0x20>(a[1], a[3]);
-        let b3 = _mm256_permute2f128_ps::<0x31>(a[1], a[3]);
-        let (t0, t1) = (_mm256_unpacklo_ps(b0, b1), _mm256_unpackhi_ps(b0, b1));
-        let (t2, t3) = (_mm256_unpacklo_ps(b2, b3), _mm256_unpackhi_ps(b2, b3));
-        let p0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let p1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-        let p2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let p3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let [p0, p1, p2, p3] = quads8(a);
         // r[4l + 4] and r[4l + 5]: p0 and p1 one tile on, the last lane from past the group.
         let next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
         let p4 = _mm256_blend_ps::<0x80>(
@@ -636,18 +626,9 @@ unsafe fn f4_row_columns(
             *x = l.read(row);
         }
     }
-    // As in `f4_column_group`: [t0 | t4], [t1 | t5], [t2 | t6], [t3 | t7], a 4x4 transpose in
-    // each half, then the tiles' last two values from one tile on (the last lane's from a[4]).
-    let b0 = _mm256_permute2f128_ps::<0x20>(a[0], a[2]);
-    let b1 = _mm256_permute2f128_ps::<0x31>(a[0], a[2]);
-    let b2 = _mm256_permute2f128_ps::<0x20>(a[1], a[3]);
-    let b3 = _mm256_permute2f128_ps::<0x31>(a[1], a[3]);
-    let (t0, t1) = (_mm256_unpacklo_ps(b0, b1), _mm256_unpackhi_ps(b0, b1));
-    let (t2, t3) = (_mm256_unpacklo_ps(b2, b3), _mm256_unpackhi_ps(b2, b3));
-    let p0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-    let p1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-    let p2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-    let p3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    // The tiles' first four values, then their last two from one tile on (the last lane's from
+    // a[4]).
+    let [p0, p1, p2, p3] = quads8([a[0], a[1], a[2], a[3]]);
     let next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
     let p4 = _mm256_blend_ps::<0x80>(
         _mm256_permutevar8x32_ps(p0, next),
@@ -658,6 +639,96 @@ unsafe fn f4_row_columns(
         _mm256_permutevar8x32_ps(a[4], _mm256_set1_epi32(1)),
     );
     input_1d8([p0, p1, p2, p3, p4, p5])
+}
+
+/// The 32 values `a` (four vectors) as four vectors of their quads: lane `l` of result `q` is
+/// value `4 l + q`. (As 128-bit rows, `[t0 | t1]` ... `[t6 | t7]` become `[t0 | t4]`, `[t1 | t5]`,
+/// `[t2 | t6]`, `[t3 | t7]`, then a 4x4 transpose in each half.)
+#[inline(always)]
+unsafe fn quads8(a: [__m256; 4]) -> [__m256; 4] {
+    let b0 = _mm256_permute2f128_ps::<0x20>(a[0], a[2]);
+    let b1 = _mm256_permute2f128_ps::<0x31>(a[0], a[2]);
+    let b2 = _mm256_permute2f128_ps::<0x20>(a[1], a[3]);
+    let b3 = _mm256_permute2f128_ps::<0x31>(a[1], a[3]);
+    let (t0, t1) = (_mm256_unpacklo_ps(b0, b1), _mm256_unpackhi_ps(b0, b1));
+    let (t2, t3) = (_mm256_unpacklo_ps(b2, b3), _mm256_unpackhi_ps(b2, b3));
+    [
+        _mm256_shuffle_ps::<0x44>(t0, t2),
+        _mm256_shuffle_ps::<0xEE>(t0, t2),
+        _mm256_shuffle_ps::<0x44>(t1, t3),
+        _mm256_shuffle_ps::<0xEE>(t1, t3),
+    ]
+}
+
+/// The F(4x4) output transform's adjoint (`output_transform_adjoint` in `winograd4.rs`) of one
+/// output-gradient plane `dy` (`h x w`) in one pass: for each group of eight tiles of a tile row,
+/// the four rows of their 4x4 tiles read straight from `dy` (masked loads give zeros past the
+/// edges), split into quads ([`quads8`]), then `f4_output_adjoint_tiles`' operations: the same
+/// operations on the same values as the gather and the tile pass, so the same bits, without the
+/// scalar gather into 16 intermediate planes.
+///
+/// Plane `xi` of `dM` goes to `dm[at + xi * stride..][..th tw]`, stored as [`f4_input`] stores
+/// `V` (whole vectors, the last group of a row first; `after` values past the plane's may be
+/// overwritten, the next images', stored later).
+///
+/// # Safety
+/// The CPU must have AVX2 (bounds are checked here).
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn f4_output_adjoint(
+    dy: &[f32],
+    h: usize,
+    w: usize,
+    th: usize,
+    tw: usize,
+    dm: &mut [f32],
+    at: usize,
+    stride: usize,
+    after: usize,
+) {
+    let tiles = th * tw;
+    assert!(dy.len() >= h * w && th == h.div_ceil(4) && tw == w.div_ceil(4));
+    assert!(tiles == 0 || at + 35 * stride + tiles + after <= dm.len());
+    let (src, out) = (dy.as_ptr(), dm.as_mut_ptr().add(at));
+    for g in (0..tw.div_ceil(W)).rev() {
+        let c0 = (4 * g * W) as isize;
+        let loads = [
+            Load::new(c0, w),
+            Load::new(c0 + 8, w),
+            Load::new(c0 + 16, w),
+            Load::new(c0 + 24, w),
+        ];
+        let count = W.min(tw - g * W);
+        for ty in 0..th {
+            // e[p][j] = sum_q dY[p][q] A^T[q][j]
+            let mut e = [[_mm256_setzero_ps(); 6]; 4];
+            for (p, ep) in e.iter_mut().enumerate() {
+                let mut a = [_mm256_setzero_ps(); 4];
+                let oy = 4 * ty + p;
+                if oy < h {
+                    let row = src.add(oy * w);
+                    for (x, l) in a.iter_mut().zip(&loads) {
+                        *x = l.read(row);
+                    }
+                }
+                *ep = output_1d_adj8(quads8(a));
+            }
+            let n = if (th - ty - 1) * tw + after >= W - count {
+                W
+            } else {
+                count
+            };
+            let t = out.add(ty * tw + g * W);
+            // (Indices, not iterators: column j of all four rows.)
+            #[allow(clippy::needless_range_loop)]
+            for j in 0..6 {
+                let col = output_1d_adj8([e[0][j], e[1][j], e[2][j], e[3][j]]);
+                for (i, val) in col.into_iter().enumerate() {
+                    store_first(t.add((i * 6 + j) * stride), val, n);
+                }
+            }
+        }
+    }
 }
 
 /// The F(4x4) input transform's second pass (`input_rows` in `winograd4.rs`) over channel `ci`'s
@@ -902,13 +973,24 @@ unsafe fn load_first(p: *const f32, k: usize) -> __m256 {
     }
 }
 
-/// The first `k` values of `v` stored at `p` (`k <= 8`).
+/// The first `k` values of `v` stored at `p` (`k <= 8`): by whole stores of 8, 4, 2 and 1 values
+/// (a masked store is slow on AMD Zen: dozens of cycles).
 #[inline(always)]
 unsafe fn store_first(p: *mut f32, v: __m256, k: usize) {
     if k == W {
-        _mm256_storeu_ps(p, v)
-    } else if k > 0 {
-        _mm256_maskstore_ps(p, first_lanes(k), v)
+        return _mm256_storeu_ps(p, v);
+    }
+    let (mut p, mut k, mut part) = (p, k, _mm256_castps256_ps128(v));
+    if k >= 4 {
+        _mm_storeu_ps(p, part);
+        (p, k, part) = (p.add(4), k - 4, _mm256_extractf128_ps::<1>(v));
+    }
+    if k >= 2 {
+        _mm_storel_epi64(p as *mut __m128i, _mm_castps_si128(part));
+        (p, k, part) = (p.add(2), k - 2, _mm_movehl_ps(part, part));
+    }
+    if k == 1 {
+        _mm_store_ss(p, part);
     }
 }
 

@@ -741,9 +741,66 @@ fn output_tiles<F: Real, const N: usize>(
     }
 }
 
-/// `dM [36][C_out][nt] = A dY A^T` of the output tiles of `images` (zeros past the edges).
+/// `dM [36][C_out][nt] = A dY A^T` of the output tiles of `images` (zeros past the edges): in one
+/// pass per plane of `dY` ([`output_transform_adjoint_fused`]) for `f32` on a CPU with AVX2 where
+/// that wins ([`super::avx2::f4_input_in_one_pass`]: the same rule), otherwise by a gather into
+/// intermediate planes and a tile pass ([`output_transform_adjoint_passes`]). The same bits.
 #[inline(always)]
 fn output_transform_adjoint<F: Real>(
+    dy: &[F],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    dm: &mut Vec<F>,
+    sc: &mut Scratch<F>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2() && super::avx2::f4_input_in_one_pass(tl.tw) {
+        if let (Some(dy), Some(dm)) = (super::as_f32(dy), super::super::cast_vec_mut::<F, f32>(dm))
+        {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { output_transform_adjoint_fused(dy, s, images, tl, dm) };
+        }
+    }
+    output_transform_adjoint_passes(dy, s, images, tl, dm, sc)
+}
+
+/// [`output_transform_adjoint`] by [`super::avx2::f4_output_adjoint`], one plane of `dY` at a
+/// time, straight from the plane.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn output_transform_adjoint_fused(
+    dy: &[f32],
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    dm: &mut Vec<f32>,
+) {
+    let (co, hw, per_image) = (s.c_out, s.h * s.w, tl.per_image());
+    let nt = images.len() * per_image;
+    // Every element of `dm[..36 co nt]` is written below.
+    at_least(dm, 36 * co * nt);
+    for o in 0..co {
+        for (bi, b) in images.clone().enumerate() {
+            let img = &dy[(o * s.n + b) * hw..(o * s.n + b + 1) * hw];
+            let at = o * nt + bi * per_image;
+            // The next images' tiles, stored later, may take stores past this image's.
+            let after = (images.len() - bi - 1) * per_image;
+            // SAFETY: the CPU has AVX2; `f4_output_adjoint` checks its bounds.
+            unsafe {
+                super::avx2::f4_output_adjoint(img, s.h, s.w, tl.th, tl.tw, dm, at, co * nt, after)
+            };
+        }
+    }
+}
+
+/// [`output_transform_adjoint`] by a gather of each tile's values into 16 intermediate planes,
+/// then a pass over the tiles.
+#[inline(always)]
+fn output_transform_adjoint_passes<F: Real>(
     dy: &[F],
     s: &ConvShape,
     images: Range<usize>,
@@ -973,6 +1030,37 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_output_adjoint_in_one_avx2_pass_has_the_passes_bits() {
+        use super::super::tests::{shape, to_f32};
+        use crate::engine::gradcheck::test_values;
+        if !super::super::avx2() {
+            return;
+        }
+        for (nb, first, h, w, c) in ONE_PASS_CASES {
+            let s = shape(2, c, first + nb + 1, h, w);
+            let tl = Tiling::new(&s, 4);
+            let dy = to_f32(&test_values(c * s.n * h * w, (h * 5 + w + c) as u64));
+            let images = first..first + nb;
+            let mut want = Vec::new();
+            output_transform_adjoint_passes(
+                &dy,
+                &s,
+                images.clone(),
+                tl,
+                &mut want,
+                &mut Scratch::default(),
+            );
+            let mut got = vec![f32::NAN; want.len()];
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe { output_transform_adjoint_fused(&dy, &s, images.clone(), tl, &mut got) };
+            let what = format!("{nb} images from {first}, {h}x{w}, {c} channels");
+            assert!(want.iter().all(|v| v.is_finite()), "{what}");
+            assert_eq!(bits(&got), bits(&want), "{what}");
+        }
+    }
+
     /// One call of the input transform in two passes and in one, on 64 channels at the 3x84x84
     /// learner's F(4x4) planes (`cargo test --release -p bmssl --lib f4_input_timings --
     /// --ignored --nocapture`): a measurement, not a test.
@@ -1014,7 +1102,16 @@ mod tests {
             let passes = best(&mut || input_transform_passes(&x, &s, 0..nb, tl, &mut v, &mut sc));
             // SAFETY: the CPU has AVX2 (asserted above).
             let fused = best(&mut || unsafe { input_transform_fused(&x, &s, 0..nb, tl, &mut v) });
-            eprintln!("{nb} images x 64 channels, {hw}x{hw}: two passes {passes:.1} us, one pass {fused:.1} us");
+            let dy = x.clone();
+            let adj =
+                best(&mut || output_transform_adjoint_passes(&dy, &s, 0..nb, tl, &mut v, &mut sc));
+            // SAFETY: the CPU has AVX2 (asserted above).
+            let adj1 =
+                best(&mut || unsafe { output_transform_adjoint_fused(&dy, &s, 0..nb, tl, &mut v) });
+            eprintln!(
+                "{nb} images x 64 channels, {hw}x{hw}: input transform, two passes {passes:.1} us, \
+                 one pass {fused:.1} us; output adjoint, passes {adj:.1} us, one pass {adj1:.1} us"
+            );
         }
     }
 
