@@ -7,7 +7,7 @@
 //! (`_mm256_max_ps(z, best)` is `z > best ? z : best`, the scalar select, NaN and signed zeros
 //! included), then `max(best, 0)` as the ReLU; so the same bits (tests in `pool.rs`).
 
-use crate::engine::lanes::first_lanes;
+use crate::engine::lanes::{first_lanes, store_first, store_first_si256};
 use std::arch::x86_64::*;
 
 /// `2 k` inputs of one row from `p` (`k <= 8` windows) as two registers, zeros past the end.
@@ -74,11 +74,7 @@ pub(super) unsafe fn values_row(g: f32, b: f32, r0: &[f32], r1: &[f32], y: &mut 
         let [tl, tr, bl, br] = corners(gv, bv, top, bottom);
         let best = _mm256_max_ps(br, _mm256_max_ps(bl, _mm256_max_ps(tr, tl)));
         let out = in_order(_mm256_max_ps(best, zero));
-        if k == 8 {
-            _mm256_storeu_ps(y.as_mut_ptr().add(ox), out);
-        } else {
-            _mm256_maskstore_ps(y.as_mut_ptr().add(ox), first_lanes(k), out);
-        }
+        store_first(y.as_mut_ptr().add(ox), out, k);
         ox += k;
     }
 }
@@ -118,14 +114,8 @@ pub(super) unsafe fn winners_row(
             _mm256_add_epi32(first, lane2),
             _mm256_castps_si256(in_order(at)),
         );
-        if k == 8 {
-            _mm256_storeu_ps(y.as_mut_ptr().add(ox), out);
-            _mm256_storeu_si256(arg.as_mut_ptr().add(ox).cast(), idx);
-        } else {
-            let mask = first_lanes(k);
-            _mm256_maskstore_ps(y.as_mut_ptr().add(ox), mask, out);
-            _mm256_maskstore_epi32(arg.as_mut_ptr().add(ox).cast(), mask, idx);
-        }
+        store_first(y.as_mut_ptr().add(ox), out, k);
+        store_first_si256(arg.as_mut_ptr().add(ox).cast(), idx, k);
         ox += k;
     }
 }
@@ -178,17 +168,12 @@ pub(super) unsafe fn winners_row_dual(
         ));
         let first = _mm_set1_epi32((base as usize + 2 * ox) as u32 as i32);
         let idx = _mm_add_epi32(_mm_add_epi32(first, lane2), at);
-        if k == 4 {
-            _mm256_storeu_ps(y.as_mut_ptr().add(2 * ox), out);
-            _mm_storeu_si128(arg.as_mut_ptr().add(ox).cast(), idx);
-        } else {
-            _mm256_maskstore_ps(y.as_mut_ptr().add(2 * ox), first_lanes(2 * k), out);
-            _mm_maskstore_epi32(
-                arg.as_mut_ptr().add(ox).cast(),
-                _mm256_castsi256_si128(first_lanes(k)),
-                idx,
-            );
-        }
+        store_first(y.as_mut_ptr().add(2 * ox), out, 2 * k);
+        store_first_si256(
+            arg.as_mut_ptr().add(ox).cast(),
+            _mm256_castsi128_si256(idx),
+            k,
+        );
         ox += k;
     }
 }

@@ -46,7 +46,7 @@
 //!   (3x84x84 steps another 4-7% faster).
 
 use crate::engine::conv::products::transpose8;
-use crate::engine::lanes::first_lanes;
+use crate::engine::lanes::{first_lanes, store_first};
 use std::arch::x86_64::*;
 
 /// Positions per vector.
@@ -970,27 +970,6 @@ unsafe fn load_first(p: *const f32, k: usize) -> __m256 {
         _mm256_loadu_ps(p)
     } else {
         _mm256_maskload_ps(p, first_lanes(k))
-    }
-}
-
-/// The first `k` values of `v` stored at `p` (`k <= 8`): by whole stores of 8, 4, 2 and 1 values
-/// (a masked store is slow on AMD Zen: dozens of cycles).
-#[inline(always)]
-unsafe fn store_first(p: *mut f32, v: __m256, k: usize) {
-    if k == W {
-        return _mm256_storeu_ps(p, v);
-    }
-    let (mut p, mut k, mut part) = (p, k, _mm256_castps256_ps128(v));
-    if k >= 4 {
-        _mm_storeu_ps(p, part);
-        (p, k, part) = (p.add(4), k - 4, _mm256_extractf128_ps::<1>(v));
-    }
-    if k >= 2 {
-        _mm_storel_epi64(p as *mut __m128i, _mm_castps_si128(part));
-        (p, k, part) = (p.add(2), k - 2, _mm_movehl_ps(part, part));
-    }
-    if k == 1 {
-        _mm_store_ss(p, part);
     }
 }
 
