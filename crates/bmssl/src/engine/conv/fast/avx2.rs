@@ -26,8 +26,11 @@
 //!   each tile's six values one at a time (a stride-4 gather), with bounds checks.
 //! - [`f4_input`], the whole F(4x4) input transform of one image plane in one pass, as
 //!   [`f2_input`] for F(2x2): the two passes wrote and reread 36 intermediate rows of the chunk's
-//!   tiles (in L2, not L1), after a padded copy of each plane (a `memcpy` call per row). One call
-//!   on 64 channels: 42x42 1.5x faster, 21x21 1.6-1.8x ([`f4_input_in_one_pass`]).
+//!   tiles, after a padded copy of each plane (a `memcpy` call per row). One call on 64
+//!   channels: 42x42 1.5x faster, 21x21 1.6-1.8x ([`f4_in_one_pass`]).
+//! - [`f4_output_adjoint`], the F(4x4) output transform's adjoint in one pass per plane of `dY`:
+//!   the portable loop gathered each tile's values with a scalar `step_by(4)` into 16
+//!   intermediate planes, after zero-filling them (one call: 42x42 1.6x faster, 21x21 1.8x).
 //! - [`f2_output`], the F(2x2) output transform in one pass per group of eight tiles: the
 //!   portable loop's two passes over whole planes of intermediates and its scalar interleave of
 //!   the output rows (a small gain: the pass is bound by reading `M`).
@@ -271,12 +274,13 @@ pub(super) fn f2_input_fits_l1(stride: usize) -> bool {
     64 / gcd(step, 64) >= 4
 }
 
-/// Whether [`f4_input`] is the faster way for planes of `tw` tile columns: where they fill most
-/// of its eight lanes. One call on 64 channels (`f4_input_timings` in `winograd4.rs`, 2-core AVX2
-/// EPYC), two passes against one, us: 42x42 one image 130 / 88, 21x21 three images 165 / 103,
-/// 20x20 35 / 24, 24x24 four images 281 / 244 (its 36 planes 4 KiB apart, in one L1 set); with
-/// four tile columns (16x16) half the lanes are empty and it lost, 146 / 173 on four images.
-pub(super) fn f4_input_in_one_pass(tw: usize) -> bool {
+/// Whether [`f4_input`] and [`f4_output_adjoint`] are the faster way for planes of `tw` tile
+/// columns: where they fill most of their eight lanes. One call of the input transform on 64
+/// channels (`f4_one_pass_timings` in `winograd4.rs`, 2-core AVX2 EPYC), two passes against one,
+/// us: 42x42 one image 130 / 88, 21x21 three images 165 / 103, 20x20 35 / 24, 24x24 four images
+/// 281 / 244 (its 36 planes 4 KiB apart, in one L1 set); with four tile columns (16x16) half the
+/// lanes are empty and it lost, 146 / 173 on four images. The output adjoint's timings are alike.
+pub(super) fn f4_in_one_pass(tw: usize) -> bool {
     tw > W / 2
 }
 
@@ -550,7 +554,7 @@ unsafe fn input_1d8(p: [__m256; 6]) -> [__m256; 6] {
 /// Plane `xi`'s tiles go to `v[at + xi * stride..][..th tw]`. Whole-vector stores may write over
 /// the next tile row's first tiles and the `after` values past the plane's (the next images',
 /// stored later): the last group of tiles runs first, so the first group's stores come after the
-/// last group's overhang. Masked stores, slow on AMD Zen, only where `after` is too short.
+/// last group's overhang. Partial stores ([`store_first`]) only where `after` is too short.
 ///
 /// # Safety
 /// The CPU must have AVX2 (bounds are checked here).

@@ -245,7 +245,7 @@ fn weights_adjoint_group<F: Real, const N: usize>(du: &[F], pairs: usize, k: usi
 
 /// `V [36][C_in][nt] = B^T d B` of the input tiles of `images` (tiles in image, row, column order):
 /// in one pass per image plane ([`input_transform_fused`]) for `f32` on a CPU with AVX2 where that
-/// wins ([`super::avx2::f4_input_in_one_pass`]), otherwise in two passes over the chunk
+/// wins ([`super::avx2::f4_in_one_pass`]), otherwise in two passes over the chunk
 /// ([`input_transform_passes`]). The same bits either way.
 #[inline(always)]
 fn input_transform<F: Real>(
@@ -257,7 +257,7 @@ fn input_transform<F: Real>(
     sc: &mut Scratch<F>,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if super::avx2() && super::avx2::f4_input_in_one_pass(tl.tw) {
+    if super::avx2() && super::avx2::f4_in_one_pass(tl.tw) {
         if let (Some(x), Some(v)) = (super::as_f32(x), super::super::cast_vec_mut::<F, f32>(v)) {
             // SAFETY: the CPU has AVX2 (checked just above).
             return unsafe { input_transform_fused(x, s, images, tl, v) };
@@ -743,7 +743,7 @@ fn output_tiles<F: Real, const N: usize>(
 
 /// `dM [36][C_out][nt] = A dY A^T` of the output tiles of `images` (zeros past the edges): in one
 /// pass per plane of `dY` ([`output_transform_adjoint_fused`]) for `f32` on a CPU with AVX2 where
-/// that wins ([`super::avx2::f4_input_in_one_pass`]: the same rule), otherwise by a gather into
+/// that wins ([`super::avx2::f4_in_one_pass`]: the same rule), otherwise by a gather into
 /// intermediate planes and a tile pass ([`output_transform_adjoint_passes`]). The same bits.
 #[inline(always)]
 fn output_transform_adjoint<F: Real>(
@@ -755,7 +755,7 @@ fn output_transform_adjoint<F: Real>(
     sc: &mut Scratch<F>,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if super::avx2() && super::avx2::f4_input_in_one_pass(tl.tw) {
+    if super::avx2() && super::avx2::f4_in_one_pass(tl.tw) {
         if let (Some(dy), Some(dm)) = (super::as_f32(dy), super::super::cast_vec_mut::<F, f32>(dm))
         {
             // SAFETY: the CPU has AVX2 (checked just above).
@@ -1062,12 +1062,12 @@ mod tests {
     }
 
     /// One call of the input transform in two passes and in one, on 64 channels at the 3x84x84
-    /// learner's F(4x4) planes (`cargo test --release -p bmssl --lib f4_input_timings --
+    /// learner's F(4x4) planes (`cargo test --release -p bmssl --lib f4_one_pass_timings --
     /// --ignored --nocapture`): a measurement, not a test.
     #[cfg(target_arch = "x86_64")]
     #[test]
     #[ignore]
-    fn f4_input_timings() {
+    fn f4_one_pass_timings() {
         use super::super::tests::{shape, to_f32};
         use crate::engine::gradcheck::test_values;
         assert!(super::super::avx2(), "the timings are of the AVX2 build");
