@@ -842,18 +842,50 @@ unsafe fn input_transform_fused(
     tl: Tiling,
     v: &mut Vec<f32>,
 ) {
-    let (c, hw, per_image) = (s.c_in, s.h * s.w, tl.per_image());
+    let (h, w, th, tw) = (s.h, s.w, tl.th, tl.tw);
+    each_plane(
+        x,
+        s.c_in,
+        s,
+        images,
+        tl,
+        16,
+        v,
+        |img, v, at, stride, after| {
+            // SAFETY: the CPU has AVX2 (this function's contract); `f2_input` checks its bounds.
+            unsafe { avx2::f2_input(img, h, w, th, tw, v, at, stride, after) }
+        },
+    )
+}
+
+/// The walk of the one passes that turn each image plane of a chunk into its tiles' values in
+/// `planes` planes (`input_transform_fused` and `output_transform_adjoint_fused`, here and in
+/// `winograd4.rs`): `out` made at least `planes c nt` long (`c` channels of `src`, `nt` tiles in
+/// the chunk; the kernel writes every element), then `kernel(plane, out, at, c nt, after)` for
+/// each channel and image of `images` in turn: `at` is where the image's tiles of that channel
+/// start in each plane, `c nt` the stride between planes, `after` the tiles of the chunk's later
+/// images (stored by later calls, so stores may run past this image's).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn each_plane(
+    src: &[f32],
+    c: usize,
+    s: &ConvShape,
+    images: Range<usize>,
+    tl: Tiling,
+    planes: usize,
+    out: &mut Vec<f32>,
+    mut kernel: impl FnMut(&[f32], &mut [f32], usize, usize, usize),
+) {
+    let (hw, per_image) = (s.h * s.w, tl.per_image());
     let nt = images.len() * per_image;
-    // Every element of `v[..16 c nt]` is written below.
-    at_least(v, 16 * c * nt);
-    for ci in 0..c {
+    at_least(out, planes * c * nt);
+    for ch in 0..c {
         for (bi, b) in images.clone().enumerate() {
-            let img = &x[(ci * s.n + b) * hw..(ci * s.n + b + 1) * hw];
-            let at = ci * nt + bi * per_image;
-            // The next images' tiles, stored later, may take stores past this image's.
+            let plane = &src[(ch * s.n + b) * hw..(ch * s.n + b + 1) * hw];
             let after = (images.len() - bi - 1) * per_image;
-            // SAFETY: the CPU has AVX2; `f2_input` checks its bounds.
-            unsafe { avx2::f2_input(img, s.h, s.w, tl.th, tl.tw, v, at, c * nt, after) };
+            kernel(plane, out, ch * nt + bi * per_image, c * nt, after);
         }
     }
 }
@@ -1302,22 +1334,21 @@ unsafe fn output_transform_adjoint_fused(
     tl: Tiling,
     dm: &mut Vec<f32>,
 ) {
-    let (co, hw, per_image) = (s.c_out, s.h * s.w, tl.per_image());
-    let nt = images.len() * per_image;
-    // Every element of `dm[..16 co nt]` is written below.
-    at_least(dm, 16 * co * nt);
-    for o in 0..co {
-        for (bi, b) in images.clone().enumerate() {
-            let plane = &dy[(o * s.n + b) * hw..(o * s.n + b + 1) * hw];
-            let at = o * nt + bi * per_image;
-            // The next images' tiles, stored later, may take stores past this image's.
-            let after = (images.len() - bi - 1) * per_image;
-            // SAFETY: the CPU has AVX2; `f2_output_adjoint` checks its bounds.
-            unsafe {
-                avx2::f2_output_adjoint(plane, (s.h, s.w), (tl.th, tl.tw), dm, at, co * nt, after)
-            };
-        }
-    }
+    let (hw, thw) = ((s.h, s.w), (tl.th, tl.tw));
+    each_plane(
+        dy,
+        s.c_out,
+        s,
+        images,
+        tl,
+        16,
+        dm,
+        |plane, dm, at, stride, after| {
+            // SAFETY: the CPU has AVX2 (this function's contract); `f2_output_adjoint` checks its
+            // bounds.
+            unsafe { avx2::f2_output_adjoint(plane, hw, thw, dm, at, stride, after) }
+        },
+    )
 }
 
 /// [`output_transform_adjoint`] in three passes over the chunk, one output channel at a time: the
@@ -2049,7 +2080,7 @@ pub(super) mod tests {
     /// Asserts that `fused` writes what `passes` writes, bit for bit: its output starts as NaN,
     /// so a value it leaves unwritten shows (and `passes` writes only finite values).
     #[cfg(target_arch = "x86_64")]
-    fn assert_one_pass_bits(
+    pub(super) fn assert_one_pass_bits(
         what: &str,
         passes: impl FnOnce(&mut Vec<f32>),
         fused: impl FnOnce(&mut Vec<f32>),

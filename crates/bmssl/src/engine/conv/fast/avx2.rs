@@ -203,9 +203,9 @@ pub(super) unsafe fn f2_columns(
 /// intermediate planes and the padded copy of the image. The column results of a tile row's last
 /// two input rows are its successor's first two (the rows tiles share), computed once.
 ///
-/// Plane `xi`'s tiles go to `v[at + xi * stride..][..th tw]`. Whole-vector stores may write over
-/// the `after` values past them (the next images' tiles, stored later); masked stores are slow on
-/// some CPUs (AMD Zen). The parent calls it where `stride` spreads the 16 planes over enough L1
+/// Plane `xi`'s tiles go to `v[at + xi * stride..][..th tw]`, in whole vectors where the lanes
+/// past a group land on tiles stored later ([`stored_lanes`]: the next rows', then the `after`
+/// values past the plane, the next images' tiles). The parent calls it where `stride` spreads the 16 planes over enough L1
 /// sets ([`f2_input_fits_l1`]).
 ///
 /// # Safety
@@ -227,7 +227,7 @@ pub(super) unsafe fn f2_input(
     assert!(img.len() >= h * w && th == h.div_ceil(2) && tw == w.div_ceil(2));
     assert!(tiles == 0 || at + 15 * stride + tiles + after <= v.len());
     let (src, out) = (img.as_ptr(), v.as_mut_ptr().add(at));
-    for g in 0..tw.div_ceil(W) {
+    for g in (0..tw.div_ceil(W)).rev() {
         // Tile tx reads padded columns 2 tx .. 2 tx + 3, image columns 2 tx - 1 .. 2 tx + 2: the
         // four loads of a padded row start at image columns c0 + {0, 8, 2, 10}.
         let c0 = (2 * g * W) as isize - 1;
@@ -245,14 +245,7 @@ pub(super) unsafe fn f2_input(
         for ty in 0..th {
             let d2 = f2_row_columns(src, h, w, 2 * ty + 2, &loads);
             let d3 = f2_row_columns(src, h, w, 2 * ty + 3, &loads);
-            // Whole vectors where the lanes past the tile row land on tiles stored later: the
-            // next tile rows' (one group a row), then the `after` tiles.
-            let count = W.min(tw - g * W);
-            let n = if tw <= W && (th - ty - 1) * tw + after >= W - count {
-                W
-            } else {
-                count
-            };
+            let n = stored_lanes(th, tw, ty, g, after);
             let t = out.add(ty * tw + g * W);
             for j in 0..4 {
                 store_first(t.add(j * stride), _mm256_sub_ps(d0[j], d2[j]), n);
@@ -262,6 +255,23 @@ pub(super) unsafe fn f2_input(
             }
             (d0, d1) = (d2, d3);
         }
+    }
+}
+
+/// How many of its eight lanes the one passes that write planes of tiles ([`f2_input`],
+/// [`f4_input`], [`f2_output_adjoint`], [`f4_output_adjoint`]) store for group `g` (tiles
+/// `8 g..`) of tile row `ty`: all eight where the tiles its lanes reach past its own are stored
+/// later, otherwise its own only (partial stores cost more). Those tiles are the next rows' first
+/// ones (each kernel runs a row's groups last first, so the first group stores them afterwards;
+/// a single group stores them in the next rows), then the `after` tiles past the plane's (the
+/// next images', stored by later calls).
+#[inline(always)]
+fn stored_lanes(th: usize, tw: usize, ty: usize, g: usize, after: usize) -> usize {
+    let count = W.min(tw - g * W);
+    if (th - ty - 1) * tw + after >= W - count {
+        W
+    } else {
+        count
     }
 }
 
@@ -551,10 +561,8 @@ unsafe fn input_1d8(p: [__m256; 6]) -> [__m256; 6] {
 /// passes, so the same bits, without their 36 intermediate rows and the padded copy of the image.
 /// A tile row's last two input rows are its successor's first two, their first pass done once.
 ///
-/// Plane `xi`'s tiles go to `v[at + xi * stride..][..th tw]`. Whole-vector stores may write over
-/// the next tile row's first tiles and the `after` values past the plane's (the next images',
-/// stored later): the last group of tiles runs first, so the first group's stores come after the
-/// last group's overhang. Partial stores ([`store_first`]) only where `after` is too short.
+/// Plane `xi`'s tiles go to `v[at + xi * stride..][..th tw]`, stored as [`f2_input`] stores
+/// them ([`stored_lanes`]).
 ///
 /// # Safety
 /// The CPU must have AVX2 (bounds are checked here).
@@ -586,7 +594,6 @@ pub(super) unsafe fn f4_input(
             Load::new(c0 + 24, w),
             Load::new(c0 + 32, w),
         ];
-        let count = W.min(tw - g * W);
         let mut d = [[_mm256_setzero_ps(); 6]; 6];
         d[0] = f4_row_columns(src, h, w, 0, &loads);
         d[1] = f4_row_columns(src, h, w, 1, &loads);
@@ -594,11 +601,7 @@ pub(super) unsafe fn f4_input(
             for (k, dk) in d.iter_mut().enumerate().skip(2) {
                 *dk = f4_row_columns(src, h, w, 4 * ty + k, &loads);
             }
-            let n = if (th - ty - 1) * tw + after >= W - count {
-                W
-            } else {
-                count
-            };
+            let n = stored_lanes(th, tw, ty, g, after);
             let t = out.add(ty * tw + g * W);
             // (Indices, not iterators: column j of all six rows.)
             #[allow(clippy::needless_range_loop)]
@@ -671,9 +674,8 @@ unsafe fn quads8(a: [__m256; 4]) -> [__m256; 4] {
 /// operations on the same values as the gather and the tile pass, so the same bits, without the
 /// scalar gather into 16 intermediate planes.
 ///
-/// Plane `xi` of `dM` goes to `dm[at + xi * stride..][..th tw]`, stored as [`f4_input`] stores
-/// `V` (whole vectors, the last group of a row first; `after` values past the plane's may be
-/// overwritten, the next images', stored later).
+/// Plane `xi` of `dM` goes to `dm[at + xi * stride..][..th tw]`, stored as [`f2_input`] stores
+/// `V` ([`stored_lanes`]).
 ///
 /// # Safety
 /// The CPU must have AVX2 (bounds are checked here).
@@ -702,7 +704,6 @@ pub(super) unsafe fn f4_output_adjoint(
             Load::new(c0 + 16, w),
             Load::new(c0 + 24, w),
         ];
-        let count = W.min(tw - g * W);
         for ty in 0..th {
             // e[p][j] = sum_q dY[p][q] A^T[q][j]
             let mut e = [[_mm256_setzero_ps(); 6]; 4];
@@ -717,11 +718,7 @@ pub(super) unsafe fn f4_output_adjoint(
                 }
                 *ep = output_1d_adj8(quads8(a));
             }
-            let n = if (th - ty - 1) * tw + after >= W - count {
-                W
-            } else {
-                count
-            };
+            let n = stored_lanes(th, tw, ty, g, after);
             let t = out.add(ty * tw + g * W);
             // (Indices, not iterators: column j of all four rows.)
             #[allow(clippy::needless_range_loop)]
@@ -1062,9 +1059,8 @@ pub(super) unsafe fn f2_output(
 /// -e1`), the portable loop's operations on the same values: the same bits, without its gathered
 /// and intermediate planes.
 ///
-/// Plane `(i, j)`'s tiles go to `dm[at + (i * 4 + j) * stride..][..th tw]`. Whole-vector stores
-/// may write over the `after` values past them (the next images' tiles, stored later), as in
-/// [`f2_input`].
+/// Plane `(i, j)`'s tiles go to `dm[at + (i * 4 + j) * stride..][..th tw]`, stored as
+/// [`f2_input`] stores `V` ([`stored_lanes`]).
 ///
 /// # Safety
 /// The CPU must have AVX2 (bounds are checked here).
@@ -1084,11 +1080,10 @@ pub(super) unsafe fn f2_output_adjoint(
     assert!(tiles == 0 || at + 15 * stride + tiles + after <= dm.len());
     let (src, out) = (dy.as_ptr(), dm.as_mut_ptr().add(at));
     let sign = _mm256_set1_ps(-0.0);
-    for g in 0..tw.div_ceil(W) {
+    for g in (0..tw.div_ceil(W)).rev() {
         // Tile tx covers columns 2 tx and 2 tx + 1: the group's sixteen start at column 16 g.
         let c0 = (2 * g * W) as isize;
         let loads = [Load::new(c0, w), Load::new(c0 + W as isize, w)];
-        let count = W.min(tw - g * W);
         for ty in 0..th {
             // e[p][q]: the column pass of output row 2 ty + p (zeros past the last row).
             let mut e = [[_mm256_setzero_ps(); 4]; 2];
@@ -1107,11 +1102,7 @@ pub(super) unsafe fn f2_output_adjoint(
                     _mm256_xor_ps(g1, sign),
                 ];
             }
-            let n = if tw <= W && (th - ty - 1) * tw + after >= W - count {
-                W
-            } else {
-                count
-            };
+            let n = stored_lanes(th, tw, ty, g, after);
             let t = out.add(ty * tw + g * W);
             for (j, (&e0, &e1)) in e[0].iter().zip(&e[1]).enumerate() {
                 let planes = [

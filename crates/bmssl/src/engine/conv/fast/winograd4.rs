@@ -280,20 +280,20 @@ unsafe fn input_transform_fused(
     tl: Tiling,
     v: &mut Vec<f32>,
 ) {
-    let (c, hw, per_image) = (s.c_in, s.h * s.w, tl.per_image());
-    let nt = images.len() * per_image;
-    // Every element of `v[..36 c nt]` is written below.
-    at_least(v, 36 * c * nt);
-    for ci in 0..c {
-        for (bi, b) in images.clone().enumerate() {
-            let img = &x[(ci * s.n + b) * hw..(ci * s.n + b + 1) * hw];
-            let at = ci * nt + bi * per_image;
-            // The next images' tiles, stored later, may take stores past this image's.
-            let after = (images.len() - bi - 1) * per_image;
-            // SAFETY: the CPU has AVX2; `f4_input` checks its bounds.
-            unsafe { super::avx2::f4_input(img, s.h, s.w, tl.th, tl.tw, v, at, c * nt, after) };
-        }
-    }
+    let (h, w, th, tw) = (s.h, s.w, tl.th, tl.tw);
+    super::each_plane(
+        x,
+        s.c_in,
+        s,
+        images,
+        tl,
+        36,
+        v,
+        |img, v, at, stride, after| {
+            // SAFETY: the CPU has AVX2 (this function's contract); `f4_input` checks its bounds.
+            unsafe { super::avx2::f4_input(img, h, w, th, tw, v, at, stride, after) }
+        },
+    )
 }
 
 /// [`input_transform`] in two passes over the chunk, one input channel at a time: the first pass
@@ -779,22 +779,21 @@ unsafe fn output_transform_adjoint_fused(
     tl: Tiling,
     dm: &mut Vec<f32>,
 ) {
-    let (co, hw, per_image) = (s.c_out, s.h * s.w, tl.per_image());
-    let nt = images.len() * per_image;
-    // Every element of `dm[..36 co nt]` is written below.
-    at_least(dm, 36 * co * nt);
-    for o in 0..co {
-        for (bi, b) in images.clone().enumerate() {
-            let img = &dy[(o * s.n + b) * hw..(o * s.n + b + 1) * hw];
-            let at = o * nt + bi * per_image;
-            // The next images' tiles, stored later, may take stores past this image's.
-            let after = (images.len() - bi - 1) * per_image;
-            // SAFETY: the CPU has AVX2; `f4_output_adjoint` checks its bounds.
-            unsafe {
-                super::avx2::f4_output_adjoint(img, s.h, s.w, tl.th, tl.tw, dm, at, co * nt, after)
-            };
-        }
-    }
+    let (h, w, th, tw) = (s.h, s.w, tl.th, tl.tw);
+    super::each_plane(
+        dy,
+        s.c_out,
+        s,
+        images,
+        tl,
+        36,
+        dm,
+        |img, dm, at, stride, after| {
+            // SAFETY: the CPU has AVX2 (this function's contract); `f4_output_adjoint` checks its
+            // bounds.
+            unsafe { super::avx2::f4_output_adjoint(img, h, w, th, tw, dm, at, stride, after) }
+        },
+    )
 }
 
 /// [`output_transform_adjoint`] by a gather of each tile's values into 16 intermediate planes,
@@ -1002,7 +1001,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_input_transform_in_one_avx2_pass_has_the_two_passes_bits() {
-        use super::super::tests::{shape, to_f32};
+        use super::super::tests::{assert_one_pass_bits, shape, to_f32};
         use crate::engine::gradcheck::test_values;
         if !super::super::avx2() {
             return;
@@ -1012,28 +1011,22 @@ mod tests {
             let tl = Tiling::new(&s, 4);
             let x = to_f32(&test_values(c * s.n * h * w, (h * 7 + w + c) as u64));
             let images = first..first + nb;
-            let mut want = Vec::new();
-            input_transform_passes(
-                &x,
-                &s,
-                images.clone(),
-                tl,
-                &mut want,
-                &mut Scratch::default(),
+            assert_one_pass_bits(
+                &format!("{nb} images from {first}, {h}x{w}, {c} channels"),
+                |want| {
+                    let sc = &mut Scratch::default();
+                    input_transform_passes(&x, &s, images.clone(), tl, want, sc)
+                },
+                // SAFETY: the CPU has AVX2 (checked above).
+                |got| unsafe { input_transform_fused(&x, &s, images.clone(), tl, got) },
             );
-            let mut got = vec![f32::NAN; want.len()];
-            // SAFETY: the CPU has AVX2 (checked above).
-            unsafe { input_transform_fused(&x, &s, images.clone(), tl, &mut got) };
-            let what = format!("{nb} images from {first}, {h}x{w}, {c} channels");
-            assert!(want.iter().all(|v| v.is_finite()), "{what}");
-            assert_eq!(bits(&got), bits(&want), "{what}");
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn the_output_adjoint_in_one_avx2_pass_has_the_passes_bits() {
-        use super::super::tests::{shape, to_f32};
+        use super::super::tests::{assert_one_pass_bits, shape, to_f32};
         use crate::engine::gradcheck::test_values;
         if !super::super::avx2() {
             return;
@@ -1043,21 +1036,15 @@ mod tests {
             let tl = Tiling::new(&s, 4);
             let dy = to_f32(&test_values(c * s.n * h * w, (h * 5 + w + c) as u64));
             let images = first..first + nb;
-            let mut want = Vec::new();
-            output_transform_adjoint_passes(
-                &dy,
-                &s,
-                images.clone(),
-                tl,
-                &mut want,
-                &mut Scratch::default(),
+            assert_one_pass_bits(
+                &format!("{nb} images from {first}, {h}x{w}, {c} channels"),
+                |want| {
+                    let sc = &mut Scratch::default();
+                    output_transform_adjoint_passes(&dy, &s, images.clone(), tl, want, sc)
+                },
+                // SAFETY: the CPU has AVX2 (checked above).
+                |got| unsafe { output_transform_adjoint_fused(&dy, &s, images.clone(), tl, got) },
             );
-            let mut got = vec![f32::NAN; want.len()];
-            // SAFETY: the CPU has AVX2 (checked above).
-            unsafe { output_transform_adjoint_fused(&dy, &s, images.clone(), tl, &mut got) };
-            let what = format!("{nb} images from {first}, {h}x{w}, {c} channels");
-            assert!(want.iter().all(|v| v.is_finite()), "{what}");
-            assert_eq!(bits(&got), bits(&want), "{what}");
         }
     }
 
