@@ -24,7 +24,7 @@
 //!   file: the same structure with 6x6 tiles).
 //!
 //! - `fast/avx2.rs`: loops of this file and of `winograd4.rs` in AVX2 intrinsics for `f32` (the
-//!   direct kernel's weight gradient, the input transforms, the F(2x2) output and weight
+//!   direct kernel's forward and weight gradient, the input transforms, the F(2x2) output and weight
 //!   transforms and both F(2x2) adjoints of the backward pass, the F(4x4) tile transforms),
 //!   where the compiler's code for the portable loops was slow; the same operations in the same
 //!   order, so the same bits (tests below and in `winograd4.rs` compare them with the portable
@@ -294,6 +294,17 @@ unsafe fn direct_forward_padded_avx2<F: Real>(
     s: &ConvShape,
     out: &mut Vec<F>,
 ) {
+    if s.w >= avx2::W {
+        if let (Some(xp), Some(weight), Some(bias)) = (as_f32(xp), as_f32(weight), as_f32(bias)) {
+            let len = s.c_out * s.positions();
+            out.reserve(len);
+            let y = uninit_as_f32(&mut out.spare_capacity_mut()[..len]).expect("F is f32");
+            avx2::direct_forward(xp, weight, bias, (s.c_in, s.c_out, s.n, s.h, s.w), y);
+            // SAFETY: `direct_forward` wrote every one of the `len` values past the old length.
+            out.set_len(out.len() + len);
+            return;
+        }
+    }
     direct_forward_padded(xp, weight, bias, s, out)
 }
 
@@ -341,10 +352,12 @@ fn pad<F: Real>(x: &[F], planes: usize, h: usize, w: usize) -> Vec<F> {
 /// zero-fill of the largest activation).
 #[inline(always)]
 fn direct_forward<F: Real>(x: &[F], weight: &[F], bias: &[F], s: &ConvShape, y: &mut Vec<F>) {
-    direct_forward_padded(&pad(x, s.c_in * s.n, s.h, s.w), weight, bias, s, y)
+    forward_padded_append(&pad(x, s.c_in * s.n, s.h, s.w), weight, bias, s, y)
 }
 
-/// [`direct_forward`] from the input's padded planes `xp` `[C_in, N, H+2, W+2]`.
+/// [`direct_forward`] from the input's padded planes `xp` `[C_in, N, H+2, W+2]`: the portable
+/// loop, and the reference of [`avx2::direct_forward`] (which `f32` runs on an AVX2 CPU where
+/// rows hold at least a vector).
 #[inline(always)]
 fn direct_forward_padded<F: Real>(
     xp: &[F],
@@ -2176,6 +2189,97 @@ pub(super) mod tests {
         assert!(avx2::f2_input_fits_l1(64 * 5 * 49));
         assert!(avx2::f2_input_fits_l1(64 * 20 * 25));
         assert!(avx2::f2_input_fits_l1(64 * 20 * 9));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_direct_forwards_avx2_kernel_has_the_portable_loops_bits() {
+        if !avx2() {
+            return;
+        }
+        // Rows narrower than a vector (the portable loop runs), of exactly a vector and wider, odd
+        // sides, one to four input channels, output channels in whole groups of four and not, one
+        // and several images.
+        for (i, (c_in, c_out, n, h, w)) in [
+            (1, 1, 1, 1, 8),
+            (2, 3, 2, 3, 5),
+            (3, 6, 2, 5, 9),
+            (2, 4, 3, 8, 8),
+            (4, 7, 2, 9, 13),
+            (3, 64, 2, 28, 28),
+            (1, 3, 1, 17, 23),
+            (3, 5, 1, 84, 84),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let s = shape(c_in, c_out, n, h, w);
+            let salt = 40 + 4 * i as u64;
+            let xp = pad_input(&to_f32(&test_values(c_in * s.positions(), salt)), &s);
+            let wt = to_f32(&test_values(c_out * s.patch(), salt + 1));
+            let b = to_f32(&test_values(c_out, salt + 2));
+            let mut got = vec![7.0f32];
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe { direct_forward_padded_avx2(&xp, &wt, &b, &s, &mut got) };
+            let mut want = vec![7.0f32];
+            direct_forward_padded(&xp, &wt, &b, &s, &mut want);
+            assert_eq!(bits(&got), bits(&want), "{c_in} -> {c_out}, n {n}, {h}x{w}");
+        }
+    }
+
+    /// One call of the direct kernel's forward (3 -> 64 channels, the first layer), the AVX2
+    /// kernel beside the portable loop compiled with AVX2 (what ran before it), in microseconds
+    /// and GFLOP/s, best of seven rounds (`cargo test --release -p bmssl --lib
+    /// direct_forward_timings -- --ignored --nocapture`): a measurement, not a test.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    #[ignore]
+    fn direct_forward_timings() {
+        assert!(avx2(), "the timings are of the AVX2 build");
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn portable_avx2(xp: &[f32], w: &[f32], b: &[f32], s: &ConvShape, y: &mut Vec<f32>) {
+            direct_forward_padded(xp, w, b, s, y)
+        }
+        fn best(f: &mut dyn FnMut()) -> f64 {
+            let mut b = f64::INFINITY;
+            for _ in 0..7 {
+                let t = std::time::Instant::now();
+                for _ in 0..5 {
+                    f();
+                }
+                b = b.min(t.elapsed().as_secs_f64() / 5.0 * 1e6);
+            }
+            b
+        }
+        for (n, hw) in [(5, 84), (15, 84), (5, 28), (15, 28)] {
+            let s = shape(3, 64, n, hw, hw);
+            let xp = pad_input(&to_f32(&test_values(3 * s.positions(), 1)), &s);
+            let (wt, b) = (
+                to_f32(&test_values(64 * 27, 2)),
+                to_f32(&test_values(64, 3)),
+            );
+            let mut y = Vec::new();
+            let mut run = |kernel: bool| {
+                best(&mut || {
+                    y.clear();
+                    // SAFETY: the CPU has AVX2 (asserted above).
+                    unsafe {
+                        if kernel {
+                            direct_forward_padded_avx2(&xp, &wt, &b, &s, &mut y)
+                        } else {
+                            portable_avx2(&xp, &wt, &b, &s, &mut y)
+                        }
+                    }
+                })
+            };
+            let (old, new) = (run(false), run(true));
+            let gflop = 2.0 * (64 * 27 * s.positions()) as f64 / 1e3;
+            println!(
+                "n {n}, {hw}x{hw}: portable loop {old:.0} us ({:.1} GFLOP/s), kernel {new:.0} us ({:.1} GFLOP/s)",
+                gflop / old,
+                gflop / new
+            );
+        }
     }
 
     #[test]
