@@ -24,8 +24,8 @@
 //!   file: the same structure with 6x6 tiles).
 //!
 //! - `fast/avx2.rs`: loops of this file and of `winograd4.rs` in AVX2 intrinsics for `f32` (the
-//!   direct kernel's forward and weight gradient, the input transforms, the F(2x2) output and weight
-//!   transforms and both F(2x2) adjoints of the backward pass, the F(4x4) tile transforms),
+//!   direct kernel's forward and weight gradient, the input transforms, the F(2x2) output and
+//!   weight transforms and both F(2x2) adjoints of the backward pass, the F(4x4) tile transforms),
 //!   where the compiler's code for the portable loops was slow; the same operations in the same
 //!   order, so the same bits (tests below and in `winograd4.rs` compare them with the portable
 //!   loops).
