@@ -5,7 +5,7 @@
 # Omniglot), each for BMSSL second order, BMSSL first order and MetaSSL second order, with one
 # thread each and with every core each, and the ratio; then Conv4 forward and forward+backward on a
 # batch of 80, adapt-mode evaluation episodes per second, and the peak RSS of meta-steps with
-# delta = 1 and delta = 20.
+# delta = 1, 20 and 60, on one thread and on all.
 #
 #   PYTHON=/path/to/python-with-torch scripts/bench-vs-pytorch.sh [STEPS]
 #
@@ -117,7 +117,11 @@ PY
     "$("$PYTHON" -c "print($ours/$torch)")" "$("$PYTHON" -c "print(2000/$ours)")"
 done
 echo
-echo "Peak RSS of the process after meta-steps (BMSSL second order, L = 5):"
-for d in 1 20; do
-  printf '  delta = %-3s %s MiB\n' "$d" "$($BIN bench --json --steps 3 --delta "$d" | field peak_rss_mib)"
+echo "Peak RSS of the process after meta-steps (BMSSL second order, L = 5), one thread (reproducible"
+echo "to ~0.2 MiB) and all threads (moves by ~20 MiB from run to run with how the threads' allocations"
+echo "overlap, whatever delta is):"
+for d in 1 20 60; do
+  printf '  delta = %-3s %6.1f MiB one thread, %6.1f MiB all threads\n' "$d" \
+    "$($BIN bench --json --steps 3 --threads 1 --delta "$d" | field peak_rss_mib)" \
+    "$($BIN bench --json --steps 3 --delta "$d" | field peak_rss_mib)"
 done
