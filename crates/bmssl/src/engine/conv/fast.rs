@@ -1704,6 +1704,20 @@ pub(super) mod tests {
         )
     }
 
+    /// The best of seven rounds of `reps` calls of `f`, in microseconds per call (the ignored
+    /// timing tests' measurement).
+    pub(super) fn best_us(reps: usize, f: &mut dyn FnMut()) -> f64 {
+        let mut b = f64::INFINITY;
+        for _ in 0..7 {
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            b = b.min(t.elapsed().as_secs_f64() / reps as f64 * 1e6);
+        }
+        b
+    }
+
     /// The bit patterns of `v` (the AVX2 kernels' tests compare bits, not values).
     #[cfg(target_arch = "x86_64")]
     pub(super) fn bits(v: &[f32]) -> Vec<u32> {
@@ -1967,17 +1981,6 @@ pub(super) mod tests {
     #[cfg(target_arch = "x86_64")]
     fn adjoint_timings() {
         assert!(avx2(), "the timings are of the AVX2 build");
-        fn best(f: &mut dyn FnMut()) -> f64 {
-            let mut b = f64::INFINITY;
-            for _ in 0..7 {
-                let t = std::time::Instant::now();
-                for _ in 0..20 {
-                    f();
-                }
-                b = b.min(t.elapsed().as_secs_f64() / 20.0 * 1e6);
-            }
-            b
-        }
         for (n, hw) in [
             (5, 14),
             (20, 14),
@@ -1996,16 +1999,20 @@ pub(super) mod tests {
             let mut dm = Vec::new();
             let mut dx = vec![0.0f32; 64 * n * hw * hw];
             let mut sc = Scratch::default();
-            let o_pass =
-                best(&mut || output_transform_adjoint_passes(&dy, &s, 0..n, tl, &mut dm, &mut sc));
+            let o_pass = best_us(20, &mut || {
+                output_transform_adjoint_passes(&dy, &s, 0..n, tl, &mut dm, &mut sc)
+            });
             // SAFETY: AVX2 (asserted above).
-            let o1 =
-                best(&mut || unsafe { output_transform_adjoint_fused(&dy, &s, 0..n, tl, &mut dm) });
-            let i_pass =
-                best(&mut || input_transform_adjoint_passes(&dv, &s, 0..n, tl, &mut dx, &mut sc));
+            let o1 = best_us(20, &mut || unsafe {
+                output_transform_adjoint_fused(&dy, &s, 0..n, tl, &mut dm)
+            });
+            let i_pass = best_us(20, &mut || {
+                input_transform_adjoint_passes(&dv, &s, 0..n, tl, &mut dx, &mut sc)
+            });
             // SAFETY: AVX2 (asserted above).
-            let i_one =
-                best(&mut || unsafe { input_transform_adjoint_fused(&dv, &s, 0..n, tl, &mut dx) });
+            let i_one = best_us(20, &mut || unsafe {
+                input_transform_adjoint_fused(&dv, &s, 0..n, tl, &mut dx)
+            });
             eprintln!(
                 "{n} x 64 at {hw}x{hw}: output adjoint passes {o_pass:.1} us, one pass {o1:.1}; \
                  input adjoint passes {i_pass:.1}, one pass {i_one:.1}"
@@ -2240,17 +2247,6 @@ pub(super) mod tests {
         unsafe fn portable_avx2(xp: &[f32], w: &[f32], b: &[f32], s: &ConvShape, y: &mut Vec<f32>) {
             direct_forward_padded(xp, w, b, s, y)
         }
-        fn best(f: &mut dyn FnMut()) -> f64 {
-            let mut b = f64::INFINITY;
-            for _ in 0..7 {
-                let t = std::time::Instant::now();
-                for _ in 0..5 {
-                    f();
-                }
-                b = b.min(t.elapsed().as_secs_f64() / 5.0 * 1e6);
-            }
-            b
-        }
         for (n, hw) in [(5, 84), (15, 84), (5, 28), (15, 28)] {
             let s = shape(3, 64, n, hw, hw);
             let xp = pad_input(&to_f32(&test_values(3 * s.positions(), 1)), &s);
@@ -2260,7 +2256,7 @@ pub(super) mod tests {
             );
             let mut y = Vec::new();
             let mut run = |kernel: bool| {
-                best(&mut || {
+                best_us(5, &mut || {
                     y.clear();
                     // SAFETY: the CPU has AVX2 (asserted above).
                     unsafe {

@@ -1055,20 +1055,9 @@ mod tests {
     #[test]
     #[ignore]
     fn f4_one_pass_timings() {
-        use super::super::tests::{shape, to_f32};
+        use super::super::tests::{best_us, shape, to_f32};
         use crate::engine::gradcheck::test_values;
         assert!(super::super::avx2(), "the timings are of the AVX2 build");
-        fn best(f: &mut dyn FnMut()) -> f64 {
-            let mut b = f64::INFINITY;
-            for _ in 0..7 {
-                let t = std::time::Instant::now();
-                for _ in 0..20 {
-                    f();
-                }
-                b = b.min(t.elapsed().as_secs_f64() / 20.0 * 1e6);
-            }
-            b
-        }
         for (nb, hw) in [
             (1, 42),
             (2, 42),
@@ -1086,15 +1075,21 @@ mod tests {
             let tl = Tiling::new(&s, 4);
             let x = to_f32(&test_values(64 * nb * hw * hw, 5));
             let (mut v, mut sc) = (Vec::new(), Scratch::default());
-            let passes = best(&mut || input_transform_passes(&x, &s, 0..nb, tl, &mut v, &mut sc));
+            let passes = best_us(20, &mut || {
+                input_transform_passes(&x, &s, 0..nb, tl, &mut v, &mut sc)
+            });
             // SAFETY: the CPU has AVX2 (asserted above).
-            let fused = best(&mut || unsafe { input_transform_fused(&x, &s, 0..nb, tl, &mut v) });
+            let fused = best_us(20, &mut || unsafe {
+                input_transform_fused(&x, &s, 0..nb, tl, &mut v)
+            });
             let dy = x.clone();
-            let adj =
-                best(&mut || output_transform_adjoint_passes(&dy, &s, 0..nb, tl, &mut v, &mut sc));
+            let adj = best_us(20, &mut || {
+                output_transform_adjoint_passes(&dy, &s, 0..nb, tl, &mut v, &mut sc)
+            });
             // SAFETY: the CPU has AVX2 (asserted above).
-            let adj1 =
-                best(&mut || unsafe { output_transform_adjoint_fused(&dy, &s, 0..nb, tl, &mut v) });
+            let adj1 = best_us(20, &mut || unsafe {
+                output_transform_adjoint_fused(&dy, &s, 0..nb, tl, &mut v)
+            });
             eprintln!(
                 "{nb} images x 64 channels, {hw}x{hw}: input transform, two passes {passes:.1} us, \
                  one pass {fused:.1} us; output adjoint, passes {adj:.1} us, one pass {adj1:.1} us"
